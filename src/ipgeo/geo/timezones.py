@@ -1,0 +1,80 @@
+"""Time-zone fill-in from polygons, and offset/local-time details for a zone."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ipgeo.geo.models import TimeZoneInfo
+
+
+class TimezoneLocator(Protocol):
+    """Finds the IANA time zone that contains a point."""
+
+    name: str
+
+    def locate(self, latitude: float, longitude: float) -> str | None:
+        """Return the zone name at the point, or ``None`` when unknown."""
+        ...
+
+
+class EmbeddedTimezoneLocator:
+    """In-process locator over the polygons shipped with ``timezonefinder``."""
+
+    name = "embedded"
+
+    def __init__(self) -> None:
+        self._finder: object | None = None
+        self._lock = threading.Lock()
+
+    def _get_finder(self) -> object:
+        # Created lazily: loading the polygon index costs time a lookup may never need.
+        if self._finder is None:
+            with self._lock:
+                if self._finder is None:
+                    from timezonefinder import TimezoneFinder
+
+                    self._finder = TimezoneFinder()
+        return self._finder
+
+    def locate(self, latitude: float, longitude: float) -> str | None:
+        """Return the zone name at the point, or ``None`` when unknown."""
+        if not (-90.0 <= latitude <= 90.0 and -180.0 <= longitude <= 180.0):
+            return None
+        finder = self._get_finder()
+        zone: str | None = finder.timezone_at(lat=latitude, lng=longitude)  # type: ignore[attr-defined]
+        return zone
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def format_offset(seconds: int) -> str:
+    """Format an offset in seconds as ``+HH:MM``."""
+    sign = "-" if seconds < 0 else "+"
+    minutes = abs(seconds) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def zone_details(name: str, source: str, now: datetime | None = None) -> TimeZoneInfo | None:
+    """Return offset and local time for zone ``name`` at ``now`` (``None`` for unknown zones)."""
+    zone = _zone(name)
+    if zone is None:
+        return None
+    local = (now or datetime.now(UTC)).astimezone(zone).replace(microsecond=0)
+    offset = local.utcoffset()
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    return TimeZoneInfo(
+        name=name,
+        source=source,
+        utc_offset=format_offset(seconds),
+        local_time=local.isoformat(),
+    )

@@ -1,0 +1,275 @@
+"""The OpenAPI 3 document of the HTTP API (also rendered as the ``/docs`` page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipgeo import __version__
+from ipgeo.geo.models import FIELDS
+
+_STRING = {"type": "string", "nullable": True}
+_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ip": {"type": "string", "description": "The address looked up.", "example": "8.8.8.8"},
+    "query": {"type": "string", "description": "The query as given."},
+    "version": {"type": "integer", "enum": [4, 6]},
+    "network": {**_STRING, "description": "The database network containing the address."},
+    "hostname": {**_STRING, "description": "The domain queried, or the PTR name if enabled."},
+    "continent": _STRING,
+    "continent_code": _STRING,
+    "country": _STRING,
+    "country_iso": {**_STRING, "description": "ISO 3166-1 alpha-2 code.", "example": "US"},
+    "country_eu": {"type": "boolean", "nullable": True},
+    "region": _STRING,
+    "region_code": _STRING,
+    "city": _STRING,
+    "postal_code": _STRING,
+    "latitude": {"type": "number", "nullable": True},
+    "longitude": {"type": "number", "nullable": True},
+    "accuracy_radius_km": {"type": "integer", "nullable": True},
+    "time_zone": {**_STRING, "description": "IANA time zone name."},
+    "time_zone_source": {"type": "string", "nullable": True, "enum": ["database", "polygon", None]},
+    "utc_offset": {**_STRING, "example": "+01:00"},
+    "local_time": {**_STRING, "description": "Current local time, ISO 8601."},
+    "asn": {"type": "integer", "nullable": True},
+    "asn_org": _STRING,
+    "addresses": {
+        "type": "array",
+        "nullable": True,
+        "items": {"type": "string"},
+        "description": "Every resolved address (domain queries only).",
+    },
+}
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+_QUERY_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "fields",
+        "in": "query",
+        "description": "Comma-separated field names to return.",
+        "schema": {"type": "string"},
+        "example": "country_iso,city",
+    },
+    {
+        "name": "lang",
+        "in": "query",
+        "description": "Language for names (falls back to English).",
+        "schema": {"type": "string"},
+        "example": "de",
+    },
+    {
+        "name": "format",
+        "in": "query",
+        "description": "Answer format (or use the Accept header).",
+        "schema": {"type": "string", "enum": ["json", "xml", "csv", "text"]},
+    },
+]
+
+_RESULT_CONTENT = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/Lookup"}},
+    "application/xml": {"schema": {"type": "string"}},
+    "text/csv": {"schema": {"type": "string"}},
+    "text/plain": {"schema": {"type": "string"}},
+}
+
+_FIELD_ENDPOINTS = {
+    "country": "Country name",
+    "country-iso": "ISO country code",
+    "city": "City name",
+    "coordinates": "`latitude,longitude`",
+    "timezone": "IANA time zone",
+    "asn": "`AS<number>` (needs an ASN database)",
+}
+
+
+def _paths() -> dict[str, Any]:
+    ip_param = {
+        "name": "ip",
+        "in": "query",
+        "description": "Address to look up instead of the caller's.",
+        "schema": {"type": "string"},
+    }
+    paths: dict[str, Any] = {
+        "/api/v1/lookup/{query}": {
+            "get": {
+                "summary": "Look up an IP address or a domain name",
+                "tags": ["lookup"],
+                "parameters": [
+                    {
+                        "name": "query",
+                        "in": "path",
+                        "required": True,
+                        "description": "IPv4, IPv6 or domain name.",
+                        "schema": {"type": "string"},
+                        "example": "8.8.8.8",
+                    },
+                    *_QUERY_PARAMS,
+                ],
+                "responses": {
+                    "200": {"description": "The location.", "content": _RESULT_CONTENT},
+                    "400": _error("Invalid query or parameter."),
+                    "404": _error("Not in the database, reserved address or unresolvable."),
+                    "503": _error("Database unavailable."),
+                },
+            }
+        },
+        "/api/v1/batch": {
+            "post": {
+                "summary": "Look up many queries at once",
+                "tags": ["lookup"],
+                "parameters": [p for p in _QUERY_PARAMS if p["name"] != "format"],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "array", "items": {"type": "string"}},
+                            "example": ["8.8.8.8", "2001:4860:4860::8888", "example.com"],
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "One item per query, in order: a lookup or an error.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/BatchItem"},
+                                }
+                            }
+                        },
+                    },
+                    "400": _error("The body is not a JSON array of strings."),
+                    "413": _error("Too many queries."),
+                },
+            }
+        },
+        "/api/v1/meta": {
+            "get": {
+                "summary": "Service version, database metadata and attribution",
+                "tags": ["service"],
+                "responses": {
+                    "200": {
+                        "description": "Metadata.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        "/json": {
+            "get": {
+                "summary": "The caller's own lookup",
+                "tags": ["what is my IP"],
+                "parameters": _QUERY_PARAMS,
+                "responses": {
+                    "200": {"description": "The caller's location.", "content": _RESULT_CONTENT},
+                    "400": _error("Invalid parameter."),
+                },
+            }
+        },
+        "/ip": {
+            "get": {
+                "summary": "The caller's IP address",
+                "tags": ["what is my IP"],
+                "responses": {"200": _text("The address and a newline.")},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "tags": ["service"],
+                "responses": {
+                    "200": {
+                        "description": "Alive.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness of each dependency",
+                "tags": ["service"],
+                "responses": {
+                    code: {
+                        "description": text,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                    for code, text in (("200", "Ready (maybe degraded)."), ("503", "Not ready."))
+                },
+            }
+        },
+    }
+    for name, what in _FIELD_ENDPOINTS.items():
+        paths[f"/{name}"] = {
+            "get": {
+                "summary": f"{what} of the caller (or of `ip`), as plain text",
+                "tags": ["plain text"],
+                "parameters": [ip_param],
+                "responses": {
+                    "200": _text("The value and a newline."),
+                    "400": _error("Invalid address."),
+                    "404": _error("Unknown for this address."),
+                    "503": _error("Database unavailable."),
+                },
+            }
+        }
+    return paths
+
+
+def openapi_document(server_url: str = "") -> dict[str, Any]:
+    """Build the OpenAPI document; ``server_url`` is the base URL the service is reached at."""
+    lookup = {
+        "type": "object",
+        "description": "Every field is present (null when unknown) unless `fields` selects some.",
+        "properties": {name: _FIELD_SCHEMAS[name] for name in (*FIELDS, "addresses")},
+    }
+    batch_item = {
+        "anyOf": [
+            {"$ref": "#/components/schemas/Lookup"},
+            {
+                "type": "object",
+                "required": ["query", "error"],
+                "properties": {
+                    "query": {"type": "string"},
+                    "error": _ERROR["properties"]["error"],  # type: ignore[index]
+                },
+            },
+        ]
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "ipgeo",
+            "version": __version__,
+            "description": "Self-hosted IP geolocation: IPv4, IPv6 and domain lookups.",
+            "license": {"name": "MIT"},
+        },
+        "servers": [{"url": server_url or "/"}],
+        "paths": _paths(),
+        "components": {
+            "schemas": {"Lookup": lookup, "BatchItem": batch_item, "Error": _ERROR},
+        },
+    }
