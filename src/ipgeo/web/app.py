@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
             resources={CORS_PATHS: {"origins": list(settings.cors_origins)}},
             methods=["GET", "HEAD", "OPTIONS"],
             max_age=86400,
+            send_wildcard=settings.cors_origins == ("*",),
+            vary_header=True,
         )
     register_error_handlers(app)
     app.register_blueprint(api)

@@ -193,7 +193,10 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The caller's IP address",
                 "tags": ["what is my IP"],
-                "responses": {"200": _text("The address and a newline.")},
+                "responses": {
+                    "200": _text("The address and a newline."),
+                    "400": _error("The server was given no client address."),
+                },
             }
         },
         "/healthz": {
