@@ -21,9 +21,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
-        """Apply the options to gunicorn's configuration."""
+        """Apply the options gunicorn knows to its configuration."""
         for key, value in self._options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
 
     def load(self) -> Flask:
         """Return the WSGI application."""
@@ -44,6 +45,7 @@ def serve(app: Flask, host: str, port: int, workers: int | None = None) -> None:
         "graceful_timeout": 5,
         "keepalive": 5,
         "proc_name": "ipgeo",
+        "control_socket_disable": True,  # gunicorn ≥ 24 would write a socket into $HOME
     }
     log.info("ipgeo listening on http://%s:%d (%d workers)", host, port, count)
     GunicornServer(app, options).run()
