@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from pytest_redis.executor import RedisExecutor
 
 from ipgeo.settings import Settings
 from ipgeo.web import create_app
@@ -85,3 +87,19 @@ def test_app(make_settings: Callable[..., Settings], testdata: Path) -> Flask:
             IPGEO_ASN_DB=str(testdata / "GeoLite2-ASN-Test.mmdb"),
         )
     )
+
+
+@pytest.fixture()
+def redis_url(redis_proc: RedisExecutor, redisdb: redis.Redis) -> str:
+    """TCP URL of the session's private redis-server (pytest-redis), emptied after each test."""
+    return f"redis://{redis_proc.host}:{redis_proc.port}/0"
+
+
+@pytest.fixture()
+def make_app(make_settings: Callable[..., Settings], app: Flask) -> Callable[..., Flask]:
+    """Build an app with extra settings, sharing the already opened lookup service."""
+
+    def make(**env: str) -> Flask:
+        return create_app(make_settings(**env), service=app.extensions["ipgeo.geo"])
+
+    return make

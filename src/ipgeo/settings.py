@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -143,6 +144,40 @@ def _parse_choice(*choices: str) -> Callable[[str, str], str]:
     return parse
 
 
+def _parse_redis_url(raw: str, variable: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    problem = f"{raw!r} is not a Redis URL like 'redis://host:6379/0' or 'unix:///run/redis.sock'"
+    parts = urlsplit(url)
+    try:
+        target = parts.path if parts.scheme == "unix" else parts.hostname
+        parts.port  # noqa: B018  (validates the port)
+    except ValueError:
+        raise SettingsError(variable, problem) from None
+    if parts.scheme not in {"redis", "rediss", "unix"} or not target:
+        raise SettingsError(variable, problem)
+    return url
+
+
+def _parse_rate_limit(raw: str, variable: str) -> str:
+    from limits import parse_many
+
+    items = split_list(raw)
+    if not items:
+        return ""
+    text = ";".join(items)
+    try:
+        parsed = parse_many(text)
+    except ValueError:
+        raise SettingsError(
+            variable, f"{raw!r} is not a rate limit like '60/minute' or '60/minute;2000/hour'"
+        ) from None
+    if any(item.amount < 1 for item in parsed):
+        raise SettingsError(variable, f"{raw!r}: every limit must allow at least 1 request")
+    return text
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ipgeo"
 
@@ -255,6 +290,58 @@ class Settings:
             _parse_choice("text", "json"),
             "Log format: `text` for people, `json` for log collectors.",
             "json",
+        ),
+    )
+
+    redis_url: str | None = field(
+        default=None,
+        metadata=_env(
+            "IPGEO_REDIS_URL",
+            _parse_redis_url,
+            "Redis for the visit counter and rate limits (`redis://`, `rediss://` or `unix://`). "
+            "Unset: `ipgeo serve` and `make run` start an embedded Redis with its files in "
+            "`IPGEO_DATA_DIR`; other servers (uWSGI) run without visit counts and count rate "
+            "limits per process.",
+            "redis://127.0.0.1:6379/0",
+        ),
+    )
+    visit_ttl: int = field(
+        default=0,
+        metadata=_env(
+            "IPGEO_VISIT_TTL",
+            _parse_int(0, 10 * 365 * 86400),
+            "Seconds without a visit after which an IP's visit counter is forgotten (0: never).",
+            "2592000",
+        ),
+    )
+    rate_limit: str = field(
+        default="",
+        metadata=_env(
+            "IPGEO_RATE_LIMIT",
+            _parse_rate_limit,
+            "Requests each client IP may make, e.g. `60/minute;2000/hour` (a batch counts one "
+            "per query). Default: no limit.",
+            "60/minute;2000/hour",
+        ),
+    )
+    rate_limit_exempt: tuple[IPNetwork, ...] = field(
+        default=(),
+        metadata=_env(
+            "IPGEO_RATE_LIMIT_EXEMPT",
+            parse_networks,
+            "Client networks (IPs/CIDRs) that are never rate limited.",
+            "10.0.0.0/8;fd00::/8",
+        ),
+    )
+    allowed: tuple[IPNetwork, ...] = field(
+        default=(),
+        metadata=_env(
+            "IPGEO_ALLOWED",
+            parse_networks,
+            "Only these client IPs/CIDRs (IPv4 or IPv6, `;` or `,` separated) may use the "
+            "service; others get 403. Default: everyone. `ipgeo nginx-conf` writes the same "
+            "list for nginx.",
+            "172.18.0.2;172.18.0.0/16;",
         ),
     )
 

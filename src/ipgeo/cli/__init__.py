@@ -8,6 +8,7 @@ from ipgeo import __version__
 from ipgeo.cli.common import load_service, load_settings
 from ipgeo.cli.db import db
 from ipgeo.cli.lookup import lookup
+from ipgeo.cli.nginx import nginx_conf
 from ipgeo.cli.serve import serve
 
 __all__ = ["load_service", "load_settings", "main"]
@@ -22,3 +23,4 @@ def main() -> None:
 main.add_command(lookup)
 main.add_command(serve)
 main.add_command(db)
+main.add_command(nginx_conf)

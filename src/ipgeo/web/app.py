@@ -16,6 +16,7 @@ from ipgeo.web.api import api
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
 from ipgeo.web.plain import database_check, plain
+from ipgeo.web.protection import init_protection
 
 # GET endpoints that browsers on other origins may call.
 CORS_PATHS = (
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
             vary_header=True,
         )
     register_error_handlers(app)
+    init_protection(app, settings)
     app.register_blueprint(api)
     app.register_blueprint(plain)
     app.register_blueprint(docs)

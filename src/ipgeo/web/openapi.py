@@ -94,6 +94,22 @@ _RESULT_CONTENT = {
     "text/plain": {"schema": {"type": "string"}},
 }
 
+_OWN_CONTENT = {
+    **_RESULT_CONTENT,
+    "application/json": {"schema": {"$ref": "#/components/schemas/OwnLookup"}},
+}
+
+_VISITS = {
+    "type": "integer",
+    "minimum": 1,
+    "description": "How many times this client IP has called `/json` or viewed `/`, this call "
+    "included. Present only when Redis is configured and reachable.",
+    "example": 42,
+}
+
+# Probes are never refused nor rate limited.
+_OPEN_PATHS = ("/healthz", "/readyz")
+
 _FIELD_ENDPOINTS = {
     "country": "Country name",
     "country-iso": "ISO country code",
@@ -180,11 +196,11 @@ def _paths() -> dict[str, Any]:
         },
         "/json": {
             "get": {
-                "summary": "The caller's own lookup",
+                "summary": "The caller's own lookup, with its visit count",
                 "tags": ["what is my IP"],
                 "parameters": _QUERY_PARAMS,
                 "responses": {
-                    "200": {"description": "The caller's location.", "content": _RESULT_CONTENT},
+                    "200": {"description": "The caller's location.", "content": _OWN_CONTENT},
                     "400": _error("Invalid parameter."),
                 },
             }
@@ -239,7 +255,26 @@ def _paths() -> dict[str, Any]:
                 },
             }
         }
+    for path, operations in paths.items():
+        if path in _OPEN_PATHS:
+            continue
+        for operation in operations.values():
+            operation["responses"]["403"] = _error("The client IP is not in `IPGEO_ALLOWED`.")
+            operation["responses"]["429"] = _rate_limited()
     return paths
+
+
+def _rate_limited() -> dict[str, Any]:
+    seconds = {"schema": {"type": "integer"}}
+    return {
+        **_error("Rate limit (`IPGEO_RATE_LIMIT`) exceeded; a batch counts one per query."),
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait.", **seconds},
+            "RateLimit-Limit": {"description": "Requests allowed in the window.", **seconds},
+            "RateLimit-Remaining": {"description": "Requests left in the window.", **seconds},
+            "RateLimit-Reset": {"description": "Seconds until the window resets.", **seconds},
+        },
+    }
 
 
 def openapi_document(server_url: str = "") -> dict[str, Any]:
@@ -248,6 +283,11 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
         "type": "object",
         "description": "Every field is present (null when unknown) unless `fields` selects some.",
         "properties": {name: _FIELD_SCHEMAS[name] for name in (*FIELDS, "addresses")},
+    }
+    own_lookup = {
+        **lookup,
+        "description": "The caller's lookup, plus `visits` when Redis is on.",
+        "properties": {**lookup["properties"], "visits": _VISITS},  # type: ignore[dict-item]
     }
     batch_item = {
         "anyOf": [
@@ -273,6 +313,11 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
         "servers": [{"url": server_url or "/"}],
         "paths": _paths(),
         "components": {
-            "schemas": {"Lookup": lookup, "BatchItem": batch_item, "Error": _ERROR},
+            "schemas": {
+                "Lookup": lookup,
+                "OwnLookup": own_lookup,
+                "BatchItem": batch_item,
+                "Error": _ERROR,
+            },
         },
     }

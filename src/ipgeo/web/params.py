@@ -59,18 +59,19 @@ def output_format() -> str:
     return _ACCEPT_TO_FORMAT.get(best or "application/json", "json")
 
 
-def selected_fields() -> tuple[str, ...] | None:
-    """The ``?fields=`` selection, validated (``None`` means all)."""
+def selected_fields(extra: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The ``?fields=`` selection, validated (``None`` means all); ``extra`` names more fields."""
     raw = request.args.get("fields")
     if raw is None or not raw.strip():
         return None
     names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
-    unknown = [name for name in names if name not in ALL_FIELDS]
+    known = (*ALL_FIELDS, *extra)
+    unknown = [name for name in names if name not in known]
     if unknown:
         raise ApiError(
             400,
             "invalid_fields",
-            f"unknown field(s) {', '.join(unknown)[:200]}; known fields: {', '.join(ALL_FIELDS)}",
+            f"unknown field(s) {', '.join(unknown)[:200]}; known fields: {', '.join(known)}",
         )
     return names
 

@@ -7,11 +7,19 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, render_template, request
 
+from ipgeo.formats import render
 from ipgeo.geo import GeoError, LookupResult
 from ipgeo.geo.queries import parse_ip, reserved_reason
-from ipgeo.web.api import geo_service, json_response, meta_document, result_response
+from ipgeo.web.api import geo_service, json_response, meta_document
 from ipgeo.web.errors import ApiError
-from ipgeo.web.params import language, request_client_ip, wants_plain_text
+from ipgeo.web.params import (
+    language,
+    output_format,
+    request_client_ip,
+    selected_fields,
+    wants_plain_text,
+)
+from ipgeo.web.protection import count_visit
 
 plain = Blueprint("plain", __name__)
 
@@ -46,7 +54,12 @@ def home() -> Response | str:
     ip = _caller()
     result = own_result()
     return render_template(
-        "home.html", ip=str(ip), result=result, reserved=reserved_reason(ip), meta=meta_document()
+        "home.html",
+        ip=str(ip),
+        result=result,
+        reserved=reserved_reason(ip),
+        meta=meta_document(),
+        visits=count_visit(),
     )
 
 
@@ -58,8 +71,16 @@ def ip_text() -> Response:
 
 @plain.get("/json")
 def own_json() -> Response:
-    """The caller's own lookup."""
-    return result_response(own_result())
+    """The caller's own lookup, with ``visits``: how often this IP called (when Redis is on)."""
+    fields = selected_fields(extra=("visits",))
+    fmt = output_format()
+    result = own_result()
+    visits = count_visit()
+    row = result.as_dict(tuple(name for name in fields if name != "visits") if fields else None)
+    if visits is not None and (fields is None or "visits" in fields):
+        row["visits"] = visits
+    body, content_type = render(row, fmt)
+    return Response(body, content_type=content_type)
 
 
 def _target() -> LookupResult:
