@@ -46,15 +46,19 @@ def _page_globals() -> dict[str, object]:
     }
 
 
+# Characters left as they are in lookup paths (RFC 3986 path characters, minus the ambiguous).
+_PATH_SAFE = ":@!$'()*,;="
+
+
 def lookup_url(query: str, external: bool = False) -> str:
     """The page URL of a lookup (every character that could confuse a path is escaped)."""
-    path = "/lookup/" + quote(query, safe=":@")
+    path = "/lookup/" + quote(query, safe=_PATH_SAFE)
     return request.host_url.rstrip("/") + path if external else path
 
 
 def api_url(query: str) -> str:
     """The absolute JSON API URL of a lookup."""
-    return request.host_url.rstrip("/") + "/api/v1/lookup/" + quote(query, safe=":@")
+    return request.host_url.rstrip("/") + "/api/v1/lookup/" + quote(query, safe=_PATH_SAFE)
 
 
 @pages.get("/")

@@ -73,7 +73,11 @@ function setupMap() {
   var lon = parseFloat(el.getAttribute("data-lon"));
   if (!isFinite(lat) || !isFinite(lon)) { return; }
   var radiusKm = parseFloat(el.getAttribute("data-radius-km"));
-  var map = L.map(el, { worldCopyJump: true, scrollWheelZoom: false, minZoom: 1, maxZoom: 12 });
+  var calm = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  var map = L.map(el, {
+    worldCopyJump: true, scrollWheelZoom: false, minZoom: 1, maxZoom: 12,
+    zoomAnimation: !calm, fadeAnimation: !calm, markerZoomAnimation: !calm,
+  });
   map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
   var tiles = el.getAttribute("data-tiles");
   if (tiles) {
@@ -93,6 +97,7 @@ function setupMap() {
           interactive: false,
           style: { color: "#8a99ad", weight: 0.8, fillColor: "#f7f4ec", fillOpacity: 1 },
         }).addTo(map).bringToBack();
+        el.setAttribute("data-ready", "true");
       })
       .catch(function (error) { console.warn(error.message); });
   }
@@ -104,10 +109,10 @@ function setupMap() {
     var circle = L.circle(center, {
       radius: radiusKm * 1000, color: "#3443c9", weight: 2, fillColor: "#3443c9", fillOpacity: 0.15,
     }).addTo(map);
-    map.fitBounds(circle.getBounds(), { padding: [48, 48], maxZoom: 6 });
-    if (map.getZoom() < 2) { map.setView(center, 2); }
+    map.fitBounds(circle.getBounds(), { padding: [48, 48], maxZoom: 5, animate: false });
+    if (map.getZoom() < 2) { map.setView(center, 2, { animate: false }); }
   }
-  el.setAttribute("data-ready", "true");
+  if (tiles) { el.setAttribute("data-ready", "true"); }
 }
 
 function escapeHtml(text) {
