@@ -326,6 +326,17 @@ def test_screenshots_and_no_horizontal_scroll(visit: Callable[..., Visit], width
         assert (SCREENSHOTS / f"{name}-{width}.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize(
+    "path", ["/lookup/2001:4860:4860::8888", "/lookup/example.test", "/docs", "/no/such/page"]
+)
+def test_narrow_screens_never_scroll_sideways(visit: Callable[..., Visit], path: str) -> None:
+    v = visit(width=375)
+    v.expected_status_urls.add(v.base + path)
+    v.page.goto(v.base + path)
+    v.no_horizontal_scroll()
+    v.check_clean()
+
+
 CONTRAST_JS = """
 () => {
   const parse = (c) => (c.match(/[\\d.]+/g) || []).map(Number);

@@ -9,9 +9,10 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, render_template
 from flask.testing import FlaskClient
 
+from ipgeo.geo import LookupResult
 from ipgeo.settings import Settings, SettingsError
 from ipgeo.web import create_app
 
@@ -226,3 +227,13 @@ def test_bad_tile_url_is_refused_at_start_up(value: str) -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"IPGEO_MAP_TILES": value})
     assert info.value.variable == "IPGEO_MAP_TILES"
+
+
+def test_home_shows_the_visit_count_only_when_there_is_one(proxied_app: Flask) -> None:
+    with proxied_app.test_request_context("/", headers=BROWSER):
+        result = LookupResult(ip="81.2.69.142", query="81.2.69.142", version=4)
+        context = {"ip": "81.2.69.142", "result": result, "located": False, "reserved": None}
+        context |= {"api_url": "http://localhost/api/v1/lookup/81.2.69.142"}
+        assert 'id="visits"' not in render_template("home.html", visits=None, **context)
+        html = render_template("home.html", visits=12345, **context)
+        assert '<p class="visits" id="visits">12,345 visits so far</p>' in html
