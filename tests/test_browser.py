@@ -110,7 +110,7 @@ class Visit:
         """Wait until the marker, the accuracy circle and the world outline are drawn."""
         self.page.wait_for_selector("#map[data-ready=true] .leaflet-marker-icon", state="visible")
         self.page.wait_for_function(
-            "document.querySelectorAll('#map .leaflet-overlay-pane path').length > 100"
+            "document.querySelectorAll('#map .leaflet-outline-pane path').length > 100"
         )
 
     def screenshot(self, name: str) -> None:

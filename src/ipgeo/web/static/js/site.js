@@ -79,27 +79,29 @@ function setupMap() {
     zoomAnimation: !calm, fadeAnimation: !calm, markerZoomAnimation: !calm,
   });
   map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
+  // The bundled world outline is always drawn, under any opted-in tiles, so the map
+  // still shows where the address is when the tile server cannot be reached.
+  map.createPane("outline").style.zIndex = 150;
+  map.attributionControl.addAttribution("Natural Earth");
+  fetch(el.getAttribute("data-world"), { credentials: "same-origin" })
+    .then(function (response) {
+      if (!response.ok) { throw new Error("world outline: HTTP " + response.status); }
+      return response.json();
+    })
+    .then(function (world) {
+      L.geoJSON(world, {
+        pane: "outline",
+        interactive: false,
+        style: { color: "#8a99ad", weight: 0.8, fillColor: "#f7f4ec", fillOpacity: 1 },
+      }).addTo(map);
+      el.setAttribute("data-ready", "true");
+    })
+    .catch(function (error) { console.warn(error.message); });
   var tiles = el.getAttribute("data-tiles");
   if (tiles) {
-    var layer = L.tileLayer(tiles, { maxZoom: 18 });
     var credit = el.getAttribute("data-tiles-attribution");
     if (credit) { map.attributionControl.addAttribution(escapeHtml(credit)); }
-    layer.addTo(map);
-  } else {
-    map.attributionControl.addAttribution("Natural Earth");
-    fetch(el.getAttribute("data-world"), { credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) { throw new Error("world outline: HTTP " + response.status); }
-        return response.json();
-      })
-      .then(function (world) {
-        L.geoJSON(world, {
-          interactive: false,
-          style: { color: "#8a99ad", weight: 0.8, fillColor: "#f7f4ec", fillOpacity: 1 },
-        }).addTo(map).bringToBack();
-        el.setAttribute("data-ready", "true");
-      })
-      .catch(function (error) { console.warn(error.message); });
+    L.tileLayer(tiles, { maxZoom: 18 }).addTo(map);
   }
   var center = L.latLng(lat, lon);
   var marker = L.marker(center, { title: el.getAttribute("data-label") || "" }).addTo(map);
@@ -112,7 +114,6 @@ function setupMap() {
     map.fitBounds(circle.getBounds(), { padding: [48, 48], maxZoom: 5, animate: false });
     if (map.getZoom() < 2) { map.setView(center, 2, { animate: false }); }
   }
-  if (tiles) { el.setAttribute("data-ready", "true"); }
 }
 
 function escapeHtml(text) {
