@@ -367,11 +367,20 @@ CONTRAST_JS = """
 """
 
 
+UNLABELLED_JS = """
+() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+  .map((el) => el.outerHTML.slice(0, 80))
+"""
+
+
 @pytest.mark.parametrize("path", ["/", "/lookup/8.8.8.8", "/lookup/not-an-ip!!", "/docs"])
-def test_text_contrast_meets_wcag_aa(visit: Callable[..., Visit], path: str) -> None:
+def test_labels_and_text_contrast_meet_wcag_aa(visit: Callable[..., Visit], path: str) -> None:
     v = visit()
     v.expected_status_urls.add(v.base + path)
     v.page.goto(v.base + path)
+    assert v.page.evaluate(UNLABELLED_JS) == []
     result = v.page.evaluate(CONTRAST_JS)
     assert result["checked"] > 10
     assert result["worst"] == []
