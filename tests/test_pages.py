@@ -113,6 +113,7 @@ def test_form_target_redirects_to_the_permalink(client: FlaskClient) -> None:
         ("/lookup/127.0.0.1", 404, "has no public location", "a loopback address"),
         ("/lookup/nx.test", 404, "does not resolve", "nx.test"),
         ("/lookup?q=", 400, "Nothing to look up", "enter an IP address"),
+        ("/lookup/", 400, "Nothing to look up", "enter an IP address"),
         ("/lookup/8.8.8.8?lang=!!", 400, "Unknown language", "lang must be"),
         ("/no/such/page", 404, "Page not found", "not found"),
     ],

@@ -80,6 +80,7 @@ def home() -> Response | str:
 
 
 @pages.get("/lookup")
+@pages.get("/lookup/")
 def lookup_form() -> WerkzeugResponse:
     """The lookup form's target: redirect ``?q=`` to the lookup page's permanent address."""
     query = request.args.get("q", "").strip()
