@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit system-deps clean
+.PHONY: run test lint typecheck unit system-deps assets clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ run: $(STAMP)
 
 system-deps:
 	bash scripts/system-deps.sh
+
+# Refresh the vendored Leaflet and world outline (needs npm); commit the result.
+assets:
+	bash scripts/vendor-assets.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

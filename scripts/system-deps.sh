@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suites need, only when something is missing.
 set -euo pipefail
-packages=(redis-server nginx)
+# chromium + fonts: the browser tests (Playwright drives Debian's chromium; flags need emoji).
+packages=(redis-server nginx chromium fonts-dejavu-core fonts-noto-color-emoji)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

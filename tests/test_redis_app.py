@@ -38,7 +38,7 @@ def test_home_page_shows_visits_and_curl_is_not_counted(
     client.get("/json")
     page = client.get("/", headers=BROWSER)
     assert page.status_code == 200
-    assert "Visits from this address: <strong>2</strong>" in page.text
+    assert 'id="visits">2 visits so far<' in page.text
     assert client.get("/", headers={"User-Agent": "curl/8.5.0"}).text == "127.0.0.1\n"
     assert int(redisdb.get("visits:127.0.0.1")) == 2  # type: ignore[arg-type]
 

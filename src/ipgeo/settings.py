@@ -178,6 +178,22 @@ def _parse_rate_limit(raw: str, variable: str) -> str:
     return text
 
 
+def _parse_text(raw: str, variable: str) -> str:
+    return raw.strip()
+
+
+def _parse_tile_url(raw: str, variable: str) -> str:
+    url = raw.strip()
+    if url and (
+        not re.match(r"^https?://[^/\s]+/\S*$", url)
+        or not all(part in url for part in ("{z}", "{x}", "{y}"))
+    ):
+        raise SettingsError(
+            variable, f"{url!r} is not an http(s) tile URL template with {{z}}, {{x}} and {{y}}"
+        )
+    return url
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ipgeo"
 
@@ -281,6 +297,25 @@ class Settings:
             _parse_bool,
             "Fill `hostname` for IP queries with a reverse (PTR) lookup.",
             "false",
+        ),
+    )
+    map_tiles: str = field(
+        default="",
+        metadata=_env(
+            "IPGEO_MAP_TILES",
+            _parse_tile_url,
+            "Online map tiles for the web pages: a URL template with `{z}`, `{x}`, `{y}`. "
+            "Default: none, so maps draw the bundled world outline and need no network.",
+            "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        ),
+    )
+    map_attribution: str = field(
+        default="",
+        metadata=_env(
+            "IPGEO_MAP_ATTRIBUTION",
+            _parse_text,
+            "Attribution text shown on maps that use `IPGEO_MAP_TILES` (HTML is escaped).",
+            "© OpenStreetMap contributors",
         ),
     )
     log_format: str = field(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from flask import Flask, url_for
+from flask import Flask, Response, request, url_for
 from flask_cors import CORS
 
 from ipgeo import __version__
@@ -15,6 +16,7 @@ from ipgeo.settings import Settings
 from ipgeo.web.api import api
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
+from ipgeo.web.pages import pages
 from ipgeo.web.plain import database_check, plain
 from ipgeo.web.protection import init_protection
 
@@ -23,6 +25,19 @@ CORS_PATHS = (
     r"^/(api/v1/(lookup|meta)/?.*|api/openapi\.json"
     r"|json|ip|country|country-iso|city|coordinates|timezone|asn)$"
 )
+
+
+def content_security_policy(map_tiles: str = "") -> str:
+    """Pages load scripts, styles and data from the app only (plus opted-in map tiles)."""
+    tiles = ""
+    if map_tiles:
+        parts = urlsplit(map_tiles.replace("{s}", "*"))
+        tiles = f" {parts.scheme}://{parts.netloc}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"img-src 'self' data:{tiles}; connect-src 'self'; font-src 'self'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
 
 
 def create_app(settings: Settings | None = None, service: GeoService | None = None) -> Flask:
@@ -47,6 +62,19 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.register_blueprint(api)
     app.register_blueprint(plain)
     app.register_blueprint(docs)
+    app.register_blueprint(pages)
+    csp = content_security_policy(settings.map_tiles)
+
+    @app.after_request
+    def _page_headers(response: Response) -> Response:
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", csp)
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        elif request.endpoint == "static" and request.args.get("v") and response.status_code == 200:
+            # ``asset()`` URLs carry a content hash, so they never change.
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
 
     static_dir = Path(app.static_folder or "")
 

@@ -1,8 +1,8 @@
-"""The API's one error type and its JSON rendering."""
+"""The API's one error type, rendered as JSON for the API and as an HTML page for people."""
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ipgeo.formats import to_json
@@ -37,8 +37,52 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
     def response(self) -> Response:
-        """The Flask response."""
+        """The Flask response: JSON, or an HTML page when a person asked for a page."""
+        if wants_error_page():
+            return error_page(self)
         return Response(to_json(self.as_dict()), status=self.status, mimetype="application/json")
+
+
+# Blueprints whose errors are pages; unknown URLs get a page when a browser asks.
+PAGE_BLUEPRINTS = frozenset({"pages", "docs"})
+_API_PREFIXES = ("/api/", "/static/")
+
+# Headline of the error page for each error code (the message gives the details).
+PAGE_TITLES: dict[str, str] = {
+    "invalid_query": "That is not an IP address or a domain name",
+    "empty_query": "Nothing to look up",
+    "not_found": "No location is known for this address",
+    "reserved_address": "This address has no public location",
+    "unresolvable": "That domain name does not resolve",
+    "database_unavailable": "The location database is unavailable",
+    "page_not_found": "Page not found",
+    "invalid_lang": "Unknown language",
+}
+
+
+def wants_error_page() -> bool:
+    """True when an error of the current request should be an HTML page, not JSON."""
+    if request.blueprint in PAGE_BLUEPRINTS:
+        agent = (request.user_agent.string or "").lower()
+        return not agent.startswith(("curl/", "wget/", "httpie/"))
+    if request.blueprint is not None or request.path.startswith(_API_PREFIXES):
+        return False
+    accept = request.accept_mimetypes
+    return accept.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def error_page(error: ApiError) -> Response:
+    """The HTML page of an error, with the lookup form to try again."""
+    query = (request.view_args or {}).get("query") or request.args.get("q") or ""
+    title = PAGE_TITLES.get(error.code, "Something went wrong")
+    if error.status == 404 and request.url_rule is None:
+        title = PAGE_TITLES["page_not_found"]
+    if error.status >= 500 and error.code not in PAGE_TITLES:
+        title = "Something went wrong on our side"
+    body = render_template(
+        "error.html", error=error, title=title, query=query if error.status < 500 else ""
+    )
+    return Response(body, status=error.status, mimetype="text/html")
 
 
 def _http_code(exc: HTTPException) -> str:

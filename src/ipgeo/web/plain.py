@@ -1,23 +1,22 @@
-"""What-is-my-IP endpoints, plain-text single fields for scripts, and health checks."""
+"""``/ip`` and ``/json`` for the caller, plain-text single fields for scripts, health checks."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, current_app, request
 
 from ipgeo.formats import render
 from ipgeo.geo import GeoError, LookupResult
-from ipgeo.geo.queries import parse_ip, reserved_reason
-from ipgeo.web.api import geo_service, json_response, meta_document
+from ipgeo.geo.queries import parse_ip
+from ipgeo.web.api import geo_service, json_response
 from ipgeo.web.errors import ApiError
 from ipgeo.web.params import (
     language,
     output_format,
     request_client_ip,
     selected_fields,
-    wants_plain_text,
 )
 from ipgeo.web.protection import count_visit
 
@@ -30,7 +29,8 @@ def _text(body: str, status: int = 200) -> Response:
     return Response(body + "\n", status=status, mimetype="text/plain")
 
 
-def _caller() -> IPAddress:
+def caller_ip() -> IPAddress:
+    """The caller's address; a 400 when unknown (e.g. a unix socket peer)."""
     ip = request_client_ip()
     if ip is None:
         raise ApiError(400, "no_client_ip", "the client address is unknown")
@@ -39,34 +39,17 @@ def _caller() -> IPAddress:
 
 def own_result() -> LookupResult:
     """The caller's own lookup; reserved or unknown addresses give a result with only the IP."""
-    ip = _caller()
+    ip = caller_ip()
     try:
         return geo_service().lookup_ip(ip, lang=language())
     except GeoError:
         return LookupResult(ip=str(ip), query=str(ip), version=ip.version)
 
 
-@plain.get("/")
-def home() -> Response | str:
-    """The bare IP for command-line clients, a page for browsers."""
-    if wants_plain_text():
-        return _text(str(_caller()))
-    ip = _caller()
-    result = own_result()
-    return render_template(
-        "home.html",
-        ip=str(ip),
-        result=result,
-        reserved=reserved_reason(ip),
-        meta=meta_document(),
-        visits=count_visit(),
-    )
-
-
 @plain.get("/ip")
 def ip_text() -> Response:
     """The caller's IP address as plain text."""
-    return _text(str(_caller()))
+    return _text(str(caller_ip()))
 
 
 @plain.get("/json")
@@ -86,7 +69,7 @@ def own_json() -> Response:
 def _target() -> LookupResult:
     raw = request.args.get("ip")
     if raw is None:
-        return geo_service().lookup_ip(_caller(), lang=language())
+        return geo_service().lookup_ip(caller_ip(), lang=language())
     ip = parse_ip(raw)
     if ip is None:
         raise ApiError(400, "invalid_query", f"{raw[:80]!r} is not an IP address")
