@@ -44,6 +44,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     """Build the application; opens the databases unless a ``service`` is given."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    # "//" in a lookup path is part of a (bad) query: answer it, do not redirect it away.
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ipgeo.settings"] = settings
     app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
