@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suites need, only when something is missing.
 set -euo pipefail
-packages=(redis-server)
+# wrk: tests/test_bench_http.py drives the benchmark's Lua script with it; nginx: the bench's
+# deploy/ config check (nginx -t).
+packages=(redis-server wrk nginx)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
