@@ -19,7 +19,7 @@ import pytest
 
 from bench.http.addresses import database_gaps, excluded_ranges, is_excluded, merge
 from bench.http.deploy import deploy_dir, render_nginx
-from bench.http.report import Measurement, add_ratios, markdown_table
+from bench.http.report import Measurement, add_ratios, markdown_table, median_rounds
 from bench.http.wrk import WrkError, parse_wrk_output, run_wrk, write_lua_script
 from ipgeo.geo.database import bundled_city_db
 from tests.mmdbgen import city_record, write_mmdb
@@ -45,7 +45,7 @@ def test_parse_non_2xx() -> None:
     assert result.requests == 4799
     assert result.non_2xx_3xx == 893
     assert result.p99_ms == pytest.approx(141.39)
-    assert result.ok_requests_per_s == pytest.approx((4799 - 893) / 3.02)
+    assert result.ok_requests_per_s == pytest.approx(1591.62 * (4799 - 893) / 4799)
 
 
 def test_parse_socket_errors_and_seconds() -> None:
@@ -73,9 +73,9 @@ def test_report_ratios_use_successful_answers() -> None:
     ]
     add_ratios(items, ("b3", "b1"))
     assert items[0].ratios == {"b3": 1.0, "b1": None}
-    assert items[1].ratios["b3"] == pytest.approx(81999 / 3.05 / ((4799 - 893) / 3.02), 0.01)
+    assert items[1].ratios["b3"] == pytest.approx(26864.88 / (1591.62 * 3906 / 4799), 0.01)
     table = markdown_table(items, ("b3", "b1"))
-    assert "| B0 | 100 | 26,865 | 26,885 | 3.44 | 15.4 | 0 | 0/0/0/0 |" in table
+    assert "| B0 | 100 | 26,865 | 26,865 | 3.44 | 15.4 | 0 | 0/0/0/0 |" in table
     assert "failed: did not start" in table
 
 
@@ -219,3 +219,18 @@ def test_floor_app_answers_a_constant() -> None:
     assert client.get("/api/v1/lookup/1.2.3.4").data == ANSWER
     assert client.get("/api/v1/lookup/5.6.7.8").data == ANSWER
     assert 250 <= len(ANSWER) <= 350
+
+
+def test_median_round_is_reported_and_failures_win() -> None:
+    from dataclasses import replace
+
+    base = parse_wrk_output((WRK_SAMPLES / "b0-c100.txt").read_text())
+    rounds = [
+        Measurement("b0", "B0", 100, replace(base, requests_per_s=rate), round=n)
+        for n, rate in enumerate([300.0, 100.0, 200.0], start=1)
+    ]
+    chosen = median_rounds(rounds)
+    assert [item.round for item in chosen] == [3]
+    failed = Measurement("b1", "B1", 100, error="boom", round=2)
+    ok = Measurement("b1", "B1", 100, base, round=1)
+    assert median_rounds([ok, failed]) == [failed]

@@ -16,9 +16,31 @@ class Measurement:
     label: str
     connections: int
     result: WrkResult | None = None
+    round: int = 1
     error: str | None = None
     load_before: float | None = None  # 1-minute load average just before the run
     ratios: dict[str, float | None] = field(default_factory=dict)
+
+
+def median_rounds(measurements: list[Measurement]) -> list[Measurement]:
+    """Per config and connection count, the round with the median successful req/s.
+
+    Several rounds interleave the configurations, so a burst of load from elsewhere on a
+    shared machine hits them all instead of one; the median round is what gets reported.
+    A configuration that failed in any round is reported as failed.
+    """
+    groups: dict[tuple[str, int], list[Measurement]] = {}
+    for item in measurements:
+        groups.setdefault((item.config, item.connections), []).append(item)
+    chosen = []
+    for items in groups.values():
+        failed = [item for item in items if item.result is None]
+        if failed:
+            chosen.append(failed[0])
+            continue
+        ranked = sorted(items, key=lambda item: item.result.ok_requests_per_s if item.result else 0)
+        chosen.append(ranked[(len(ranked) - 1) // 2])
+    return chosen
 
 
 def add_ratios(measurements: list[Measurement], references: tuple[str, ...]) -> None:
@@ -77,20 +99,25 @@ def markdown_table(measurements: list[Measurement], references: tuple[str, ...])
     return "\n".join(lines) + "\n"
 
 
-def json_document(measurements: list[Measurement], metadata: dict[str, Any]) -> dict[str, Any]:
-    """Everything measured, with the run's metadata (command, machine, versions)."""
+def json_document(
+    reported: list[Measurement], every_round: list[Measurement], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The reported (median) results and every round, with the run's metadata."""
     return {
         **metadata,
-        "results": [
-            {
-                "config": item.config,
-                "label": item.label,
-                "connections": item.connections,
-                "load_before": item.load_before,
-                "error": item.error,
-                "wrk": item.result.as_dict() if item.result else None,
-                "ratios": item.ratios,
-            }
-            for item in measurements
-        ],
+        "results": [_as_json(item) for item in reported],
+        "rounds": [_as_json(item) for item in every_round],
+    }
+
+
+def _as_json(item: Measurement) -> dict[str, Any]:
+    return {
+        "config": item.config,
+        "label": item.label,
+        "connections": item.connections,
+        "round": item.round,
+        "load_before": item.load_before,
+        "error": item.error,
+        "wrk": item.result.as_dict() if item.result else None,
+        "ratios": item.ratios,
     }

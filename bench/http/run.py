@@ -42,7 +42,13 @@ from bench.http.configs import (
 from bench.http.deploy import DEFAULT_DEPLOY_DIR, ROOT, deploy_dir
 from bench.http.nginx import nginx_binary
 from bench.http.processes import Stack, StartError
-from bench.http.report import Measurement, add_ratios, json_document, markdown_table
+from bench.http.report import (
+    Measurement,
+    add_ratios,
+    json_document,
+    markdown_table,
+    median_rounds,
+)
 from bench.http.wrk import WrkError, run_wrk, write_lua_script, wrk_binary
 from ipgeo.geo.database import bundled_city_db
 
@@ -74,6 +80,12 @@ def parse_args(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
         "--connections", type=_int_list, default=[100], help="e.g. 100,1000 (default: 100)"
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the whole sequence N times, report each config's median round (default 1)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument(
         "--warmup", type=int, default=2, help="unreported warm-up seconds before each run"
@@ -104,6 +116,8 @@ def parse_args(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.duration < 1 or args.duration > 600:
         parser.error("--duration must be between 1 and 600 seconds")
+    if args.rounds < 1 or args.rounds > 20:
+        parser.error("--rounds must be between 1 and 20")
     if args.warmup < 0 or args.warmup > 60:
         parser.error("--warmup must be between 0 and 60 seconds")
     if args.only:
@@ -165,7 +179,12 @@ def _check_tools(configs: list[Config]) -> None:
 
 
 def measure_config(
-    config: Config, options: Options, args: argparse.Namespace, script: Path, workdir: Path
+    config: Config,
+    options: Options,
+    args: argparse.Namespace,
+    script: Path,
+    workdir: Path,
+    round_no: int = 1,
 ) -> list[Measurement]:
     """Start ``config``, run wrk at each connection count, stop it; one entry per count."""
     env = dict(os.environ)
@@ -181,12 +200,12 @@ def measure_config(
             print(f"  {config.name}: did not start: {exc}", file=sys.stderr)
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return [
-                Measurement(config.name, config.label, conns, error=first_line)
+                Measurement(config.name, config.label, conns, error=first_line, round=round_no)
                 for conns in args.connections
             ]
         print(f"  {config.name}: up at {base} ({answer_summary(body)})", flush=True)
         for conns in args.connections:
-            item = Measurement(config.name, config.label, conns)
+            item = Measurement(config.name, config.label, conns, round=round_no)
             try:
                 wrk_args = {"threads": args.threads, "connections": conns}
                 if args.warmup:
@@ -204,7 +223,8 @@ def measure_config(
                 print(
                     f"  {config.name} -c{conns}: {res.requests_per_s:,.0f} req/s, "
                     f"p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms, "
-                    f"non-2xx {res.non_2xx_3xx}, socket errors {res.socket_errors}",
+                    f"non-2xx {res.non_2xx_3xx}, socket errors {res.socket_errors} "
+                    f"(load before: {item.load_before})",
                     flush=True,
                 )
             except (WrkError, subprocess.TimeoutExpired) as exc:
@@ -227,20 +247,23 @@ def main(argv: list[str] | None = None) -> int:
     except (WrkError, RuntimeError) as exc:
         print(f"bench/http: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGHUP, _raise_interrupt)
+    # Stop cleanly on Ctrl-C, kill or hang-up (even if started with SIGINT ignored, as `&` does).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
     files = _raise_open_files_limit()
     started = dt.datetime.now(dt.UTC)
     command = "python -m bench.http " + shlex.join(argv if argv is not None else sys.argv[1:])
     print(
         f"bench/http: {len(configs)} config(s), connections {args.connections}, "
-        f"{args.duration} s each; ipgeo deploy configs: {deploy or 'absent (fallback)'}"
+        f"{args.duration} s each, {args.rounds} round(s); "
+        f"ipgeo deploy configs: {deploy or 'absent (fallback)'}"
     )
     metadata: dict[str, Any] = {
         "command": command.strip(),
         "started": started.isoformat(timespec="seconds"),
         "wrk": f"-t{args.threads} -d{args.duration}s --timeout {args.timeout:g}s --latency",
         "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "deploy": str(deploy) if deploy else None,
         "web_concurrency": args.web_concurrency or os.environ.get("WEB_CONCURRENCY"),
         "open_files_limit": files,
@@ -254,10 +277,13 @@ def main(argv: list[str] | None = None) -> int:
             temp / "lookup.lua", LOOKUP_PREFIX, excluded_ranges(bundled_city_db())
         )
         options = Options(deploy=deploy, web_concurrency=args.web_concurrency)
-        for config in configs:
-            workdir = temp / config.name
-            workdir.mkdir()
-            measurements += measure_config(config, options, args, script, workdir)
+        for round_no in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"round {round_no} of {args.rounds}", flush=True)
+            for config in configs:
+                workdir = temp / f"{config.name}-r{round_no}"
+                workdir.mkdir()
+                measurements += measure_config(config, options, args, script, workdir, round_no)
     except KeyboardInterrupt:
         print("bench/http: interrupted; everything started has been stopped", file=sys.stderr)
         return 130
@@ -266,19 +292,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench/http: configs and logs kept in {temp}")
         else:
             subprocess.run(["rm", "-rf", "--", str(temp)], check=False)
-    add_ratios(measurements, REFERENCES)
-    table = markdown_table(measurements, REFERENCES)
+    reported = median_rounds(measurements)
+    add_ratios(reported, REFERENCES)
+    table = markdown_table(reported, REFERENCES)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = args.output_dir / f"http-{started:%Y%m%dT%H%M%SZ}"
     stem.with_suffix(".md").write_text(
         f"`{metadata['command']}` ({metadata['started']}, wrk {metadata['wrk']})\n\n{table}"
     )
     stem.with_suffix(".json").write_text(
-        json.dumps(json_document(measurements, metadata), indent=2) + "\n"
+        json.dumps(json_document(reported, measurements, metadata), indent=2) + "\n"
     )
     print("\n" + table)
     print(f"bench/http: wrote {stem}.md and {stem}.json")
-    return 1 if any(item.result is None for item in measurements) else 0
+    return 1 if any(item.result is None for item in reported) else 0
 
 
 if __name__ == "__main__":

@@ -53,7 +53,9 @@ class WrkResult:
     @property
     def ok_requests_per_s(self) -> float:
         """Answers with a status below 400 per second: failing fast does not count."""
-        return (self.requests - self.non_2xx_3xx) / self.duration_s if self.duration_s else 0.0
+        if not self.requests:
+            return 0.0
+        return self.requests_per_s * (self.requests - self.non_2xx_3xx) / self.requests
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields, with the derived totals."""
