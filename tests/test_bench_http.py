@@ -18,7 +18,7 @@ import maxminddb
 import pytest
 
 from bench.http.addresses import database_gaps, excluded_ranges, is_excluded, merge
-from bench.http.deploy import deploy_dir, render_nginx
+from bench.http.deploy import deploy_dir, render_nginx, render_templates
 from bench.http.report import Measurement, add_ratios, markdown_table, median_rounds
 from bench.http.wrk import WrkError, parse_wrk_output, run_wrk, write_lua_script
 from ipgeo.geo.database import bundled_city_db
@@ -194,9 +194,9 @@ def test_render_nginx_names_a_template_variable_it_does_not_know(tmp_path: Path)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with pytest.raises(RuntimeError, match="brand_new_setting"):
-        render_nginx(deploy, run_dir, 8999, run_dir / "uwsgi.sock")
+        render_templates(deploy, run_dir, 8999, run_dir / "uwsgi.sock")
     (deploy / "nginx" / "ipgeo-site.conf.j2").write_text("listen {{ listens[0] }};\n")
-    conf = render_nginx(deploy, run_dir, 8999, run_dir / "uwsgi.sock")
+    conf = render_templates(deploy, run_dir, 8999, run_dir / "uwsgi.sock")
     assert conf.read_text() == f"pid {run_dir}/x.pid; 20\n"
     assert (run_dir / "ipgeo-site.conf").read_text() == "listen 127.0.0.1:8999;\n"
 

@@ -171,6 +171,9 @@ def start_ipgeo_gunicorn(stack: Stack, options: Options) -> str:
     if options.deploy is not None:
         argv = [sys.executable, "-m", "gunicorn", "-c", str(options.deploy / "gunicorn.conf.py")]
         argv += ["--bind", f"127.0.0.1:{port}", "--pid", str(stack.workdir / "gunicorn.pid")]
+        # Serving HTTP itself (no nginx in front), gunicorn logs the requests, as `ipgeo up`
+        # runs it without nginx.
+        argv += ["--access-logfile", "-"]
     else:
         argv = [sys.executable, "-m", "ipgeo", "serve", "--host", "127.0.0.1", "--port", str(port)]
         if options.web_concurrency is not None:
