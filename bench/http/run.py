@@ -237,8 +237,7 @@ def measure_config(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 1 when a configuration failed to start or measure."""
-    found = deploy_dir()
-    names = [config.name for config in all_configs(found is not None)]
+    names = [config.name for config in all_configs(deployed=True)]
     args = parse_args(argv, names)
     deploy = deploy_dir(args.deploy_dir.resolve())
     configs = [config for config in all_configs(deploy is not None) if config.name in args.only]
