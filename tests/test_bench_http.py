@@ -201,7 +201,10 @@ def test_render_nginx_names_a_template_variable_it_does_not_know(tmp_path: Path)
     assert (run_dir / "ipgeo-site.conf").read_text() == "listen 127.0.0.1:8999;\n"
 
 
-@pytest.mark.parametrize("module", ["bench.baselines.seed_app", "bench.baselines.geoip2_app"])
+@pytest.mark.parametrize(
+    "module",
+    ["bench.baselines.seed_app", "bench.baselines.geoip2_app", "bench.baselines.maxminddb_app"],
+)
 def test_baseline_apps_answer_like_a_lookup_service(module: str) -> None:
     app = __import__(module, fromlist=["app"]).app
     client = app.test_client()

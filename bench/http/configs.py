@@ -159,6 +159,11 @@ def start_b3_floor(stack: Stack, _: Options) -> str:
     return _uwsgi_behind_nginx(stack, "bench.baselines.floor_app:app", BASELINE_PROCESSES)
 
 
+def start_b4(stack: Stack, _: Options) -> str:
+    """B4: Flask + maxminddb dicts + orjson on the B3 stack (uWSGI 4 procs, stock nginx)."""
+    return _uwsgi_behind_nginx(stack, "bench.baselines.maxminddb_app:app", BASELINE_PROCESSES)
+
+
 def _concurrency_env(options: Options) -> dict[str, str]:
     if options.web_concurrency is None:
         return {}
@@ -225,6 +230,13 @@ def all_configs(deployed: bool) -> list[Config]:
             "b3-floor",
             "B3-floor: B3 stack, constant view",
             start_b3_floor,
+            needs_nginx=True,
+            needs_uwsgi=True,
+        ),
+        Config(
+            "b4",
+            "B4 Flask + maxminddb + orjson, uWSGI 4 procs behind nginx",
+            start_b4,
             needs_nginx=True,
             needs_uwsgi=True,
         ),
