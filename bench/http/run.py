@@ -21,6 +21,7 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep_temp:
             print(f"bench/http: configs and logs kept in {temp}")
         else:
-            subprocess.run(["rm", "-rf", "--", str(temp)], check=False)
+            shutil.rmtree(temp, ignore_errors=True)
     reported = median_rounds(measurements)
     add_ratios(reported, REFERENCES)
     table = markdown_table(reported, REFERENCES)
