@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit system-deps assets clean
+.PHONY: run test lint typecheck unit system-deps assets bench-http clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,16 +24,20 @@ assets:
 	bash scripts/vendor-assets.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: $(STAMP) system-deps lint typecheck unit
+
+# HTTP benchmark (not part of `make test`); e.g. make bench-http BENCH_ARGS='--connections 100,1000'
+bench-http: $(STAMP)
+	$(BIN)/python -m bench.http $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

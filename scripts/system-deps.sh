@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suites need, only when something is missing.
 set -euo pipefail
-# chromium + fonts: the browser tests (Playwright drives Debian's chromium; flags need emoji).
-packages=(redis-server nginx chromium fonts-dejavu-core fonts-noto-color-emoji)
+packages=(redis-server)  # pytest-redis servers, the embedded Redis fallback
+packages+=(nginx)  # nginx-in-front tests, `nginx -t` on generated configs
+packages+=(chromium fonts-dejavu-core fonts-noto-color-emoji)  # browser tests (flags need emoji)
+packages+=(wrk)  # tests/test_bench_http.py drives the benchmark's Lua script with it
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,0 +1,1 @@
+"""Benchmarks for ipgeo (run from the repository root, never part of ``make test``)."""

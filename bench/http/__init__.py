@@ -1,0 +1,1 @@
+"""The HTTP benchmark: ipgeo and baselines under wrk (``python -m bench.http``)."""

@@ -1,0 +1,47 @@
+-- wrk script for bench/http: every request asks for a fresh random public IPv4 address
+-- that the database knows: GET <path_prefix><a.b.c.d>.
+-- bench/http fills in the three values below (path prefix, excluded ranges) and passes a
+-- seed as the script argument (`wrk ... -s lookup.lua URL -- SEED`), different per run,
+-- so a warm-up run never primes a cache with the addresses of the measured run.
+local path_prefix = "@PATH_PREFIX@"
+-- Sorted, merged, inclusive ranges of excluded addresses (special-purpose + database gaps).
+local starts = {@STARTS@}
+local ends = {@ENDS@}
+
+local count = #starts
+local floor = math.floor
+local random = math.random
+
+local function excluded(x)
+  -- binary search for the last range that starts at or below x
+  local low, high = 1, count
+  while low <= high do
+    local mid = floor((low + high) / 2)
+    if starts[mid] <= x then low = mid + 1 else high = mid - 1 end
+  end
+  return high >= 1 and x <= ends[high]
+end
+
+local next_thread = 0
+function setup(thread)
+  next_thread = next_thread + 1
+  thread:set("thread_number", next_thread)
+end
+
+function init(args)
+  local seed = tonumber(args[1]) or os.time()
+  math.randomseed(seed * 7919 + (thread_number or 0) * 104729)
+  for _ = 1, 16 do random() end
+end
+
+function request()
+  local x
+  repeat
+    x = random(0, 65535) * 65536 + random(0, 65535)
+  until not excluded(x)
+  local a = floor(x / 16777216)
+  local b = floor(x / 65536) % 256
+  local c = floor(x / 256) % 256
+  local d = x % 256
+  return wrk.format(nil, path_prefix .. a .. "." .. b .. "." .. c .. "." .. d)
+end

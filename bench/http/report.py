@@ -1,0 +1,123 @@
+"""The benchmark's report: ratios within one run, a Markdown table and a JSON document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.http.wrk import WrkResult
+
+
+@dataclass
+class Measurement:
+    """One configuration at one connection count."""
+
+    config: str
+    label: str
+    connections: int
+    result: WrkResult | None = None
+    round: int = 1
+    error: str | None = None
+    load_before: float | None = None  # 1-minute load average just before the run
+    ratios: dict[str, float | None] = field(default_factory=dict)
+
+
+def median_rounds(measurements: list[Measurement]) -> list[Measurement]:
+    """Per config and connection count, the round with the median successful req/s.
+
+    Several rounds interleave the configurations, so a burst of load from elsewhere on a
+    shared machine hits them all instead of one; the median round is what gets reported.
+    A configuration that failed in any round is reported as failed.
+    """
+    groups: dict[tuple[str, int], list[Measurement]] = {}
+    for item in measurements:
+        groups.setdefault((item.config, item.connections), []).append(item)
+    chosen = []
+    for items in groups.values():
+        failed = [item for item in items if item.result is None]
+        if failed:
+            chosen.append(failed[0])
+            continue
+        ranked = sorted(items, key=lambda item: item.result.ok_requests_per_s if item.result else 0)
+        chosen.append(ranked[(len(ranked) - 1) // 2])
+    return chosen
+
+
+def add_ratios(measurements: list[Measurement], references: tuple[str, ...]) -> None:
+    """Set each measurement's ratio to each reference at the same connection count.
+
+    Ratios compare successful answers per second (status < 400), so a configuration that
+    answers 502 quickly (an overflowing backlog) does not look faster than one that works.
+    """
+    rate = {
+        (item.config, item.connections): item.result.ok_requests_per_s
+        for item in measurements
+        if item.result is not None
+    }
+    for item in measurements:
+        for ref in references:
+            base = rate.get((ref, item.connections))
+            ours = item.result.ok_requests_per_s if item.result else None
+            item.ratios[ref] = round(ours / base, 2) if ours is not None and base else None
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def markdown_table(measurements: list[Measurement], references: tuple[str, ...]) -> str:
+    """A Markdown table of the run, ready to paste into docs/benchmarks.md."""
+    head = ["config", "conns", "req/s", "ok req/s", "p50 ms", "p99 ms", "non-2xx"]
+    head += ["socket err c/r/w/t"]
+    head += [f"ok vs {ref.upper()}" for ref in references]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for item in measurements:
+        if item.result is None:
+            row = [item.label, str(item.connections), f"failed: {item.error}"] + [""] * 5
+            row += ["—"] * len(references)
+        else:
+            res = item.result
+            errors = f"{res.connect_errors}/{res.read_errors}/{res.write_errors}/{res.timeouts}"
+            row = [
+                item.label,
+                str(item.connections),
+                f"{res.requests_per_s:,.0f}",
+                f"{res.ok_requests_per_s:,.0f}",
+                _ms(res.p50_ms),
+                _ms(res.p99_ms),
+                f"{res.non_2xx_3xx:,}",
+                errors,
+            ]
+            row += [_ratio(item.ratios.get(ref)) for ref in references]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def json_document(
+    reported: list[Measurement], every_round: list[Measurement], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The reported (median) results and every round, with the run's metadata."""
+    return {
+        **metadata,
+        "results": [_as_json(item) for item in reported],
+        "rounds": [_as_json(item) for item in every_round],
+    }
+
+
+def _as_json(item: Measurement) -> dict[str, Any]:
+    return {
+        "config": item.config,
+        "label": item.label,
+        "connections": item.connections,
+        "round": item.round,
+        "load_before": item.load_before,
+        "error": item.error,
+        "wrk": item.result.as_dict() if item.result else None,
+        "ratios": item.ratios,
+    }

@@ -1,0 +1,239 @@
+"""The HTTP benchmark harness's own parts (bench/http): wrk parsing, addresses, configs.
+
+The benchmark itself is never run here (it is timed); see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import maxminddb
+import pytest
+
+from bench.http.addresses import database_gaps, excluded_ranges, is_excluded, merge
+from bench.http.deploy import deploy_dir, render_nginx, render_templates
+from bench.http.report import Measurement, add_ratios, markdown_table, median_rounds
+from bench.http.wrk import WrkError, parse_wrk_output, run_wrk, write_lua_script
+from ipgeo.geo.database import bundled_city_db
+from tests.mmdbgen import city_record, write_mmdb
+
+WRK_SAMPLES = Path(__file__).parent / "data" / "wrk"
+
+
+def test_parse_clean_run() -> None:
+    result = parse_wrk_output((WRK_SAMPLES / "b0-c100.txt").read_text())
+    assert result.requests == 81999
+    assert result.duration_s == pytest.approx(3.05)
+    assert result.requests_per_s == pytest.approx(26864.88)
+    assert result.p50_ms == pytest.approx(3.44)
+    assert result.p99_ms == pytest.approx(15.41)
+    assert result.latency_avg_ms == pytest.approx(4.03)
+    assert result.latency_max_ms == pytest.approx(59.97)
+    assert result.non_2xx_3xx == 0
+    assert result.socket_errors == 0
+
+
+def test_parse_non_2xx() -> None:
+    result = parse_wrk_output((WRK_SAMPLES / "b3-c100-non2xx.txt").read_text())
+    assert result.requests == 4799
+    assert result.non_2xx_3xx == 893
+    assert result.p99_ms == pytest.approx(141.39)
+    assert result.ok_requests_per_s == pytest.approx(1591.62 * (4799 - 893) / 4799)
+
+
+def test_parse_socket_errors_and_seconds() -> None:
+    result = parse_wrk_output((WRK_SAMPLES / "b3-c1000-errors.txt").read_text())
+    assert (result.connect_errors, result.read_errors) == (0, 1642)
+    assert (result.write_errors, result.timeouts) == (0, 43)
+    assert result.socket_errors == 1685
+    assert result.non_2xx_3xx == 40512
+    assert result.p99_ms == pytest.approx(1060.0)  # "1.06s"
+    assert result.latency_max_ms == pytest.approx(1970.0)
+
+
+def test_parse_rejects_output_without_latency() -> None:
+    with pytest.raises(WrkError):
+        parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_report_ratios_use_successful_answers() -> None:
+    clean = parse_wrk_output((WRK_SAMPLES / "b0-c100.txt").read_text())
+    failing = parse_wrk_output((WRK_SAMPLES / "b3-c100-non2xx.txt").read_text())
+    items = [
+        Measurement("b3", "B3", 100, failing),
+        Measurement("b0", "B0", 100, clean),
+        Measurement("b1", "B1", 100, error="did not start"),
+    ]
+    add_ratios(items, ("b3", "b1"))
+    assert items[0].ratios == {"b3": 1.0, "b1": None}
+    assert items[1].ratios["b3"] == pytest.approx(26864.88 / (1591.62 * 3906 / 4799), 0.01)
+    table = markdown_table(items, ("b3", "b1"))
+    assert "| B0 | 100 | 26,865 | 26,865 | 3.44 | 15.4 | 0 | 0/0/0/0 |" in table
+    assert "failed: did not start" in table
+
+
+def test_merge_joins_adjacent_and_overlapping() -> None:
+    assert merge([(10, 20), (0, 4), (5, 6), (18, 30), (40, 40)]) == [(0, 6), (10, 30), (40, 40)]
+
+
+def test_database_gaps_are_the_ipv4_space_without_records(tmp_path: Path) -> None:
+    record = city_record("Somewhere", "SW", "Town", 1.0, 2.0)
+    db = write_mmdb(
+        tmp_path / "small.mmdb",
+        {"1.0.0.0/8": record, "2.0.0.0/16": record, "2.1.0.0/16": record, "9.9.9.0/24": record},
+    )
+
+    def ip(text: str) -> int:
+        return int(ipaddress.IPv4Address(text))
+
+    assert database_gaps(db) == [
+        (0, ip("0.255.255.255")),
+        (ip("2.2.0.0"), ip("9.9.8.255")),
+        (ip("9.9.10.0"), ip("255.255.255.255")),
+    ]
+
+
+def test_excluded_ranges_match_the_bundled_database() -> None:
+    """Outside the excluded ranges every address is public and found; inside, never both."""
+    path = bundled_city_db()
+    ranges = excluded_ranges(path)
+    rng = random.Random(7)
+    with maxminddb.open_database(str(path)) as reader:
+        for _ in range(3000):
+            address = rng.getrandbits(32)
+            ip = ipaddress.IPv4Address(address)
+            usable = not ip.is_multicast and ip.is_global and reader.get(ip) is not None
+            assert is_excluded(address, ranges) == (not usable), ip
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    paths: list[str] = []  # noqa: RUF012 (one list per test, set by the fixture)
+
+    def do_GET(self) -> None:
+        self.paths.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_server() -> Iterator[tuple[str, list[str]]]:
+    paths: list[str] = []
+    handler = type("Handler", (_Recorder,), {"paths": paths})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", paths
+    server.shutdown()
+    server.server_close()
+
+
+def test_lua_script_asks_for_random_allowed_addresses(
+    tmp_path: Path, recording_server: tuple[str, list[str]]
+) -> None:
+    """Real wrk with the generated script: only addresses outside the excluded ranges."""
+    url, paths = recording_server
+    allowed = [ipaddress.IPv4Network("1.0.0.0/8"), ipaddress.IPv4Network("77.16.0.0/12")]
+    excluded = [
+        (0, int(ipaddress.IPv4Address("0.255.255.255"))),
+        (int(ipaddress.IPv4Address("2.0.0.0")), int(ipaddress.IPv4Address("77.15.255.255"))),
+        (int(ipaddress.IPv4Address("77.32.0.0")), 2**32 - 1),
+    ]
+    script = write_lua_script(tmp_path / "lookup.lua", "/api/v1/lookup/", excluded)
+    result, _ = run_wrk(url, script, threads=2, connections=4, duration_s=1)
+    assert result.requests > 50
+    assert result.non_2xx_3xx == 0
+    assert len(paths) >= result.requests
+    addresses = [ipaddress.IPv4Address(path.removeprefix("/api/v1/lookup/")) for path in paths]
+    assert all(any(ip in net for net in allowed) for ip in addresses)
+    assert len(set(addresses)) > 0.95 * len(addresses)  # fresh addresses, not a small pool
+    assert {ip in allowed[1] for ip in addresses} == {True, False}
+
+
+def test_wrk_refuses_non_loopback_targets(tmp_path: Path) -> None:
+    script = write_lua_script(tmp_path / "lookup.lua", "/", [(0, 0)])
+    with pytest.raises(WrkError, match="loopback-only"):
+        run_wrk("http://192.0.2.1/", script, threads=1, connections=1, duration_s=1)
+
+
+@pytest.mark.skipif(deploy_dir() is None, reason="deploy/ is not on this branch yet")
+def test_deploy_nginx_config_renders_and_passes_nginx_t(tmp_path: Path) -> None:
+    """The bench's rendering of deploy/nginx is a config nginx accepts."""
+    deploy = deploy_dir()
+    assert deploy is not None
+    conf = render_nginx(deploy, tmp_path, 8999, tmp_path / "uwsgi.sock")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    check = subprocess.run(
+        [nginx, "-t", "-p", f"{tmp_path}/", "-c", str(conf), "-e", str(tmp_path / "err.log")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_render_nginx_names_a_template_variable_it_does_not_know(tmp_path: Path) -> None:
+    deploy = tmp_path / "deploy"
+    (deploy / "nginx").mkdir(parents=True)
+    (deploy / "uwsgi.ini").write_text("[uwsgi]\nharakiri = 20 ; seconds\n")
+    (deploy / "nginx" / "nginx.conf.j2").write_text("pid {{ run_dir }}/x.pid; {{ harakiri }}\n")
+    (deploy / "nginx" / "ipgeo-site.conf.j2").write_text("{{ brand_new_setting }}\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with pytest.raises(RuntimeError, match="brand_new_setting"):
+        render_templates(deploy, run_dir, 8999, run_dir / "uwsgi.sock")
+    (deploy / "nginx" / "ipgeo-site.conf.j2").write_text("listen {{ listens[0] }};\n")
+    conf = render_templates(deploy, run_dir, 8999, run_dir / "uwsgi.sock")
+    assert conf.read_text() == f"pid {run_dir}/x.pid; 20\n"
+    assert (run_dir / "ipgeo-site.conf").read_text() == "listen 127.0.0.1:8999;\n"
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["bench.baselines.seed_app", "bench.baselines.geoip2_app", "bench.baselines.maxminddb_app"],
+)
+def test_baseline_apps_answer_like_a_lookup_service(module: str) -> None:
+    app = __import__(module, fromlist=["app"]).app
+    client = app.test_client()
+    answer = client.get("/api/v1/lookup/81.2.69.142")
+    assert answer.status_code == 200
+    assert answer.json["country_iso"] == "GB"
+    assert client.get("/api/v1/lookup/not-an-ip").status_code == 400
+    assert client.get("/api/v1/lookup/10.0.0.1").status_code == 404
+
+
+def test_floor_app_answers_a_constant() -> None:
+    from bench.baselines.floor_app import ANSWER, app
+
+    client = app.test_client()
+    assert client.get("/api/v1/lookup/1.2.3.4").data == ANSWER
+    assert client.get("/api/v1/lookup/5.6.7.8").data == ANSWER
+    assert 250 <= len(ANSWER) <= 350
+
+
+def test_median_round_is_reported_and_failures_win() -> None:
+    from dataclasses import replace
+
+    base = parse_wrk_output((WRK_SAMPLES / "b0-c100.txt").read_text())
+    rounds = [
+        Measurement("b0", "B0", 100, replace(base, requests_per_s=rate), round=n)
+        for n, rate in enumerate([300.0, 100.0, 200.0], start=1)
+    ]
+    chosen = median_rounds(rounds)
+    assert [item.round for item in chosen] == [3]
+    failed = Measurement("b1", "B1", 100, error="boom", round=2)
+    ok = Measurement("b1", "B1", 100, base, round=1)
+    assert median_rounds([ok, failed]) == [failed]
