@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
 from ipgeo.cli.common import load_service, load_settings
@@ -42,3 +45,73 @@ def verify() -> None:
         except (DatabaseError, ValueError) as exc:
             raise click.ClickException(f"{database.path}: corrupt: {exc}") from None
         click.echo(f"{database.path}: ok ({count} networks)")
+
+
+@db.command("update")
+@click.option(
+    "--config",
+    "conf_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A geoipupdate GeoIP.conf (AccountID, LicenseKey, EditionIDs, DatabaseDirectory, Host).",
+)
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="[NAME=]URL",
+    help="A plain .mmdb, .mmdb.gz or .tar.gz URL (repeatable); #sha256=HEX adds a checksum.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write the databases to (overrides DatabaseDirectory / IPGEO_DB_DIR).",
+)
+@click.option(
+    "--retry-for",
+    type=click.FloatRange(0, 3600),
+    default=None,
+    help="Seconds to keep retrying network errors and 5xx answers (default 300).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per database.")
+def update(
+    conf_file: Path | None,
+    urls: tuple[str, ...],
+    directory: Path | None,
+    retry_for: float | None,
+    as_json: bool,
+) -> None:
+    """Download new databases (geoipupdate protocol or plain URLs) and install them atomically.
+
+    A running service picks the new files up without a restart. On any failure the database
+    already in place stays untouched and the command exits with status 1.
+    """
+    from ipgeo.dbupdate import UpdateError, UpdateResult, build_config, run_update
+
+    settings = load_settings()
+    try:
+        config = build_config(settings, conf_file, urls, directory, retry_for)
+    except UpdateError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def show(result: UpdateResult) -> None:
+        if as_json:
+            click.echo(to_json(result.as_dict()).decode())
+        elif result.status == "failed":
+            click.echo(f"{result.name}: FAILED: {result.error}", err=True)
+        elif result.status == "unchanged":
+            click.echo(f"{result.name}: up to date ({result.path})")
+        else:
+            click.echo(
+                f"{result.name}: updated to {result.database_type} built {result.build_date} "
+                f"({result.path})"
+            )
+
+    try:
+        results = run_update(config, show)
+    except UpdateError as exc:
+        raise click.ClickException(str(exc)) from None
+    if any(result.status == "failed" for result in results):
+        sys.exit(1)
