@@ -15,7 +15,9 @@ from ipgeo.settings import Settings
 from ipgeo.web.api import api
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
-from ipgeo.web.plain import database_check, plain
+from ipgeo.web.observability import init_observability
+from ipgeo.web.plain import plain
+from ipgeo.web.readiness import asn_database_check, database_check
 
 # GET endpoints that browsers on other origins may call.
 CORS_PATHS = (
@@ -31,7 +33,10 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ipgeo.settings"] = settings
     app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
-    app.extensions["ipgeo.readiness"] = {"database": database_check}
+    app.extensions["ipgeo.readiness"] = {
+        "database": database_check,
+        "asn_database": asn_database_check,
+    }
     if settings.cors_origins:
         CORS(
             app,
@@ -40,6 +45,7 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
             max_age=86400,
         )
     register_error_handlers(app)
+    init_observability(app)
     app.register_blueprint(api)
     app.register_blueprint(plain)
     app.register_blueprint(docs)
