@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,9 +47,21 @@ class Metrics:
     job_duration: Histogram
 
 
-@cache
+_created: list[Metrics] = []
+_create_lock = threading.Lock()
+
+
 def metrics() -> Metrics:
-    """The process's metrics (created on first call)."""
+    """The process's metrics (created once, on first call, whichever thread makes it)."""
+    if _created:
+        return _created[0]
+    with _create_lock:
+        if not _created:
+            _created.append(_create_metrics())
+    return _created[0]
+
+
+def _create_metrics() -> Metrics:
     return Metrics(
         requests=Counter(
             "ipgeo_http_requests",
