@@ -213,6 +213,7 @@ def test_build_header_and_meta_follow_reloads(client: FlaskClient, city_file: Pa
     assert first.headers["X-Database-Build"] == "2023-11-14T22:13:20Z"
     assert client.get("/api/v1/meta").json["databases"][0]["build_date"] == "2023-11-14T22:13:20Z"
     install(write_versioned_mmdb(city_file.with_name(".v1"), "Version 1", BASE + 86400), city_file)
+    client.application.extensions["ipgeo.geo"].request_reload()
     second = client.get("/api/v1/lookup/81.2.69.142")
     assert second.json["city"] == "Version 1"
     assert second.headers["X-Database-Build"] == "2023-11-15T22:13:20Z"
@@ -239,6 +240,7 @@ def test_readyz_reports_each_dependency(
     broken = city_file.with_name(".broken")
     broken.write_bytes(b"not a database")
     broken.replace(city_file)
+    client.application.extensions["ipgeo.geo"].request_reload()
     degraded = client.get("/readyz")
     assert degraded.status_code == 200
     assert degraded.json["status"] == "degraded"
@@ -267,3 +269,17 @@ def test_readyz_is_503_only_when_lookups_cannot_be_served(make_app: Callable[...
     assert ready.json["status"] == "down"
     assert ready.json["checks"]["database"]["status"] == "down"
     assert client.get("/api/v1/lookup/81.2.69.142").status_code == 503
+
+
+def test_readyz_matches_its_openapi_schema(make_app: Callable[..., Flask], testdata: Path) -> None:
+    import jsonschema_rs  # installed with schemathesis
+
+    client = make_app(IPGEO_ASN_DB=str(testdata / "GeoLite2-ASN-Test.mmdb")).test_client()
+    document = client.get("/api/openapi.json").json
+    schema = document["components"]["schemas"]["Readiness"]
+    jsonschema_rs.validate(schema, client.get("/readyz").json)
+    with pytest.raises(jsonschema_rs.ValidationError):
+        jsonschema_rs.validate(schema, {"status": "fine", "checks": {}})
+    lookup_ok = document["paths"]["/api/v1/lookup/{query}"]["get"]["responses"]["200"]
+    assert set(lookup_ok["headers"]) == {"X-Database-Build", "X-Request-ID"}
+    assert "/metrics" in document["paths"]
