@@ -9,8 +9,10 @@ multi-process ``/metrics`` must count exactly the requests that were made.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -101,6 +103,12 @@ def uwsgi(db_dir: Path, tmp_path: Path) -> Iterator[Uwsgi]:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    shutil.rmtree(metrics_dir_of(process.pid), ignore_errors=True)
+
+
+def metrics_dir_of(master_pid: int) -> Path:
+    """The private multi-process metrics directory ipgeo.wsgi makes under uWSGI."""
+    return Path(tempfile.gettempdir()) / f"ipgeo-metrics-{os.getuid()}-{master_pid}"
 
 
 @dataclass
@@ -203,7 +211,7 @@ def test_twenty_swaps_under_load_through_uwsgi(uwsgi: Uwsgi, db_dir: Path, tmp_p
     # /metrics aggregates all worker processes: it counted every lookup made.
     made = load.statuses.count(200) + len(final)
     assert lookup_requests_counted(uwsgi.url) == made
-    metrics_dir = Path(f"/tmp/ipgeo-metrics-{os.getuid()}-{uwsgi.process.pid}")
+    metrics_dir = metrics_dir_of(uwsgi.process.pid)
     assert len(list(metrics_dir.glob("counter_*.db"))) >= 2, "only one worker answered"
     assert "Traceback" not in log
     assert '"databases reloaded (generation 2)' in log or "reloaded (generation 2)" in log
