@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -382,3 +383,36 @@ def test_cli_end_to_end(server: UpdateServer, tmp_path: Path, city_bytes: bytes)
     nothing = _cli()
     assert nothing.returncode == 1
     assert "nothing to update" in nothing.stderr
+
+
+def test_cli_every_runs_periodically_and_stops_on_sigterm(
+    server: UpdateServer, tmp_path: Path, city_bytes: bytes
+) -> None:
+    server.state.files["/city.mmdb"] = city_bytes
+    directory = tmp_path / "dbs"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "ipgeo", "db", "update",
+            "--every", "1h", "--dir", str(directory), "--url", f"{server.url}/city.mmdb",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (directory / "city.mmdb").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert process.poll() is None  # still running, waiting for the next round
+        process.terminate()
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "city.mmdb: updated to GeoIP2-City" in out
+    assert "next update in 1h" in err
+    assert _cli("--every", "5s", "--url", f"{server.url}/city.mmdb").returncode == 2

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -75,12 +77,19 @@ def verify() -> None:
     default=None,
     help="Seconds to keep retrying network errors and 5xx answers (default 300).",
 )
+@click.option(
+    "--every",
+    default=None,
+    metavar="DURATION",
+    help="Keep running and update again after this long (e.g. 24h, 90m); for a compose service.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per database.")
 def update(
     conf_file: Path | None,
     urls: tuple[str, ...],
     directory: Path | None,
     retry_for: float | None,
+    every: str | None,
     as_json: bool,
 ) -> None:
     """Download new databases (geoipupdate protocol or plain URLs) and install them atomically.
@@ -89,12 +98,16 @@ def update(
     already in place stays untouched and the command exits with status 1.
     """
     from ipgeo.dbupdate import UpdateError, UpdateResult, build_config, run_update
+    from ipgeo.dbupdate.config import parse_duration
 
     settings = load_settings()
     try:
         config = build_config(settings, conf_file, urls, directory, retry_for)
+        interval = parse_duration(every) if every is not None else None
     except UpdateError as exc:
         raise click.ClickException(str(exc)) from None
+    if interval is not None and interval < 60:
+        raise click.BadParameter("must be at least 1m", param_hint="--every")
 
     def show(result: UpdateResult) -> None:
         if as_json:
@@ -109,9 +122,20 @@ def update(
                 f"({result.path})"
             )
 
-    try:
-        results = run_update(config, show)
-    except UpdateError as exc:
-        raise click.ClickException(str(exc)) from None
-    if any(result.status == "failed" for result in results):
-        sys.exit(1)
+    if interval is None:
+        try:
+            results = run_update(config, show)
+        except UpdateError as exc:
+            raise click.ClickException(str(exc)) from None
+        if any(result.status == "failed" for result in results):
+            sys.exit(1)
+        return
+    # As PID 1 in a container SIGTERM is ignored unless handled: stop promptly on it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    while True:
+        try:
+            run_update(config, show)
+        except UpdateError as exc:
+            click.echo(f"update failed: {exc}", err=True)
+        click.echo(f"next update in {every}", err=True)
+        time.sleep(interval)
