@@ -416,3 +416,18 @@ def test_cli_every_runs_periodically_and_stops_on_sigterm(
     assert "city.mmdb: updated to GeoIP2-City" in out
     assert "next update in 1h" in err
     assert _cli("--every", "5s", "--url", f"{server.url}/city.mmdb").returncode == 2
+
+
+def test_oversized_download_is_refused(
+    server: UpdateServer,
+    make_config: Callable[..., UpdateConfig],
+    city_bytes: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ipgeo.dbupdate import install
+
+    monkeypatch.setattr(install, "MAX_DATABASE_BYTES", 1000)
+    server.state.editions[CITY] = Edition(city_bytes)
+    [result] = run_update(make_config())
+    assert (result.status, result.error_kind) == ("failed", "corrupt")
+    assert "more than 1000 bytes" in (result.error or "")

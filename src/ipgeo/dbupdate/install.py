@@ -20,6 +20,8 @@ from ipgeo.geo.database import DatabaseError, MaxMindDatabase
 from ipgeo.geo.models import DatabaseInfo
 
 CHUNK = 1 << 20
+# The largest commercial databases are a few GB; anything bigger is a broken or hostile download.
+MAX_DATABASE_BYTES = 8 << 30
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -44,7 +46,11 @@ class _Readable(Protocol):
 
 def _copy(source: _Readable, out: IO[bytes]) -> str:
     digest = hashlib.md5(usedforsecurity=False)
+    written = 0
     while chunk := source.read(CHUNK):
+        written += len(chunk)
+        if written > MAX_DATABASE_BYTES:
+            raise CorruptDownload(f"the database unpacks to more than {MAX_DATABASE_BYTES} bytes")
         digest.update(chunk)
         out.write(chunk)
     return digest.hexdigest()
