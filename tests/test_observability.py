@@ -283,3 +283,31 @@ def test_readyz_matches_its_openapi_schema(make_app: Callable[..., Flask], testd
     lookup_ok = document["paths"]["/api/v1/lookup/{query}"]["get"]["responses"]["200"]
     assert set(lookup_ok["headers"]) == {"X-Database-Build", "X-Request-ID"}
     assert "/metrics" in document["paths"]
+
+
+def test_requests_answered_by_an_earlier_hook_are_still_observed(
+    make_app: Callable[..., Flask], log_stream: Callable[[str], io.StringIO]
+) -> None:
+    app = make_app()
+
+    def _too_many() -> None:  # a rate limiter whose hook runs even before ours
+        from flask import request
+
+        if request.path == "/ip":
+            abort(429)
+
+    app.before_request_funcs[None].insert(0, _too_many)
+
+    client = app.test_client()
+    before = value(scrape(client), "ipgeo_rate_limited_total", endpoint="/ip")
+    stream = log_stream("json")
+    response = client.get("/ip", headers={"X-Request-ID": "limited-1"})
+    assert response.status_code == 429
+    assert response.headers["X-Request-ID"] == "limited-1"
+    assert value(scrape(client), "ipgeo_rate_limited_total", endpoint="/ip") - before == 1
+    [entry] = [
+        orjson.loads(line)
+        for line in stream.getvalue().splitlines()
+        if '"ipgeo.access"' in line and "limited-1" in line
+    ]
+    assert entry["status"] == 429

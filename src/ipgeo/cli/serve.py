@@ -14,11 +14,9 @@ from ipgeo.web import create_app
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes.")
 def serve(host: str, port: int, workers: int | None) -> None:
     """Serve the web app and API with gunicorn."""
-    from ipgeo.serve import prepare_metrics, worker_count
     from ipgeo.serve import serve as run_server
 
     settings = load_settings()
     setup_logging(settings)
-    prepare_metrics(worker_count(workers))  # before any metric exists
     app = create_app(settings, load_service(settings))
     run_server(app, host, port, workers)

@@ -41,10 +41,9 @@ def _before() -> None:
 
 
 def _after(response: Response) -> Response:
-    started = g.get("request_started")
-    if started is None:  # a hook before ours failed
-        return response
-    duration = time.perf_counter() - started
+    if "request_started" not in g:  # another before-request hook answered first
+        _before()
+    duration = time.perf_counter() - g.request_started
     response.headers["X-Request-ID"] = g.request_id
     response.headers["X-Database-Build"] = geo_service().city.info.build_date
     endpoint = _endpoint()
@@ -98,7 +97,9 @@ def metrics_view() -> Response:
 
 def init_observability(app: Flask) -> None:
     """Register the request hooks and the ``/metrics`` endpoint."""
-    app.before_request(_before)
+    # First of all before-request hooks, so that requests an allowlist or a rate limiter
+    # answers early still get an id, a log line and their place in the metrics.
+    app.before_request_funcs.setdefault(None, []).insert(0, _before)
     app.after_request(_after)
     app.teardown_request(_teardown)
     app.register_blueprint(observability)
