@@ -30,7 +30,7 @@ def city_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def make_app(make_settings: Callable[..., Settings], city_file: Path) -> Callable[..., Flask]:
+def make_city_app(make_settings: Callable[..., Settings], city_file: Path) -> Callable[..., Flask]:
     def make(**env: str) -> Flask:
         settings = make_settings(IPGEO_CITY_DB=str(city_file), **env)
         return create_app(settings, GeoService.from_settings(settings))
@@ -39,8 +39,8 @@ def make_app(make_settings: Callable[..., Settings], city_file: Path) -> Callabl
 
 
 @pytest.fixture()
-def client(make_app: Callable[..., Flask]) -> FlaskClient:
-    return make_app(IPGEO_DB_RELOAD_INTERVAL="0.001").test_client()
+def client(make_city_app: Callable[..., Flask]) -> FlaskClient:
+    return make_city_app(IPGEO_DB_RELOAD_INTERVAL="0.001").test_client()
 
 
 def scrape(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -103,8 +103,8 @@ def test_metric_families_for_jobs_cache_and_rate_limits(client: FlaskClient) -> 
         assert name in names
 
 
-def test_429_responses_are_counted(make_app: Callable[..., Flask]) -> None:
-    app = make_app()
+def test_429_responses_are_counted(make_city_app: Callable[..., Flask]) -> None:
+    app = make_city_app()
     app.add_url_rule("/limited", "limited", lambda: abort(429))
     client = app.test_client()
     before = value(scrape(client), "ipgeo_rate_limited_total", endpoint="/limited")
@@ -114,21 +114,21 @@ def test_429_responses_are_counted(make_app: Callable[..., Flask]) -> None:
     assert after - before == 2
 
 
-def test_metrics_only_for_the_metrics_network(make_app: Callable[..., Flask]) -> None:
-    client = make_app().test_client()
+def test_metrics_only_for_the_metrics_network(make_city_app: Callable[..., Flask]) -> None:
+    client = make_city_app().test_client()
     outside = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.5"})
     assert outside.status_code == 403
     assert outside.json == {
         "error": {"code": "forbidden", "message": "metrics are only served to the metrics network"}
     }
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
-    allowed = make_app(IPGEO_METRICS_ALLOWED="203.0.113.0/24").test_client()
+    allowed = make_city_app(IPGEO_METRICS_ALLOWED="203.0.113.0/24").test_client()
     assert allowed.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.5"}).status_code == 200
     assert allowed.get("/metrics").status_code == 403  # loopback is no longer listed
-    nobody = make_app(IPGEO_METRICS_ALLOWED="").test_client()
+    nobody = make_city_app(IPGEO_METRICS_ALLOWED="").test_client()
     assert nobody.get("/metrics").status_code == 403
     # Behind a trusted proxy the forwarded client counts, not the proxy's loopback address.
-    proxied = make_app(IPGEO_TRUSTED_PROXIES="127.0.0.1").test_client()
+    proxied = make_city_app(IPGEO_TRUSTED_PROXIES="127.0.0.1").test_client()
     forwarded = proxied.get("/metrics", headers={"X-Forwarded-For": "198.51.100.7"})
     assert forwarded.status_code == 403
 
@@ -182,9 +182,9 @@ def test_json_request_log(client: FlaskClient, log_stream: Callable[[str], io.St
 
 
 def test_other_logs_carry_the_request_id(
-    make_app: Callable[..., Flask], log_stream: Callable[[str], io.StringIO]
+    make_city_app: Callable[..., Flask], log_stream: Callable[[str], io.StringIO]
 ) -> None:
-    app = make_app()
+    app = make_city_app()
 
     def boom() -> str:
         raise RuntimeError("kaputt")
@@ -223,9 +223,9 @@ def test_build_header_and_meta_follow_reloads(client: FlaskClient, city_file: Pa
 
 
 def test_readyz_reports_each_dependency(
-    make_app: Callable[..., Flask], city_file: Path, testdata: Path
+    make_city_app: Callable[..., Flask], city_file: Path, testdata: Path
 ) -> None:
-    client = make_app(IPGEO_DB_RELOAD_INTERVAL="0.001").test_client()
+    client = make_city_app(IPGEO_DB_RELOAD_INTERVAL="0.001").test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 200
     body = ready.json
@@ -248,8 +248,8 @@ def test_readyz_reports_each_dependency(
     assert client.get("/api/v1/lookup/81.2.69.142").status_code == 200
 
 
-def test_readyz_stale_database_and_asn(make_app: Callable[..., Flask], testdata: Path) -> None:
-    app = make_app(
+def test_readyz_stale_database_and_asn(make_city_app: Callable[..., Flask], testdata: Path) -> None:
+    app = make_city_app(
         IPGEO_DB_MAX_AGE_DAYS="30", IPGEO_ASN_DB=str(testdata / "GeoLite2-ASN-Test.mmdb")
     )
     body = app.test_client().get("/readyz").json
@@ -260,8 +260,10 @@ def test_readyz_stale_database_and_asn(make_app: Callable[..., Flask], testdata:
     assert body["checks"]["asn_database"]["type"] == "GeoLite2-ASN"
 
 
-def test_readyz_is_503_only_when_lookups_cannot_be_served(make_app: Callable[..., Flask]) -> None:
-    app = make_app()
+def test_readyz_is_503_only_when_lookups_cannot_be_served(
+    make_city_app: Callable[..., Flask],
+) -> None:
+    app = make_city_app()
     client = app.test_client()
     app.extensions["ipgeo.geo"].city.close()
     ready = client.get("/readyz")
@@ -271,10 +273,12 @@ def test_readyz_is_503_only_when_lookups_cannot_be_served(make_app: Callable[...
     assert client.get("/api/v1/lookup/81.2.69.142").status_code == 503
 
 
-def test_readyz_matches_its_openapi_schema(make_app: Callable[..., Flask], testdata: Path) -> None:
+def test_readyz_matches_its_openapi_schema(
+    make_city_app: Callable[..., Flask], testdata: Path
+) -> None:
     import jsonschema_rs  # installed with schemathesis
 
-    client = make_app(IPGEO_ASN_DB=str(testdata / "GeoLite2-ASN-Test.mmdb")).test_client()
+    client = make_city_app(IPGEO_ASN_DB=str(testdata / "GeoLite2-ASN-Test.mmdb")).test_client()
     document = client.get("/api/openapi.json").json
     schema = document["components"]["schemas"]["Readiness"]
     jsonschema_rs.validate(schema, client.get("/readyz").json)
@@ -286,9 +290,9 @@ def test_readyz_matches_its_openapi_schema(make_app: Callable[..., Flask], testd
 
 
 def test_requests_answered_by_an_earlier_hook_are_still_observed(
-    make_app: Callable[..., Flask], log_stream: Callable[[str], io.StringIO]
+    make_city_app: Callable[..., Flask], log_stream: Callable[[str], io.StringIO]
 ) -> None:
-    app = make_app()
+    app = make_city_app()
 
     def _too_many() -> None:  # a rate limiter whose hook runs even before ours
         from flask import request
