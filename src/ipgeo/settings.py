@@ -142,7 +142,7 @@ def _parse_optional_int(minimum: int, maximum: int) -> Callable[[str, str], int 
     return parse
 
 
-def _parse_text(raw: str, variable: str) -> str:
+def _parse_secret(raw: str, variable: str) -> str:
     return raw.strip()
 
 
@@ -318,7 +318,7 @@ class Settings:
         repr=False,
         metadata=_env(
             "IPGEO_MAXMIND_LICENSE_KEY",
-            _parse_text,
+            _parse_secret,
             "MaxMind license key for `ipgeo db update` (overrides `LicenseKey`).",
             "xxxxxx_xxxxxxxxxxxx_mmk",
         ),
