@@ -33,6 +33,8 @@ def test_replaced_file_is_swapped_in(city_file: Path) -> None:
     service = GeoService(city_db=city_file, reload_interval=0.001)
     assert service.lookup_ip(IP).city == "Version 0"
     old_reader = service.city
+    old_version = service.data_version
+    assert old_version.startswith(f"GeoLite2-City:{BASE}:")
     assert service.generation == 1
     _replace(city_file, "Version 1", BASE + DAY)
     service.request_reload()
@@ -40,6 +42,7 @@ def test_replaced_file_is_swapped_in(city_file: Path) -> None:
     assert result.city == "Version 1"
     assert service.generation == 2
     assert service.databases[0].build_epoch == BASE + DAY
+    assert service.data_version != old_version
     # A lookup still holding the old readers finishes on them.
     record, _ = old_reader.get(IP)
     assert record is not None

@@ -115,6 +115,13 @@ class GeoService:
         return self._open.generation
 
     @property
+    def data_version(self) -> str:
+        """Names the data in service identically in every process and host (for shared caches)."""
+        return "|".join(
+            f"{info.database_type}:{info.build_epoch}:{info.node_count}" for info in self.databases
+        )
+
+    @property
     def databases(self) -> list[DatabaseInfo]:
         """Metadata of every open database (city first)."""
         current = self._open
