@@ -18,6 +18,7 @@ from ipgeo.dbupdate import (
     ConfigError,
     LockBusy,
     UpdateConfig,
+    UpdateError,
     build_config,
     parse_geoip_conf,
     run_update,
@@ -431,3 +432,15 @@ def test_oversized_download_is_refused(
     [result] = run_update(make_config())
     assert (result.status, result.error_kind) == ("failed", "corrupt")
     assert "more than 1000 bytes" in (result.error or "")
+
+
+def test_unwritable_directory_is_a_clear_error(
+    server: UpdateServer, make_config: Callable[..., UpdateConfig], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UpdateError, match="cannot create"):
+        run_update(make_config(directory=blocker / "db"))
+    done = _cli("--dir", str(blocker / "db"), "--url", f"{server.url}/x.mmdb")
+    assert done.returncode == 1
+    assert "cannot create" in done.stderr and "Traceback" not in done.stderr

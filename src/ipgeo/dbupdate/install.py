@@ -28,8 +28,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 @contextmanager
 def directory_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (geoipupdate's lock) or raise ``LockBusy``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UpdateError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -145,7 +145,10 @@ def run_update(
         with directory_lock(config.lock_path):
             for name, path, job in jobs:
                 try:
-                    result = job()
+                    try:
+                        result = job()
+                    except OSError as exc:  # disk full, read-only directory, ...
+                        raise UpdateError(f"file error: {exc}") from None
                 except UpdateError as exc:
                     result = UpdateResult(
                         name, str(path), "failed", error=str(exc), error_kind=exc.kind
