@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from ipgeo.dbupdate import (
@@ -444,3 +445,35 @@ def test_unwritable_directory_is_a_clear_error(
     done = _cli("--dir", str(blocker / "db"), "--url", f"{server.url}/x.mmdb")
     assert done.returncode == 1
     assert "cannot create" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_warns_when_the_service_reads_another_file(
+    server: UpdateServer, tmp_path: Path, city_bytes: bytes
+) -> None:
+    server.state.files["/city.mmdb"] = city_bytes
+    directory = tmp_path / "dbs"
+    url = f"{server.url}/city.mmdb"
+    elsewhere = _cli("--dir", str(directory), "--url", url, env={"IPGEO_CITY_DB": "/srv/x.mmdb"})
+    assert elsewhere.returncode == 0
+    assert "note: IPGEO_CITY_DB=/srv/x.mmdb is not among the files this updates" in elsewhere.stderr
+    same = _cli("--url", url, env={"IPGEO_CITY_DB": str(directory / "city.mmdb")})
+    assert same.returncode == 0
+    assert "note:" not in same.stderr
+    assert "city.mmdb: up to date" in same.stdout  # default directory: next to IPGEO_CITY_DB
+
+
+def test_cli_with_settings_only(server: UpdateServer, tmp_path: Path, asn_bytes: bytes) -> None:
+    server.state.editions[ASN] = Edition(asn_bytes)
+    env = {
+        "IPGEO_MAXMIND_ACCOUNT_ID": ACCOUNT,
+        "IPGEO_MAXMIND_LICENSE_KEY": KEY,
+        "IPGEO_MAXMIND_EDITIONS": ASN,
+        "IPGEO_MAXMIND_HOST": server.url,
+        "IPGEO_DB_DIR": str(tmp_path / "fromenv"),
+    }
+    done = _cli("--json", env=env)
+    assert done.returncode == 0, done.stderr
+    result = orjson.loads(done.stdout)
+    assert result["status"] == "updated"
+    assert result["database_type"] == "GeoLite2-ASN"
+    assert (tmp_path / "fromenv" / f"{ASN}.mmdb").read_bytes() == asn_bytes

@@ -122,6 +122,15 @@ def update(
                 f"({result.path})"
             )
 
+    targets = {config.directory / f"{edition}.mmdb" for edition in config.editions}
+    targets |= {config.directory / source.filename for source in config.urls}
+    for variable, path in (("IPGEO_CITY_DB", settings.city_db), ("IPGEO_ASN_DB", settings.asn_db)):
+        if path is not None and path not in targets:
+            click.echo(
+                f"note: {variable}={path} is not among the files this updates "
+                f"({', '.join(sorted(str(t) for t in targets))}); the service will not see them",
+                err=True,
+            )
     if interval is None:
         try:
             results = run_update(config, show)
