@@ -6,6 +6,8 @@ import logging
 import re
 import time
 import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -29,6 +31,11 @@ def request_id() -> str:
     return rid
 
 
+@lru_cache(maxsize=16)
+def _iso_time(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _endpoint() -> str:
     return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
 
@@ -45,13 +52,19 @@ def _after(response: Response) -> Response:
         _before()
     duration = time.perf_counter() - g.request_started
     response.headers["X-Request-ID"] = g.request_id
-    response.headers["X-Database-Build"] = geo_service().city.info.build_date
+    response.headers["X-Database-Build"] = _iso_time(geo_service().city.info.build_epoch)
     endpoint = _endpoint()
     recorded = metrics()
     recorded.requests.labels(endpoint, request.method, str(response.status_code)).inc()
     recorded.request_duration.labels(endpoint).observe(duration)
     if response.status_code == 429:
         recorded.rate_limited.labels(endpoint).inc()
+    if access_log.isEnabledFor(logging.INFO):
+        _log_request(response, duration, endpoint)
+    return response
+
+
+def _log_request(response: Response, duration: float, endpoint: str) -> None:
     client = request_client_ip()
     client_text = str(client) if client is not None else "-"
     agent = request.headers.get("User-Agent", "")
@@ -76,7 +89,6 @@ def _after(response: Response) -> Response:
             "endpoint": endpoint,
         },
     )
-    return response
 
 
 def _teardown(exc: BaseException | None) -> None:
