@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -120,7 +120,9 @@ class Downloader:
 
     def download_url(self, url: str, target: Path) -> float | None:
         """Download a plain URL into ``target``; return its Last-Modified time."""
-        return self._save(url, f"download of {_origin(url)}", target, auth=False)
+        # Name the file, not the URL: query strings can hold tokens (IPinfo).
+        name = urlsplit(url).path.rsplit("/", 1)[-1] or _origin(url)
+        return self._save(url, f"download of {name}", target, auth=False)
 
     def _save(self, url: str, what: str, target: Path, auth: bool) -> float | None:
         with self._get(url, what, auth) as response, target.open("wb") as out:
