@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+
+from ipgeo.metrics import enable_multiprocess, mark_process_dead, multiprocess_dir
 
 log = logging.getLogger("ipgeo.serve")
 
@@ -31,16 +35,36 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return self._app
 
 
+def worker_count(workers: int | None = None) -> int:
+    """Worker processes: ``workers``, else ``WEB_CONCURRENCY``, else one per CPU."""
+    return workers or int(os.environ.get("WEB_CONCURRENCY", "0") or 0) or (os.cpu_count() or 1)
+
+
+def prepare_metrics(count: int) -> None:
+    """With several workers, switch metrics to multi-process mode in a private directory."""
+    if count > 1 and multiprocess_dir() is None:
+        directory = enable_multiprocess()
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    mark_process_dead(worker.pid)
+
+
 def serve(app: Flask, host: str, port: int, workers: int | None = None) -> None:
     """Serve ``app`` until interrupted; Ctrl-C or SIGTERM stop it cleanly."""
-    count = workers or int(os.environ.get("WEB_CONCURRENCY", "0") or 0) or (os.cpu_count() or 1)
+    count = worker_count(workers)
+    prepare_metrics(count)
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": count,
         "worker_class": "gthread",
         "threads": 4,
         "preload_app": True,
-        "accesslog": "-",
+        "accesslog": None,  # the app logs each request itself (ipgeo.access)
+        "child_exit": _child_exit,
+        # gunicorn leaves SIGHUP at its default in workers: make it "check the databases".
+        "post_worker_init": lambda worker: app.extensions["ipgeo.geo"].watch_sighup(),
         "errorlog": "-",
         "graceful_timeout": 5,
         "keepalive": 5,

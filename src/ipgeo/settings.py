@@ -134,6 +134,42 @@ def _parse_dns_servers(raw: str, variable: str) -> tuple[tuple[str, int], ...]:
     return tuple(servers)
 
 
+def _parse_optional_int(minimum: int, maximum: int) -> Callable[[str, str], int | None]:
+    parse_int = _parse_int(minimum, maximum)
+
+    def parse(raw: str, variable: str) -> int | None:
+        return parse_int(raw, variable) if raw.strip() else None
+
+    return parse
+
+
+def _parse_secret(raw: str, variable: str) -> str:
+    return raw.strip()
+
+
+def _parse_editions(raw: str, variable: str) -> tuple[str, ...]:
+    editions = tuple(raw.replace(",", " ").replace(";", " ").split())
+    for edition in editions:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", edition):
+            raise SettingsError(variable, f"{edition!r} is not an edition ID like GeoLite2-City")
+    return editions
+
+
+def _parse_host(raw: str, variable: str) -> str:
+    host = raw.strip().rstrip("/")
+    if host and not re.fullmatch(r"(https?://)?[A-Za-z0-9.\-\[\]:]+(/[^\s]*)?", host):
+        raise SettingsError(variable, f"{raw!r} is not a host name or http(s) URL")
+    return host
+
+
+def _parse_urls(raw: str, variable: str) -> tuple[str, ...]:
+    urls = tuple(item for item in raw.split() if item)
+    for item in urls:
+        if not re.match(r"^([A-Za-z0-9_.-]+=)?https?://\S+$", item):
+            raise SettingsError(variable, f"{item!r} is not an http(s) URL (or NAME=URL)")
+    return urls
+
+
 def _parse_choice(*choices: str) -> Callable[[str, str], str]:
     def parse(raw: str, variable: str) -> str:
         value = raw.strip().lower()
@@ -377,6 +413,99 @@ class Settings:
             "service; others get 403. Default: everyone. `ipgeo nginx-conf` writes the same "
             "list for nginx.",
             "172.18.0.2;172.18.0.0/16;",
+        ),
+    )
+    db_dir: Path | None = field(
+        default=None,
+        metadata=_env(
+            "IPGEO_DB_DIR",
+            _parse_optional_path,
+            "Directory `ipgeo db update` writes databases to. Default: the directory of "
+            "`IPGEO_CITY_DB`, else `IPGEO_DATA_DIR/databases`.",
+            "/data",
+        ),
+    )
+    maxmind_account_id: int | None = field(
+        default=None,
+        metadata=_env(
+            "IPGEO_MAXMIND_ACCOUNT_ID",
+            _parse_optional_int(1, 2**31 - 1),
+            "MaxMind account ID for `ipgeo db update` (overrides `AccountID` of GeoIP.conf).",
+            "123456",
+        ),
+    )
+    maxmind_license_key: str = field(
+        default="",
+        repr=False,
+        metadata=_env(
+            "IPGEO_MAXMIND_LICENSE_KEY",
+            _parse_secret,
+            "MaxMind license key for `ipgeo db update` (overrides `LicenseKey`).",
+            "xxxxxx_xxxxxxxxxxxx_mmk",
+        ),
+    )
+    maxmind_editions: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "IPGEO_MAXMIND_EDITIONS",
+            _parse_editions,
+            "Edition IDs `ipgeo db update` fetches (overrides `EditionIDs`). Default: "
+            "GeoLite2-City GeoLite2-ASN.",
+            "GeoLite2-City GeoLite2-ASN",
+        ),
+    )
+    maxmind_host: str = field(
+        default="",
+        metadata=_env(
+            "IPGEO_MAXMIND_HOST",
+            _parse_host,
+            "Update server (host name or URL) speaking geoipupdate's protocol (overrides "
+            "`Host`). Default: updates.maxmind.com.",
+            "updates.maxmind.com",
+        ),
+    )
+    update_urls: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "IPGEO_UPDATE_URLS",
+            _parse_urls,
+            "Space-separated plain URLs of `.mmdb`, `.mmdb.gz` or `.tar.gz` files that "
+            "`ipgeo db update` fetches (DB-IP lite, IPinfo lite); `NAME=URL` sets the file "
+            "name, a `#sha256=HEX` fragment a checksum.",
+            "dbip-city-lite.mmdb=https://example.com/dbip-city-lite.mmdb.gz",
+        ),
+    )
+    db_reload_interval: float = field(
+        default=5.0,
+        metadata=_env(
+            "IPGEO_DB_RELOAD_INTERVAL",
+            _parse_float(0.0, 3600.0),
+            "Seconds between checks whether a database file was replaced (then it is "
+            "reloaded without dropping requests; SIGHUP checks at once). 0 turns checks off.",
+            "5",
+        ),
+    )
+    db_max_age_days: int = field(
+        default=0,
+        metadata=_env(
+            "IPGEO_DB_MAX_AGE_DAYS",
+            _parse_int(0, 100_000),
+            "`/readyz` reports the database as degraded when its build is older than this "
+            "many days (0: never).",
+            "45",
+        ),
+    )
+    metrics_allowed: tuple[IPNetwork, ...] = field(
+        default=(
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        ),
+        metadata=_env(
+            "IPGEO_METRICS_ALLOWED",
+            parse_networks,
+            "Client networks allowed to read `/metrics` (others get 403; empty: nobody). "
+            "Default: loopback only.",
+            "127.0.0.1;10.0.0.0/8",
         ),
     )
 

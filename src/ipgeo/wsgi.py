@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from ipgeo.geo import DatabaseError
+from ipgeo.logs import setup_logging
+from ipgeo.metrics import enable_multiprocess, mark_process_dead, multiprocess_dir
 from ipgeo.settings import Settings, SettingsError
 from ipgeo.web import create_app
 
-try:
-    app = create_app(Settings.from_env())
-except (SettingsError, DatabaseError) as exc:
-    print(f"ipgeo: cannot start: {exc}", file=sys.stderr)
-    raise SystemExit(1) from None
+
+def _remove_stale(base: Path, prefix: str) -> None:
+    """Delete metrics directories left by uWSGI masters that no longer run."""
+    for old in base.glob(f"{prefix}*"):
+        pid = old.name.removeprefix(prefix)
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _prepare_uwsgi() -> None:
+    """Under uWSGI with several workers, aggregate metrics in a private directory."""
+    try:
+        uwsgi = importlib.import_module("uwsgi")  # only exists inside uWSGI
+    except ImportError:
+        return
+    if multiprocess_dir() is None and int(uwsgi.numproc) > 1:
+        master = int(uwsgi.masterpid()) or os.getppid()
+        base = Path(tempfile.gettempdir())
+        directory = base / f"ipgeo-metrics-{os.getuid()}-{master}"
+        # Loaded in the master (the default): start empty. With lazy-apps every worker
+        # loads the app itself and they share the master's directory.
+        if os.getpid() == master:
+            _remove_stale(base, f"ipgeo-metrics-{os.getuid()}-")
+        enable_multiprocess(directory, clean=os.getpid() == master)
+    if multiprocess_dir() is not None and getattr(uwsgi, "atexit", None) is None:
+        setattr(uwsgi, "atexit", lambda: mark_process_dead(os.getpid()))  # noqa: B010
+
+
+def _build() -> object:
+    try:
+        settings = Settings.from_env()
+        setup_logging(settings.log_format)
+        _prepare_uwsgi()
+        return create_app(settings)
+    except (SettingsError, DatabaseError) as exc:
+        print(f"ipgeo: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+app = _build()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
 from ipgeo.geo import DatabaseError, GeoService
@@ -28,9 +25,7 @@ def load_service(settings: Settings) -> GeoService:
 
 
 def setup_logging(settings: Settings) -> None:
-    """Configure process-wide logging."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Configure process-wide logging (``IPGEO_LOG_FORMAT``: text or JSON lines)."""
+    from ipgeo.logs import setup_logging as setup
+
+    setup(settings.log_format)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import time
+from pathlib import Path
+
 import click
 
 from ipgeo.cli.common import load_service, load_settings
@@ -42,3 +47,104 @@ def verify() -> None:
         except (DatabaseError, ValueError) as exc:
             raise click.ClickException(f"{database.path}: corrupt: {exc}") from None
         click.echo(f"{database.path}: ok ({count} networks)")
+
+
+@db.command("update")
+@click.option(
+    "--config",
+    "conf_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A geoipupdate GeoIP.conf (AccountID, LicenseKey, EditionIDs, DatabaseDirectory, Host).",
+)
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="[NAME=]URL",
+    help="A plain .mmdb, .mmdb.gz or .tar.gz URL (repeatable); #sha256=HEX adds a checksum.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write the databases to (overrides DatabaseDirectory / IPGEO_DB_DIR).",
+)
+@click.option(
+    "--retry-for",
+    type=click.FloatRange(0, 3600),
+    default=None,
+    help="Seconds to keep retrying network errors and 5xx answers (default 300).",
+)
+@click.option(
+    "--every",
+    default=None,
+    metavar="DURATION",
+    help="Keep running and update again after this long (e.g. 24h, 90m); for a compose service.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per database.")
+def update(
+    conf_file: Path | None,
+    urls: tuple[str, ...],
+    directory: Path | None,
+    retry_for: float | None,
+    every: str | None,
+    as_json: bool,
+) -> None:
+    """Download new databases (geoipupdate protocol or plain URLs) and install them atomically.
+
+    A running service picks the new files up without a restart. On any failure the database
+    already in place stays untouched and the command exits with status 1.
+    """
+    from ipgeo.dbupdate import UpdateError, UpdateResult, build_config, run_update
+    from ipgeo.dbupdate.config import parse_duration
+
+    settings = load_settings()
+    try:
+        config = build_config(settings, conf_file, urls, directory, retry_for)
+        interval = parse_duration(every) if every is not None else None
+    except UpdateError as exc:
+        raise click.ClickException(str(exc)) from None
+    if interval is not None and interval < 60:
+        raise click.BadParameter("must be at least 1m", param_hint="--every")
+
+    def show(result: UpdateResult) -> None:
+        if as_json:
+            click.echo(to_json(result.as_dict()).decode())
+        elif result.status == "failed":
+            click.echo(f"{result.name}: FAILED: {result.error}", err=True)
+        elif result.status == "unchanged":
+            click.echo(f"{result.name}: up to date ({result.path})")
+        else:
+            click.echo(
+                f"{result.name}: updated to {result.database_type} built {result.build_date} "
+                f"({result.path})"
+            )
+
+    targets = {config.directory / f"{edition}.mmdb" for edition in config.editions}
+    targets |= {config.directory / source.filename for source in config.urls}
+    for variable, path in (("IPGEO_CITY_DB", settings.city_db), ("IPGEO_ASN_DB", settings.asn_db)):
+        if path is not None and path not in targets:
+            click.echo(
+                f"note: {variable}={path} is not among the files this updates "
+                f"({', '.join(sorted(str(t) for t in targets))}); the service will not see them",
+                err=True,
+            )
+    if interval is None:
+        try:
+            results = run_update(config, show)
+        except UpdateError as exc:
+            raise click.ClickException(str(exc)) from None
+        if any(result.status == "failed" for result in results):
+            sys.exit(1)
+        return
+    # As PID 1 in a container SIGTERM is ignored unless handled: stop promptly on it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    while True:
+        try:
+            run_update(config, show)
+        except UpdateError as exc:
+            click.echo(f"update failed: {exc}", err=True)
+        click.echo(f"next update in {every}", err=True)
+        time.sleep(interval)

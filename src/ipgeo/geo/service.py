@@ -3,18 +3,48 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import FrameType
 
-from ipgeo.geo.database import MaxMindDatabase, bundled_city_db, place_from_record
+from ipgeo.geo.database import DatabaseError, MaxMindDatabase, bundled_city_db, place_from_record
 from ipgeo.geo.dns import DnsResolver, HostResolver
-from ipgeo.geo.errors import DatabaseUnavailable, NotFound
+from ipgeo.geo.errors import DatabaseUnavailable, GeoError, NotFound
 from ipgeo.geo.models import DatabaseInfo, LookupResult, Place, TimeZoneInfo
 from ipgeo.geo.queries import check_public, normalize_domain, parse_ip
 from ipgeo.geo.timezones import EmbeddedTimezoneLocator, TimezoneLocator, zone_details
+from ipgeo.metrics import metrics
 from ipgeo.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (device, inode, size, mtime in ns): changes whenever a file is replaced or rewritten.
+FileSignature = tuple[int, int, int, int]
+
+log = logging.getLogger("ipgeo.geo")
+
+
+def file_signature(path: Path) -> FileSignature | None:
+    """What identifies the current version of a file (``None`` when it is missing)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenDatabases:
+    """One consistent set of open readers; swapped as a whole on reload, never mutated."""
+
+    city: MaxMindDatabase
+    asn: MaxMindDatabase | None
+    signatures: tuple[FileSignature | None, FileSignature | None]
+    generation: int
 
 
 class GeoService:
@@ -28,9 +58,17 @@ class GeoService:
         resolver: HostResolver | None = None,
         timezones: TimezoneLocator | None = None,
         reverse_dns: bool = False,
+        reload_interval: float = 0.0,
     ) -> None:
-        self.city = MaxMindDatabase(city_db or bundled_city_db())
-        self.asn = MaxMindDatabase(asn_db) if asn_db else None
+        self.city_path = city_db or bundled_city_db()
+        self.asn_path = asn_db
+        self._open = self._open_databases(generation=1)
+        self.reload_interval = reload_interval
+        self.last_reload_error: str | None = None
+        self._next_check = time.monotonic() + reload_interval
+        self._reload_requested = False
+        self._failed: tuple[FileSignature | None, FileSignature | None] | None = None
+        self._reload_lock = threading.Lock()
         self.languages = languages
         self.resolver: HostResolver = resolver or DnsResolver()
         self.timezones: TimezoneLocator = timezones or EmbeddedTimezoneLocator()
@@ -48,12 +86,110 @@ class GeoService:
             resolver=DnsResolver(settings.dns_timeout, settings.dns_servers),
             timezones=timezones,
             reverse_dns=settings.reverse_dns,
+            reload_interval=settings.db_reload_interval,
+        )
+
+    def _signatures(self) -> tuple[FileSignature | None, FileSignature | None]:
+        asn = file_signature(self.asn_path) if self.asn_path else None
+        return file_signature(self.city_path), asn
+
+    def _open_databases(self, generation: int) -> OpenDatabases:
+        signatures = self._signatures()
+        city = MaxMindDatabase(self.city_path)
+        asn = MaxMindDatabase(self.asn_path) if self.asn_path else None
+        return OpenDatabases(city, asn, signatures, generation)
+
+    @property
+    def city(self) -> MaxMindDatabase:
+        """The City/Country database currently in service."""
+        return self._open.city
+
+    @property
+    def asn(self) -> MaxMindDatabase | None:
+        """The ASN database currently in service, if any."""
+        return self._open.asn
+
+    @property
+    def generation(self) -> int:
+        """Counts database swaps in this process (starts at 1); cache keys can include it."""
+        return self._open.generation
+
+    @property
+    def data_version(self) -> str:
+        """Names the data in service identically in every process and host (for shared caches)."""
+        return "|".join(
+            f"{info.database_type}:{info.build_epoch}:{info.node_count}" for info in self.databases
         )
 
     @property
     def databases(self) -> list[DatabaseInfo]:
         """Metadata of every open database (city first)."""
-        return [self.city.info] + ([self.asn.info] if self.asn else [])
+        current = self._open
+        return [current.city.info] + ([current.asn.info] if current.asn else [])
+
+    def request_reload(self) -> None:
+        """Check the files at the next lookup instead of waiting (safe in a signal handler)."""
+        self._reload_requested = True
+
+    def watch_sighup(self) -> bool:
+        """Make SIGHUP request a reload, unless the server already handles SIGHUP itself."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        if signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN):
+            return False
+
+        def on_sighup(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGHUP, on_sighup)
+        return True
+
+    def refresh(self) -> bool:
+        """Swap in replaced database files (checked at most every ``reload_interval`` s).
+
+        The new readers are opened completely before one reference is swapped, so lookups
+        in flight finish on the old ones, which are unmapped once nothing uses them. A file
+        that does not open keeps the old database in service. Returns True after a swap.
+        """
+        if not self._reload_requested and (
+            self.reload_interval <= 0 or time.monotonic() < self._next_check
+        ):
+            return False
+        if not self._reload_lock.acquire(blocking=False):
+            return False  # another thread is checking; keep serving meanwhile
+        try:
+            self._reload_requested = False
+            self._next_check = time.monotonic() + self.reload_interval
+            return self._reload_if_changed()
+        finally:
+            self._reload_lock.release()
+
+    def _reload_if_changed(self) -> bool:
+        current = self._open
+        signatures = self._signatures()
+        if signatures in (current.signatures, self._failed):
+            return False
+        if signatures[0] is None or (self.asn_path and signatures[1] is None):
+            self.last_reload_error = "a database file is missing; the old one stays in service"
+            self._failed = signatures
+            log.error("database reload skipped: %s", self.last_reload_error)
+            return False
+        try:
+            fresh = self._open_databases(current.generation + 1)
+        except DatabaseError as exc:
+            self.last_reload_error = f"{exc}; the old database stays in service"
+            self._failed = signatures
+            log.error("database reload failed: %s", self.last_reload_error)
+            return False
+        self._open = fresh  # one reference swap: atomic for every other thread
+        self._failed = None
+        self.last_reload_error = None
+        log.info(
+            "databases reloaded (generation %d): %s",
+            fresh.generation,
+            ", ".join(f"{info.database_type} built {info.build_date}" for info in self.databases),
+        )
+        return True
 
     def languages_for(self, lang: str | None) -> tuple[str, ...]:
         """Language preference for a request: ``lang`` first, then the configured ones."""
@@ -63,14 +199,23 @@ class GeoService:
 
     def lookup(self, query: str, lang: str | None = None) -> LookupResult:
         """Look up an IP address or a domain name; raise a ``GeoError`` when impossible."""
+        try:
+            result = self._lookup(query, lang)
+        except GeoError as exc:
+            metrics().lookups.labels(exc.code).inc()
+            raise
+        metrics().lookups.labels("found").inc()
+        return result
+
+    def _lookup(self, query: str, lang: str | None) -> LookupResult:
         ip = parse_ip(query)
         if ip is not None:
             hostname = self.resolver.reverse(ip) if self.reverse_dns else None
-            return self.lookup_ip(ip, query=query.strip(), hostname=hostname, lang=lang)
+            return self._lookup_ip(ip, query=query.strip(), hostname=hostname, lang=lang)
         domain = normalize_domain(query)
         addresses = self.resolver.resolve(domain)
         primary = addresses[0]
-        base = self.lookup_ip(primary, query=query.strip(), hostname=domain, lang=lang)
+        base = self._lookup_ip(primary, query=query.strip(), hostname=domain, lang=lang)
         return replace(base, addresses=tuple(str(address) for address in addresses))
 
     def lookup_ip(
@@ -81,9 +226,26 @@ class GeoService:
         lang: str | None = None,
     ) -> LookupResult:
         """Look up one public IP address; raise ``ReservedAddress`` or ``NotFound``."""
+        try:
+            result = self._lookup_ip(ip, query, hostname, lang)
+        except GeoError as exc:
+            metrics().lookups.labels(exc.code).inc()
+            raise
+        metrics().lookups.labels("found").inc()
+        return result
+
+    def _lookup_ip(
+        self,
+        ip: IPAddress,
+        query: str | None,
+        hostname: str | None,
+        lang: str | None,
+    ) -> LookupResult:
         check_public(ip)
-        place = self.place(ip, lang)
-        asn, asn_org = self.asn_of(ip)
+        self.refresh()
+        current = self._open  # one set of readers for the whole lookup
+        place = self._place(current, ip, lang)
+        asn, asn_org = self._asn_of(current, ip)
         if place is None and asn is None:
             raise NotFound(f"{ip} is not in the database")
         place = place or Place()
@@ -116,8 +278,11 @@ class GeoService:
 
     def place(self, ip: IPAddress, lang: str | None = None) -> Place | None:
         """Return the raw place of ``ip`` from the City/Country database."""
+        return self._place(self._open, ip, lang)
+
+    def _place(self, current: OpenDatabases, ip: IPAddress, lang: str | None) -> Place | None:
         try:
-            record, network = self.city.get(ip)
+            record, network = current.city.get(ip)
         except ValueError:
             raise DatabaseUnavailable("the location database cannot be read") from None
         if record is None:
@@ -126,9 +291,12 @@ class GeoService:
 
     def asn_of(self, ip: IPAddress) -> tuple[int | None, str | None]:
         """Return ``(asn, organisation)`` from the ASN database, or from the City record."""
-        if self.asn is None:
+        return self._asn_of(self._open, ip)
+
+    def _asn_of(self, current: OpenDatabases, ip: IPAddress) -> tuple[int | None, str | None]:
+        if current.asn is None:
             return None, None
-        record, _ = self.asn.get(ip)
+        record, _ = current.asn.get(ip)
         if not record:
             return None, None
         return record.get("autonomous_system_number"), record.get("autonomous_system_organization")
@@ -142,7 +310,8 @@ class GeoService:
         return zone_details(name, "polygon") if name else None
 
     def close(self) -> None:
-        """Close the databases."""
-        self.city.close()
-        if self.asn:
-            self.asn.close()
+        """Close the databases (only when no lookup can run any more)."""
+        current = self._open
+        current.city.close()
+        if current.asn:
+            current.asn.close()

@@ -16,9 +16,11 @@ from ipgeo.settings import Settings
 from ipgeo.web.api import api
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
+from ipgeo.web.observability import init_observability
 from ipgeo.web.pages import pages
-from ipgeo.web.plain import database_check, plain
+from ipgeo.web.plain import plain
 from ipgeo.web.protection import init_protection
+from ipgeo.web.readiness import asn_database_check, database_check
 
 # GET endpoints that browsers on other origins may call.
 CORS_PATHS = (
@@ -49,7 +51,10 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ipgeo.settings"] = settings
     app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
-    app.extensions["ipgeo.readiness"] = {"database": database_check}
+    app.extensions["ipgeo.readiness"] = {
+        "database": database_check,
+        "asn_database": asn_database_check,
+    }
     if settings.cors_origins:
         CORS(
             app,
@@ -60,6 +65,9 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
             vary_header=True,
         )
     register_error_handlers(app)
+    # Observability first: requests refused by the allowlist or limiter still get an id,
+    # a log line and their metrics.
+    init_observability(app)
     init_protection(app, settings)
     app.register_blueprint(api)
     app.register_blueprint(plain)

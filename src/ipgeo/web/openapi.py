@@ -53,6 +53,44 @@ _ERROR = {
 }
 
 
+_STATUS = {"type": "string", "enum": ["ok", "degraded", "down"]}
+_READINESS = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": _STATUS,
+        "checks": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": _STATUS,
+                    "type": {"type": "string", "description": "Database type."},
+                    "path": {"type": "string"},
+                    "build_date": {"type": "string", "format": "date-time"},
+                    "age_days": {"type": "number"},
+                    "generation": {"type": "integer", "description": "Reloads + 1."},
+                    "reload_error": {"type": "string"},
+                    "problem": {"type": "string"},
+                    "error": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_TRACE_HEADERS = {
+    "X-Database-Build": {
+        "description": "Build time of the City/Country database that answered (ISO 8601).",
+        "schema": {"type": "string"},
+    },
+    "X-Request-ID": {
+        "description": "The request's id (the caller's `X-Request-ID` when sane, else new).",
+        "schema": {"type": "string"},
+    },
+}
+
+
 def _error(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -144,7 +182,11 @@ def _paths() -> dict[str, Any]:
                     *_QUERY_PARAMS,
                 ],
                 "responses": {
-                    "200": {"description": "The location.", "content": _RESULT_CONTENT},
+                    "200": {
+                        "description": "The location.",
+                        "content": _RESULT_CONTENT,
+                        "headers": _TRACE_HEADERS,
+                    },
                     "400": _error("Invalid query or parameter."),
                     "404": _error("Not in the database, reserved address or unresolvable."),
                     "503": _error("Database unavailable."),
@@ -230,13 +272,38 @@ def _paths() -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "summary": "Readiness of each dependency",
+                "description": (
+                    "`checks` has one entry per dependency: `database` (the City/Country "
+                    "database: type, path, build date, age in days, reload generation; "
+                    "`degraded` when a replaced file failed to load or it is older than "
+                    "`IPGEO_DB_MAX_AGE_DAYS`), `asn_database`, and Redis/PostgreSQL where "
+                    "configured. 503 only when lookups cannot be served."
+                ),
                 "tags": ["service"],
                 "responses": {
                     code: {
                         "description": text,
-                        "content": {"application/json": {"schema": {"type": "object"}}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Readiness"}
+                            }
+                        },
                     }
-                    for code, text in (("200", "Ready (maybe degraded)."), ("503", "Not ready."))
+                    for code, text in (
+                        ("200", "Lookups can be served (status ok or degraded)."),
+                        ("503", "Lookups cannot be served (status down)."),
+                    )
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (metrics network only)",
+                "description": "Only clients in `IPGEO_METRICS_ALLOWED` (default loopback).",
+                "tags": ["service"],
+                "responses": {
+                    "200": _text("Prometheus text exposition format."),
+                    "403": _error("The client is not in the metrics network."),
                 },
             }
         },
@@ -318,6 +385,7 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
                 "OwnLookup": own_lookup,
                 "BatchItem": batch_item,
                 "Error": _ERROR,
+                "Readiness": _READINESS,
             },
         },
     }

@@ -124,10 +124,3 @@ def readyz() -> Response:
     degraded = any(check.get("status") != "ok" for check in checks.values())
     status = "down" if down else "degraded" if degraded else "ok"
     return json_response({"status": status, "checks": checks}, status=503 if down else 200)
-
-
-def database_check() -> dict[str, object]:
-    """Readiness of the location database: a real lookup must succeed."""
-    service = geo_service()
-    service.city.get(ipaddress.ip_address("1.1.1.1"))
-    return {"status": "ok", "type": service.city.info.database_type}

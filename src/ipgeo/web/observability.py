@@ -1,0 +1,117 @@
+"""Request ids, one access-log line per request, request metrics and ``/metrics``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ipgeo.logs import request_id_var
+from ipgeo.metrics import exposition, metrics
+from ipgeo.web.api import geo_service
+from ipgeo.web.errors import ApiError
+from ipgeo.web.params import request_client_ip
+
+access_log = logging.getLogger("ipgeo.access")
+observability = Blueprint("observability", __name__)
+
+# nginx's $request_id is 32 hex digits; accept ids of that kind, never arbitrary text.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def request_id() -> str:
+    """The id of the current request (from ``X-Request-ID`` when sane, else generated)."""
+    rid: str = g.request_id
+    return rid
+
+
+@lru_cache(maxsize=16)
+def _iso_time(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _endpoint() -> str:
+    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+
+
+def _before() -> None:
+    g.request_started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    g.request_id_token = request_id_var.set(g.request_id)
+
+
+def _after(response: Response) -> Response:
+    if "request_started" not in g:  # another before-request hook answered first
+        _before()
+    duration = time.perf_counter() - g.request_started
+    response.headers["X-Request-ID"] = g.request_id
+    response.headers["X-Database-Build"] = _iso_time(geo_service().city.info.build_epoch)
+    endpoint = _endpoint()
+    recorded = metrics()
+    recorded.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    recorded.request_duration.labels(endpoint).observe(duration)
+    if response.status_code == 429:
+        recorded.rate_limited.labels(endpoint).inc()
+    if access_log.isEnabledFor(logging.INFO):
+        _log_request(response, duration, endpoint)
+    return response
+
+
+def _log_request(response: Response, duration: float, endpoint: str) -> None:
+    client = request_client_ip()
+    client_text = str(client) if client is not None else "-"
+    agent = request.headers.get("User-Agent", "")
+    access_log.info(
+        '%s "%s %s" %d %.1f ms id=%s "%s"',
+        client_text,
+        request.method,
+        request.full_path.rstrip("?"),
+        response.status_code,
+        duration * 1000,
+        g.request_id,
+        agent,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string.decode("latin-1"),
+            "status": response.status_code,
+            "duration_ms": round(duration * 1000, 3),
+            "client_ip": client_text,
+            "request_id": g.request_id,
+            "user_agent": agent,
+            "endpoint": endpoint,
+        },
+    )
+
+
+def _teardown(exc: BaseException | None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        request_id_var.reset(token)
+
+
+@observability.get("/metrics")
+def metrics_view() -> Response:
+    """Prometheus metrics of every worker process; only for ``IPGEO_METRICS_ALLOWED``."""
+    allowed = current_app.extensions["ipgeo.settings"].metrics_allowed
+    client = request_client_ip()
+    if client is None or not any(client in network for network in allowed):
+        raise ApiError(403, "forbidden", "metrics are only served to the metrics network")
+    return Response(exposition(geo_service()), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_observability(app: Flask) -> None:
+    """Register the request hooks and the ``/metrics`` endpoint."""
+    # First of all before-request hooks, so that requests an allowlist or a rate limiter
+    # answers early still get an id, a log line and their place in the metrics.
+    app.before_request_funcs.setdefault(None, []).insert(0, _before)
+    app.after_request(_after)
+    app.teardown_request(_teardown)
+    app.register_blueprint(observability)
