@@ -20,14 +20,14 @@ from timezonefinder import TimezoneFinder
 from ipgeo.cli import main
 from ipgeo.geo.postgis_locator import PostgisTimezoneLocator
 from ipgeo.geo.postgis_schema import apply_migrations, migrations
-from ipgeo.geo.timezone_loader import load_timezones
+from ipgeo.geo.timezone_loader import LoadSummary, load_timezones
 from ipgeo.geo.timezone_polygons import TimezonefinderSource, is_ocean_zone
 from ipgeo.geo.timezones import EmbeddedTimezoneLocator
 from ipgeo.settings import Settings
 from ipgeo.web import create_app
 from tests.conftest import free_port
 from tests.mmdbgen import city_record, write_mmdb
-from tests.pgserver import database_url, postgis_server, start
+from tests.pgserver import admin_url, database_url, postgis_server, start
 
 BERLIN = (52.520, 13.405)
 OFF_CHILE = (-33.05, -72.20)  # Pacific, ~50 km off Valparaíso: beyond Chile's 12 nm waters
@@ -40,18 +40,16 @@ def finder() -> TimezoneFinder:
 
 
 @pytest.fixture(scope="module")
-def pg(pytestconfig: pytest.Config) -> Iterator[str]:
-    """A server with every timezonefinder polygon loaded; yields its URL."""
+def pg_loaded() -> Iterator[tuple[str, LoadSummary]]:
+    """A server with every timezonefinder polygon loaded: its URL and the load summary."""
     with postgis_server() as executor:
         url = database_url(executor)
-        summary = load_timezones(url, TimezonefinderSource())
-        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(
-                f"\n[postgis] loaded {summary.zones} zones, {summary.polygons} polygons, "
-                f"{summary.pieces} pieces in {summary.seconds:.1f} s"
-            )
-        yield url
+        yield url, load_timezones(url, TimezonefinderSource())
+
+
+@pytest.fixture(scope="module")
+def pg(pg_loaded: tuple[str, LoadSummary]) -> str:
+    return pg_loaded[0]
 
 
 @pytest.fixture()
@@ -114,12 +112,21 @@ def test_migrations_are_versioned_and_idempotent(pg: str) -> None:
         assert tables == (1,)  # no leftover "next" table after the swap
 
 
-def test_loaded_polygons_cover_every_land_zone(pg: str, finder: TimezoneFinder) -> None:
+def test_loaded_polygons_cover_every_land_zone(
+    pg_loaded: tuple[str, LoadSummary], finder: TimezoneFinder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pg, summary = pg_loaded
+    with capsys.disabled():
+        print(
+            f"\n[postgis] loaded {summary.zones} zones, {summary.polygons} polygons "
+            f"({summary.pieces} pieces) in {summary.seconds:.1f} s"
+        )
     with psycopg.connect(pg) as conn:
         zones = {row[0] for row in conn.execute("SELECT DISTINCT tzid FROM timezone_polygons")}
         biggest = conn.execute("SELECT max(ST_NPoints(geom)) FROM timezone_polygons").fetchone()
     land = {zone for zone in finder.timezone_names if not is_ocean_zone(zone)}
     assert zones == land
+    assert summary.zones == len(land) and summary.pieces > summary.polygons
     assert biggest is not None and biggest[0] <= 300  # subdivided into small pieces
 
 
@@ -391,5 +398,23 @@ def test_unreachable_database_at_start() -> None:
         assert loc.locate(*BERLIN) == "Europe/Berlin"
         assert loc.fallbacks == 1
         assert loc.health()["status"] == "degraded"
+    finally:
+        loc.close()
+
+
+def test_database_without_polygons_falls_back_and_says_why(
+    small_pg: tuple[PostgreSQLExecutor, Path],
+) -> None:
+    executor, _ = small_pg
+    with psycopg.connect(admin_url(executor), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS empty")
+        conn.execute("CREATE DATABASE empty")
+    loc = PostgisTimezoneLocator(admin_url(executor).rsplit("/", 1)[0] + "/empty")
+    try:
+        assert loc.locate(*BERLIN) == "Europe/Berlin"
+        assert loc.fallbacks == 1
+        health = loc.health()
+        assert health["status"] == "degraded"
+        assert "ipgeo db load-timezones" in health["error"]
     finally:
         loc.close()
