@@ -5,6 +5,7 @@ packages=(redis-server)  # pytest-redis servers, the embedded Redis fallback
 packages+=(nginx)  # nginx-in-front tests, `nginx -t` on generated configs
 packages+=(chromium fonts-dejavu-core fonts-noto-color-emoji)  # browser tests (flags need emoji)
 packages+=(wrk)  # tests/test_bench_http.py drives the benchmark's Lua script with it
+packages+=(postgresql-15-postgis-3)  # private PostGIS servers for the time-zone tests
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

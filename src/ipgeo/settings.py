@@ -230,6 +230,24 @@ def _parse_tile_url(raw: str, variable: str) -> str:
     return url
 
 
+def _parse_database_url(raw: str, variable: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not re.match(r"^postgres(ql)?://", value):
+        raise SettingsError(variable, "must be a postgresql://user:password@host:port/db URL")
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(value)
+    except Exception as exc:  # psycopg.ProgrammingError: names libpq's complaint
+        raise SettingsError(variable, f"not a valid PostgreSQL URL: {exc}") from None
+    ports = str(params.get("port") or "5432").split(",")
+    if not all(port.isdigit() and 0 < int(port) < 65536 for port in ports):
+        raise SettingsError(variable, f"invalid port {params.get('port')!r}")
+    return value
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ipgeo"
 
@@ -352,6 +370,36 @@ class Settings:
             _parse_text,
             "Attribution text shown on maps that use `IPGEO_MAP_TILES` (HTML is escaped).",
             "© OpenStreetMap contributors",
+        ),
+    )
+    database_url: str | None = field(
+        default=None,
+        metadata=_env(
+            "IPGEO_DATABASE_URL",
+            _parse_database_url,
+            "PostgreSQL/PostGIS database for time-zone fill-in (load it with "
+            "`ipgeo db load-timezones`). Default: none, the embedded `timezonefinder` polygons.",
+            "postgresql://ipgeo:secret@db:5432/ipgeo",
+        ),
+    )
+    database_timeout: float = field(
+        default=0.5,
+        metadata=_env(
+            "IPGEO_DATABASE_TIMEOUT",
+            _parse_float(0.01, 60.0),
+            "Seconds a PostGIS time-zone query may take (statement timeout) before the lookup "
+            "falls back to the embedded polygons.",
+            "0.5",
+        ),
+    )
+    tz_nearest_km: float = field(
+        default=30.0,
+        metadata=_env(
+            "IPGEO_TZ_NEAREST_KM",
+            _parse_float(0.0, 500.0),
+            "With PostGIS: a point outside every land time-zone polygon (just off the coast) "
+            "takes the zone of the nearest polygon within this distance; `0` disables it.",
+            "30",
         ),
     )
     log_format: str = field(

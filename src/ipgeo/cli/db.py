@@ -10,12 +10,16 @@ from pathlib import Path
 import click
 
 from ipgeo.cli.common import load_service, load_settings
+from ipgeo.cli.db_timezones import load_timezones
 from ipgeo.formats import to_json
 
 
 @click.group()
 def db() -> None:
     """Database commands."""
+
+
+db.add_command(load_timezones)
 
 
 @db.command("info")

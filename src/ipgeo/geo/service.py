@@ -79,6 +79,14 @@ class GeoService:
         cls, settings: Settings, timezones: TimezoneLocator | None = None
     ) -> GeoService:
         """Open the configured databases; raise ``DatabaseError`` when one is unusable."""
+        if timezones is None and settings.database_url:
+            from ipgeo.geo.postgis_locator import PostgisTimezoneLocator
+
+            timezones = PostgisTimezoneLocator(
+                settings.database_url,
+                nearest_km=settings.tz_nearest_km,
+                timeout=settings.database_timeout,
+            )
         return cls(
             city_db=settings.city_db,
             asn_db=settings.asn_db,
@@ -311,6 +319,9 @@ class GeoService:
 
     def close(self) -> None:
         """Close the databases (only when no lookup can run any more)."""
+        close_timezones = getattr(self.timezones, "close", None)
+        if callable(close_timezones):
+            close_timezones()
         current = self._open
         current.city.close()
         if current.asn:

@@ -27,18 +27,17 @@ class EmbeddedTimezoneLocator:
     name = "embedded"
 
     def __init__(self) -> None:
-        self._finder: object | None = None
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
     def _get_finder(self) -> object:
-        # Created lazily: loading the polygon index costs time a lookup may never need.
-        if self._finder is None:
-            with self._lock:
-                if self._finder is None:
-                    from timezonefinder import TimezoneFinder
+        # One finder per thread: timezonefinder instances are not thread-safe. Created
+        # lazily, since loading the polygon index costs time a lookup may never need.
+        finder = getattr(self._local, "finder", None)
+        if finder is None:
+            from timezonefinder import TimezoneFinder
 
-                    self._finder = TimezoneFinder()
-        return self._finder
+            finder = self._local.finder = TimezoneFinder()
+        return finder
 
     def locate(self, latitude: float, longitude: float) -> str | None:
         """Return the zone name at the point, or ``None`` when unknown."""

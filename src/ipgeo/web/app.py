@@ -50,11 +50,14 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ipgeo.settings"] = settings
-    app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
+    geo = app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
     app.extensions["ipgeo.readiness"] = {
         "database": database_check,
         "asn_database": asn_database_check,
     }
+    timezones_health = getattr(geo.timezones, "health", None)
+    if callable(timezones_health):  # the PostGIS locator: degraded while it falls back
+        app.extensions["ipgeo.readiness"]["postgres"] = timezones_health
     if settings.cors_origins:
         CORS(
             app,
