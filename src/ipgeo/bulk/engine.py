@@ -340,7 +340,7 @@ class BulkRun:
 
     def _resolve(self, tokens: list[bytes | Token], ranges: bool) -> None:
         memo = self.memo
-        missing = {item for item in tokens if type(item) is bytes and item not in memo}
+        missing = dict.fromkeys(item for item in tokens if type(item) is bytes and item not in memo)
         if not missing:
             return
         pending: list[tuple[bytes, Token]] = []

@@ -111,8 +111,8 @@ def json_extractor(path: tuple[str, ...]) -> Extractor:
             if not isinstance(value, dict) or key not in value:
                 raise Unparseable(f"no field {shown}")
             value = value[key]
-        if not isinstance(value, str):
-            raise Unparseable(f"field {shown} is not a string")
+        if not isinstance(value, str) or not value.strip():
+            raise Unparseable(f"field {shown} is not a non-empty string")
         return value.strip().encode("utf-8", "replace")
 
     return extract
@@ -143,7 +143,10 @@ def csv_extractor(header: list[str], column: str | None, name: str) -> Extractor
             raise Unparseable("not a CSV row") from None
         if index >= len(row):
             raise Unparseable(f"row has no column {names[index]}")
-        return row[index].strip().encode("utf-8", "replace")
+        value = row[index].strip()
+        if not value:
+            raise Unparseable(f"column {names[index]} is empty")
+        return value.encode("utf-8", "replace")
 
     return extract
 
@@ -162,10 +165,8 @@ def detect(sample: list[bytes | None], ip_field: str | None, ip_column: str | No
     lines = lines[:SAMPLE_LINES]
     if not lines:
         return None
-    if ip_field or lines[0].startswith(b"{"):
+    if lines[0].startswith(b"{"):
         return "jsonl"
-    if ip_column:
-        return "csv"
     listed = sum(1 for line in lines if is_ip(list_item(line)) or is_range(list_item(line)))
     logged = sum(1 for line in lines if b" " in line and is_ip(line.partition(b" ")[0]))
     if listed * 2 >= len(lines) and listed >= logged:
@@ -174,6 +175,7 @@ def detect(sample: list[bytes | None], ip_field: str | None, ip_column: str | No
     if logged * 2 >= len(lines):
         return "log"
     header = [item.strip().lower() for item in csv_header(lines[0])]
-    if len(header) > 1 and any(name in header for name in IP_NAMES):
+    names = (ip_column.lower(),) if ip_column else IP_NAMES
+    if len(header) > 1 and any(name in header for name in names):
         return "csv"
     return None
