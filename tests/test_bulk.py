@@ -112,7 +112,7 @@ def test_unique_rows_have_hits(
 
 def test_random_addresses_equal_core_lookup(service: GeoService) -> None:
     rng = random.Random(11)
-    ips = public_ips(rng, 4000, v6_share=0.3) + ["10.0.0.1", "::1", "100.64.1.1", "192.0.0.9"]
+    ips = [*public_ips(rng, 4000, v6_share=0.3), "10.0.0.1", "::1", "100.64.1.1", "192.0.0.9"]
     lookup = CachedLookup(service, cache_size=1000)
     entries = lookup.get_many([parse_ip(ip) for ip in ips])  # type: ignore[misc]
     for ip, entry in zip(ips, entries, strict=True):
