@@ -111,7 +111,7 @@ def run(
         raise BulkError(f"unknown input format {options.input_format!r}")
     if options.max_expand < 1:
         raise BulkError("--max-expand must be at least 1")
-    if isinstance(output, str | Path):
+    if isinstance(output, str | Path) and not _special_file(Path(output)):
         target = Path(output)
         partial = target.with_name(target.name + ".partial")
         try:
@@ -126,7 +126,18 @@ def run(
             raise
         partial.replace(target)
         return summary
+    if isinstance(output, str | Path):
+        try:
+            with Path(output).open("wb") as handle:
+                return BulkRun(service, options, handle, progress, should_cancel).run(inputs)
+        except OSError as exc:
+            raise BulkError(f"cannot write {output}: {exc.strerror or exc}") from None
     return BulkRun(service, options, output, progress, should_cancel).run(inputs)
+
+
+def _special_file(path: Path) -> bool:
+    """True for /dev/null, FIFOs and the like, which are written in place."""
+    return path.exists() and not path.is_file()
 
 
 class BulkRun:
@@ -344,7 +355,7 @@ class BulkRun:
         if not missing:
             return
         pending: list[tuple[bytes, Token]] = []
-        addresses = []
+        texts: list[str] = []
         for raw in missing:
             assert isinstance(raw, bytes)
             if not raw:
@@ -358,18 +369,18 @@ class BulkRun:
             if ranges and ("/" in text or "-" in text):
                 memo[raw] = self._range_token(text)
                 continue
-            ip = parse_ip(text)
-            if ip is None:
+            pending.append((raw, Token(IP, text)))
+            texts.append(text)
+        entries = self.lookup.get_texts(texts)
+        unique = self.options.unique
+        seen = self.seen
+        for (raw, token), entry in zip(pending, entries, strict=True):
+            if entry is None:
                 memo[raw] = Token(BAD, reason="not an IP address")
                 continue
-            pending.append((raw, Token(IP, text)))
-            addresses.append(ip)
-        entries = self.lookup.get_many(addresses)
-        unique = self.options.unique
-        for (raw, token), entry in zip(pending, entries, strict=True):
             token.entry = entry
-            if entry.key not in self.seen:
-                self.seen[entry.key] = 0
+            if entry.key not in seen:
+                seen[entry.key] = 0
             if not unique:
                 token.tail = self.writer.tail(token.text, entry)
             memo[raw] = token

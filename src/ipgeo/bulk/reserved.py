@@ -62,6 +62,16 @@ class ReservedFilter:
         self._exact_only = networks is None
         self._spans = {version: _merged(networks or [], version) for version in (4, 6)}
 
+    def is_reserved_number(self, version: int, number: int) -> bool:
+        """``is_reserved`` for an address given as version and integer."""
+        if not self._exact_only:
+            starts, ends = self._spans[version]
+            index = bisect.bisect_right(starts, number) - 1
+            if index < 0 or number > ends[index]:
+                return False
+        ip = ipaddress.IPv4Address(number) if version == 4 else ipaddress.IPv6Address(number)
+        return reserved_reason(ip) is not None
+
     def is_reserved(self, ip: IPAddress) -> bool:
         """True when ``ip`` has no public location (private, loopback, reserved, …)."""
         if not self._exact_only:

@@ -15,8 +15,7 @@ The bulk columns ``source``, ``line`` and ``input`` always come first.
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -33,6 +32,7 @@ ENTRY_COLUMNS = (*FIELDS, "error")
 PER_LINE_DEFAULT = (*LINE_COLUMNS, *ENTRY_COLUMNS)
 UNIQUE_DEFAULT = (*FIELDS, "hits", "error")
 _INDEX = {name: position for position, name in enumerate(FIELDS)}
+_LOCAL_TIME = _INDEX["local_time"]
 
 
 def columns_for(fields: Sequence[str] | None, unique: bool) -> tuple[str, ...]:
@@ -51,10 +51,27 @@ def columns_for(fields: Sequence[str] | None, unique: bool) -> tuple[str, ...]:
     return leading + tuple(name for name in names if name not in LINE_COLUMNS)
 
 
+_QUOTE_RE = re.compile(r'[,"\r\n]')
+# Columns that depend only on the database record (see ``Entry.place_key``), and columns that
+# depend only on ``local_time`` (which includes the offset): their rendering is cached.
+PLACE, CLOCK, OWN = "place", "clock", "own"
+_KIND = dict.fromkeys(
+    FIELDS[FIELDS.index("continent") : FIELDS.index("time_zone_source") + 1], PLACE
+)
+_KIND |= {"utc_offset": CLOCK, "local_time": CLOCK}
+STATIC_CACHE_SIZE = 65_536
+
+
+def _csv_text(value: Any) -> str:
+    """One CSV cell the way ``csv.writer`` quotes ``formats.cell(value)`` (minimal quoting)."""
+    text = value if type(value) is str else cell(value)
+    if _QUOTE_RE.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _csv_cells(values: Sequence[Any]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([cell(value) for value in values])
-    return out.getvalue().encode()
+    return ",".join([_csv_text(value) for value in values]).encode()
 
 
 def _entry_value(entry: Entry, name: str) -> Any:
@@ -83,6 +100,14 @@ class RowWriter:
         if self._csv:
             self._pending.append(_csv_cells(self.columns) + b"\n")
         self.line_format = b"%d" if self._csv else b'"line":%d'
+        self._runs: list[tuple[str, tuple[str, ...]]] = []
+        for name in self.entry_columns:
+            kind = _KIND.get(name, OWN)
+            if self._runs and self._runs[-1][0] == kind:
+                self._runs[-1] = (kind, (*self._runs[-1][1], name))
+            else:
+                self._runs.append((kind, (name,)))
+        self._static: dict[tuple[Any, int], bytes] = {}
 
     # -- per-line rows: head(source) + line number + tail(input, entry) -------------------
     def head(self, source: str) -> bytes:
@@ -108,10 +133,25 @@ class RowWriter:
         return lead + b",".join(parts) + closing + self._newline
 
     def _encode_entry(self, entry: Entry) -> bytes:
-        values = [_entry_value(entry, name) for name in self.entry_columns]
+        parts: list[bytes] = []
+        for index, (kind, names) in enumerate(self._runs):
+            if kind == OWN or entry.place_key is None:
+                parts.append(self._encode_columns(entry, names))
+            else:
+                key = (entry.place_key if kind == PLACE else entry.row[_LOCAL_TIME], index)
+                part = self._static.get(key)
+                if part is None:
+                    if len(self._static) >= STATIC_CACHE_SIZE:
+                        self._static.clear()
+                    part = self._static[key] = self._encode_columns(entry, names)
+                parts.append(part)
+        return b",".join(parts)
+
+    def _encode_columns(self, entry: Entry, names: tuple[str, ...]) -> bytes:
+        values = [_entry_value(entry, name) for name in names]
         if self._csv:
             return _csv_cells(values)
-        return orjson.dumps(dict(zip(self.entry_columns, values, strict=True)))[1:-1]
+        return orjson.dumps(dict(zip(names, values, strict=True)))[1:-1]
 
     # -- whole rows --------------------------------------------------------------------------
     def row_bytes(self, row: dict[str, Any]) -> bytes:
