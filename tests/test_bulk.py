@@ -331,3 +331,23 @@ def test_progress_and_cancel(service: GeoService, tmp_path: Path) -> None:
     assert not target.exists() and not (tmp_path / "out.csv.partial").exists()
     run(service, [path], Options(), target)
     assert target.read_text().count("\n") == 30001
+
+
+def test_batch_api_uses_the_bulk_cached_path(app: Any) -> None:
+    queries = ["8.8.8.8", " 81.2.69.142 ", "::ffff:1.1.1.1", "10.0.0.1", "not an ip", "8.8.8.8"]
+    response = app.test_client().post("/api/v1/batch", data=orjson.dumps(queries))
+    assert response.status_code == 200
+    answers = response.get_json()
+    service = app.extensions["ipgeo.geo"]
+    assert isinstance(app.extensions["ipgeo.bulk_lookups"][None], CachedLookup)
+    for query, answer in zip(queries, answers, strict=True):
+        try:
+            expected = service.lookup(query).as_dict()
+        except GeoError as exc:
+            assert answer == {"query": query, "error": {"code": exc.code, "message": exc.message}}
+            continue
+        assert _same(answer, expected), query
+    selected = app.test_client().post(
+        "/api/v1/batch?fields=ip,country_iso,addresses", data=orjson.dumps(["8.8.8.8"])
+    )
+    assert selected.get_json() == [{"ip": "8.8.8.8", "country_iso": "US", "addresses": None}]

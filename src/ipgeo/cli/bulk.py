@@ -117,9 +117,9 @@ def bulk(
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
     except KeyboardInterrupt:
-        errors.print("interrupted")
+        click.echo("interrupted", err=True)
         sys.exit(130)
-    _report_problems(errors, summary)
+    _report_problems(summary)
     if show_summary:
         target = Console(highlight=False) if output else errors
         if summary_format == "json":
@@ -163,16 +163,16 @@ def _progress(console: Console) -> Iterator[ProgressCallback | None]:
         yield update
 
 
-def _report_problems(console: Console, summary: Summary) -> None:
+def _report_problems(summary: Summary) -> None:
     for warning in summary.warnings:
-        console.print(f"warning: {warning}")
+        click.echo(f"warning: {warning}", err=True)
     if summary.unparseable:
         shown = len(summary.unparseable_lines)
         more = f" (first {shown} shown)" if shown < summary.unparseable else ""
-        console.print(f"{summary.unparseable:,} unparseable line(s){more}:")
+        click.echo(f"{summary.unparseable:,} unparseable line(s){more}:", err=True)
         for bad in summary.unparseable_lines:
             text = bad.text if len(bad.text) <= 80 else bad.text[:80] + "…"
-            console.print(f"  {bad.source}:{bad.line}: {bad.reason}: {text!r}")
+            click.echo(f"  {bad.source}:{bad.line}: {bad.reason}: {text!r}", err=True)
 
 
 def print_summary(console: Console, summary: Summary) -> None:
