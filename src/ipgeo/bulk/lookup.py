@@ -12,13 +12,14 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ipgeo.bulk.errors import BulkError
 from ipgeo.bulk.mmdbtree import SearchTree
 from ipgeo.bulk.reserved import ReservedFilter
 from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult, Place
+from ipgeo.geo.database import place_from_record
 from ipgeo.geo.models import TimeZoneInfo
 from ipgeo.geo.queries import parse_ip
 from ipgeo.geo.timezones import zone_details
@@ -74,6 +75,8 @@ class CachedLookup:
             self._tree: SearchTree | None = SearchTree(service.city.path)
         except (OSError, ValueError):
             self._tree = None
+        self._languages = service.languages_for(lang)
+        self._asn = service.asn is not None
         self.lookups = 0  # addresses that missed the cache
         self._lock = threading.Lock()
 
@@ -196,9 +199,11 @@ class CachedLookup:
         cached = self._places.get(pointer)
         if cached is None:
             ip = _ip_of(address)
-            place = self.service.place(ip, self.lang)
-            if place is None:
+            record = self._tree.record(ip)
+            if not isinstance(record, Mapping):
                 return self._slow(ip)
+            # what ``GeoService.place`` does, minus the network it computes and we do not need
+            place = place_from_record(record, None, self._languages)
             if len(self._places) >= PLACE_CACHE_SIZE:
                 self._places.clear()
                 self._zone_names.clear()
@@ -206,7 +211,7 @@ class CachedLookup:
             self._places[pointer] = cached = (place, values, -1)
         place, values, facet = cached
         zone = self._zone(pointer, place)
-        if self.service.asn is not None:
+        if self._asn:
             asn, asn_org = self.service.asn_of(_ip_of(address))
         else:
             asn, asn_org = None, None

@@ -8,6 +8,7 @@ record only once through the regular reader.
 
 from __future__ import annotations
 
+import ipaddress
 import mmap
 from pathlib import Path
 
@@ -22,8 +23,8 @@ class SearchTree:
     """The search tree of one ``.mmdb`` file, memory-mapped read-only."""
 
     def __init__(self, path: Path) -> None:
-        with maxminddb.open_database(str(path), maxminddb.MODE_MMAP) as reader:
-            meta = reader.metadata()
+        self._reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
+        meta = self._reader.metadata()
         self.node_count: int = meta.node_count
         self.record_size: int = meta.record_size
         self.ip_version: int = meta.ip_version
@@ -121,6 +122,10 @@ class SearchTree:
         pointers, prefixes = self._walk([high, low], 128, 0)
         return pointers.tolist(), prefixes.tolist()
 
+    def record(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> object:
+        """The decoded record of ``ip`` (``None`` when there is none)."""
+        return self._reader.get(ip)
+
     def has_record(self, pointer: int) -> bool:
         """True when ``pointer`` points into the data section."""
         return pointer > self.node_count
@@ -129,3 +134,4 @@ class SearchTree:
         """Release the mapping."""
         del self._tree
         self._map.close()
+        self._reader.close()

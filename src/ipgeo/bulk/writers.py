@@ -64,7 +64,12 @@ STATIC_CACHE_SIZE = 65_536
 
 def _csv_text(value: Any) -> str:
     """One CSV cell the way ``csv.writer`` quotes ``formats.cell(value)`` (minimal quoting)."""
-    text = value if type(value) is str else cell(value)
+    if value is None:
+        return ""
+    kind = type(value)
+    if kind is int or kind is float:
+        return str(value)
+    text = value if kind is str else cell(value)
     if _QUOTE_RE.search(text):
         return '"' + text.replace('"', '""') + '"'
     return text
@@ -108,6 +113,13 @@ class RowWriter:
             else:
                 self._runs.append((kind, (name,)))
         self._static: dict[tuple[Any, int], bytes] = {}
+        self._specs = [
+            (kind, tuple(_INDEX.get(name, -1) for name in names), names)
+            for kind, names in self._runs
+        ]
+        self._has_input = "input" in self.columns
+        self._lead = b"," if ("source" in self.columns or self.has_line) else b""
+        self._end = (b"" if self._csv else b"}") + self._newline
 
     # -- per-line rows: head(source) + line number + tail(input, entry) -------------------
     def head(self, source: str) -> bytes:
@@ -120,37 +132,39 @@ class RowWriter:
 
     def tail(self, text: str, entry: Entry) -> bytes:
         """The end of a row after the line number: ``input`` and the cached IP columns."""
-        parts: list[bytes] = []
-        if "input" in self.columns:
-            parts.append(_csv_cells([text]) if self._csv else b'"input":' + orjson.dumps(text))
-        if self.entry_columns:
-            encoded = entry.encoded
-            if encoded is None:
-                encoded = entry.encoded = self._encode_entry(entry)
-            parts.append(encoded)
-        lead = b"," if parts and ("source" in self.columns or self.has_line) else b""
-        closing = b"" if self._csv else b"}"
-        return lead + b",".join(parts) + closing + self._newline
+        encoded = entry.encoded
+        if encoded is None and self.entry_columns:
+            encoded = entry.encoded = self._encode_entry(entry)
+        if self._has_input:
+            cell_ = _csv_text(text).encode() if self._csv else b'"input":' + orjson.dumps(text)
+            body = cell_ + b"," + encoded if encoded else cell_
+        else:
+            body = encoded or b""
+        return (self._lead + body if body else body) + self._end
 
     def _encode_entry(self, entry: Entry) -> bytes:
         parts: list[bytes] = []
-        for index, (kind, names) in enumerate(self._runs):
+        static = self._static
+        for index, (kind, positions, names) in enumerate(self._specs):
             if kind == OWN or entry.place_key is None:
-                parts.append(self._encode_columns(entry, names))
-            else:
-                key = (entry.place_key if kind == PLACE else entry.row[_LOCAL_TIME], index)
-                part = self._static.get(key)
-                if part is None:
-                    if len(self._static) >= STATIC_CACHE_SIZE:
-                        self._static.clear()
-                    part = self._static[key] = self._encode_columns(entry, names)
-                parts.append(part)
+                parts.append(self._encode_columns(entry, positions, names))
+                continue
+            key = (entry.place_key if kind == PLACE else entry.row[_LOCAL_TIME], index)
+            part = static.get(key)
+            if part is None:
+                if len(static) >= STATIC_CACHE_SIZE:
+                    static.clear()
+                part = static[key] = self._encode_columns(entry, positions, names)
+            parts.append(part)
         return b",".join(parts)
 
-    def _encode_columns(self, entry: Entry, names: tuple[str, ...]) -> bytes:
-        values = [_entry_value(entry, name) for name in names]
+    def _encode_columns(
+        self, entry: Entry, positions: tuple[int, ...], names: tuple[str, ...]
+    ) -> bytes:
+        row = entry.row
+        values = [row[position] if position >= 0 else entry.error for position in positions]
         if self._csv:
-            return _csv_cells(values)
+            return ",".join([_csv_text(value) for value in values]).encode()
         return orjson.dumps(dict(zip(names, values, strict=True)))[1:-1]
 
     # -- whole rows --------------------------------------------------------------------------
