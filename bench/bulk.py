@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=1_000_000)
     parser.add_argument("--big-gb", type=float, default=1.0)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--cases", default="abc", help="which cases to run (default: abc)")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ipgeo-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -122,16 +123,18 @@ def main() -> None:
     log, ips, big = work / "access.log", work / "random-ips.txt", work / "big.log"
     print(f"generating inputs in {work} ...", file=sys.stderr)
     make_log(log, args.lines, args.distinct, rng)
-    ips.write_text("\n".join(public_ipv4(rng, args.random)) + "\n")
+    if "b" in args.cases:
+        ips.write_text("\n".join(public_ipv4(rng, args.random)) + "\n")
     results = []
     cases = [("(a) log", log, args.lines), ("(b) random IPs", ips, args.random)]
+    cases = [case for case in cases if case[0][1] in args.cases]
     for name, path, lines in cases:
         naive = measure([python, "-c", NAIVE, str(path), str(work / "naive.csv")])
         ours = measure([*ipgeo, str(path), "-o", str(work / "ours.csv")])
         results.append((name, lines, naive, ours))
         print(f"{name}: naive {naive}, ipgeo {ours} (cpu s, wall s, MB)", file=sys.stderr)
     big_row = None
-    if args.big_gb > 0:
+    if args.big_gb > 0 and "c" in args.cases:
         with big.open("wb") as out:
             while out.tell() < args.big_gb * 1e9:
                 with log.open("rb") as part:

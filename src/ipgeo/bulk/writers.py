@@ -15,6 +15,8 @@ The bulk columns ``source``, ``line`` and ``input`` always come first.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Sequence
 from typing import Any, BinaryIO
@@ -32,7 +34,6 @@ ENTRY_COLUMNS = (*FIELDS, "error")
 PER_LINE_DEFAULT = (*LINE_COLUMNS, *ENTRY_COLUMNS)
 UNIQUE_DEFAULT = (*FIELDS, "hits", "error")
 _INDEX = {name: position for position, name in enumerate(FIELDS)}
-_LOCAL_TIME = _INDEX["local_time"]
 
 
 def columns_for(fields: Sequence[str] | None, unique: bool) -> tuple[str, ...]:
@@ -105,21 +106,22 @@ class RowWriter:
         if self._csv:
             self._pending.append(_csv_cells(self.columns) + b"\n")
         self.line_format = b"%d" if self._csv else b'"line":%d'
-        self._runs: list[tuple[str, tuple[str, ...]]] = []
-        for name in self.entry_columns:
-            kind = _KIND.get(name, OWN)
-            if self._runs and self._runs[-1][0] == kind:
-                self._runs[-1] = (kind, (*self._runs[-1][1], name))
-            else:
-                self._runs.append((kind, (name,)))
-        self._static: dict[tuple[Any, int], bytes] = {}
-        self._specs = [
-            (kind, tuple(_INDEX.get(name, -1) for name in names), names)
-            for kind, names in self._runs
-        ]
+        # csv.writer renders None as empty and quotes minimally, like ``formats.to_csv``;
+        # only booleans need ``cell``'s lower-case spelling.
+        self._buffer = io.StringIO()
+        self._csv_writer = csv.writer(self._buffer, lineterminator="\n")
+        self._positions = tuple(_INDEX.get(name, -1) for name in self.entry_columns)
+        self._all_fields = self.entry_columns == ENTRY_COLUMNS
         self._has_input = "input" in self.columns
         self._lead = b"," if ("source" in self.columns or self.has_line) else b""
         self._end = (b"" if self._csv else b"}") + self._newline
+        leading = 1 if self._has_input else 0
+        self._eu_position = (
+            self.entry_columns.index("country_eu") + leading
+            if "country_eu" in self.entry_columns
+            else None
+        )
+        self._json_names = (("input",) if self._has_input else ()) + self.entry_columns
 
     # -- per-line rows: head(source) + line number + tail(input, entry) -------------------
     def head(self, source: str) -> bytes:
@@ -131,41 +133,32 @@ class RowWriter:
         return opening + text + (b"," if self.has_line else b"")
 
     def tail(self, text: str, entry: Entry) -> bytes:
-        """The end of a row after the line number: ``input`` and the cached IP columns."""
-        encoded = entry.encoded
-        if encoded is None and self.entry_columns:
-            encoded = entry.encoded = self._encode_entry(entry)
-        if self._has_input:
-            cell_ = _csv_text(text).encode() if self._csv else b'"input":' + orjson.dumps(text)
-            body = cell_ + b"," + encoded if encoded else cell_
+        """The end of a row after the line number: ``input`` and the IP columns."""
+        row = entry.row
+        if self._all_fields:
+            values = [text, *row, entry.error] if self._has_input else [*row, entry.error]
         else:
-            body = encoded or b""
+            values = [
+                row[position] if position >= 0 else entry.error for position in self._positions
+            ]
+            if self._has_input:
+                values.insert(0, text)
+        if self._csv:
+            eu = self._eu_position
+            if eu is not None and type(values[eu]) is bool:
+                values[eu] = "true" if values[eu] else "false"
+            body = self._csv_line(values)
+        else:
+            names = self._json_names
+            body = orjson.dumps(dict(zip(names, values, strict=True)))[1:-1]
         return (self._lead + body if body else body) + self._end
 
-    def _encode_entry(self, entry: Entry) -> bytes:
-        parts: list[bytes] = []
-        static = self._static
-        for index, (kind, positions, names) in enumerate(self._specs):
-            if kind == OWN or entry.place_key is None:
-                parts.append(self._encode_columns(entry, positions, names))
-                continue
-            key = (entry.place_key if kind == PLACE else entry.row[_LOCAL_TIME], index)
-            part = static.get(key)
-            if part is None:
-                if len(static) >= STATIC_CACHE_SIZE:
-                    static.clear()
-                part = static[key] = self._encode_columns(entry, positions, names)
-            parts.append(part)
-        return b",".join(parts)
-
-    def _encode_columns(
-        self, entry: Entry, positions: tuple[int, ...], names: tuple[str, ...]
-    ) -> bytes:
-        row = entry.row
-        values = [row[position] if position >= 0 else entry.error for position in positions]
-        if self._csv:
-            return ",".join([_csv_text(value) for value in values]).encode()
-        return orjson.dumps(dict(zip(names, values, strict=True)))[1:-1]
+    def _csv_line(self, values: list[Any]) -> bytes:
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        self._csv_writer.writerow(values)
+        return buffer.getvalue()[:-1].encode()
 
     # -- whole rows --------------------------------------------------------------------------
     def row_bytes(self, row: dict[str, Any]) -> bytes:
