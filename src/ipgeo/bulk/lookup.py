@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ipgeo.bulk.errors import BulkError
@@ -29,7 +29,7 @@ Address = tuple[str, int, int]  # canonical text, version, integer value
 
 # Facet ids of rows without a location; located rows get ids from ``FIRST_PLACE``.
 RESERVED, NOT_FOUND, FIRST_PLACE = 0, 1, 2
-PLACE_CACHE_SIZE = 262_144
+PLACE_CACHE_SIZE = 65_536
 _PLACE_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("accuracy_radius_km") + 1]
 
 
@@ -72,7 +72,10 @@ class CachedLookup:
         self.facets: list[tuple[Any, ...]] = [(), ()]
         self._facet_ids: dict[tuple[Any, ...], int] = {}
         try:
-            self._tree: SearchTree | None = SearchTree(service.city.path)
+            info = service.city.info
+            self._tree: SearchTree | None = SearchTree(
+                service.city.path, info.node_count, info.record_size, info.ip_version
+            )
         except (OSError, ValueError):
             self._tree = None
         self._languages = service.languages_for(lang)
@@ -199,8 +202,8 @@ class CachedLookup:
         cached = self._places.get(pointer)
         if cached is None:
             ip = _ip_of(address)
-            record = self._tree.record(ip)
-            if not isinstance(record, Mapping):
+            record = self.service.city.record(ip)
+            if record is None:
                 return self._slow(ip)
             # what ``GeoService.place`` does, minus the network it computes and we do not need
             place = place_from_record(record, None, self._languages)

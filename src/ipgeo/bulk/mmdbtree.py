@@ -8,11 +8,9 @@ record only once through the regular reader.
 
 from __future__ import annotations
 
-import ipaddress
 import mmap
 from pathlib import Path
 
-import maxminddb
 import numpy as np
 import numpy.typing as npt
 
@@ -22,12 +20,10 @@ IntArray = npt.NDArray[np.int64]
 class SearchTree:
     """The search tree of one ``.mmdb`` file, memory-mapped read-only."""
 
-    def __init__(self, path: Path) -> None:
-        self._reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
-        meta = self._reader.metadata()
-        self.node_count: int = meta.node_count
-        self.record_size: int = meta.record_size
-        self.ip_version: int = meta.ip_version
+    def __init__(self, path: Path, node_count: int, record_size: int, ip_version: int) -> None:
+        self.node_count = node_count
+        self.record_size = record_size
+        self.ip_version = ip_version
         if self.record_size not in (24, 28, 32):
             raise ValueError(f"unsupported record size {self.record_size}")
         tree_bytes = self.record_size * 2 // 8 * self.node_count
@@ -122,10 +118,6 @@ class SearchTree:
         pointers, prefixes = self._walk([high, low], 128, 0)
         return pointers.tolist(), prefixes.tolist()
 
-    def record(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> object:
-        """The decoded record of ``ip`` (``None`` when there is none)."""
-        return self._reader.get(ip)
-
     def has_record(self, pointer: int) -> bool:
         """True when ``pointer`` points into the data section."""
         return pointer > self.node_count
@@ -134,4 +126,3 @@ class SearchTree:
         """Release the mapping."""
         del self._tree
         self._map.close()
-        self._reader.close()

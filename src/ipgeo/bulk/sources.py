@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, cast
 
 from ipgeo.bulk.errors import BulkError
 
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 1 << 20
 MAX_LINE = 64 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 
