@@ -26,6 +26,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ipgeo.geo.queries import reserved_reason
+
 ROOT = Path(__file__).resolve().parent.parent
 
 NAIVE = r"""
@@ -55,8 +57,8 @@ AGENTS = ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 PATHS = ("/", "/index.html", "/api/v1/lookup/8.8.8.8", "/static/site.css", "/feed.xml")
 
 
-def public_ipv4(rng: random.Random, count: int, distinct: bool = True) -> list[str]:
-    """``count`` random global IPv4 addresses (distinct)."""
+def public_ipv4(rng: random.Random, count: int) -> list[str]:
+    """``count`` distinct random public IPv4 addresses (not private, multicast or reserved)."""
     seen: set[int] = set()
     found: list[str] = []
     while len(found) < count:
@@ -64,7 +66,7 @@ def public_ipv4(rng: random.Random, count: int, distinct: bool = True) -> list[s
         if number in seen:
             continue
         ip = ipaddress.IPv4Address(number)
-        if ip.is_global:
+        if reserved_reason(ip) is None:
             seen.add(number)
             found.append(str(ip))
     return found
@@ -73,6 +75,7 @@ def public_ipv4(rng: random.Random, count: int, distinct: bool = True) -> list[s
 def make_log(path: Path, lines: int, distinct: int, rng: random.Random) -> None:
     """A combined log: ``distinct`` IPs (10% IPv6), Zipf-like frequencies."""
     pool = public_ipv4(rng, distinct - distinct // 10)
+    # IPv6 from 2000::/3, where the allocated space is (parts of it are not in the database)
     pool += [
         str(ipaddress.IPv6Address((0x2001 + rng.randrange(0x0C00)) << 112 | rng.getrandbits(112)))
         for _ in range(distinct // 10)
