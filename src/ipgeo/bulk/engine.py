@@ -229,7 +229,7 @@ class BulkRun:
         wanted = self.options.input_format
         if wanted != "auto":
             return wanted
-        found = detect(first, self.options.ip_field, self.options.ip_column)
+        found = detect(first, self.options.ip_column)
         if found is None:
             self.summary.warnings.append(
                 f"{name}: format not recognised (not IPs, CIDRs, an access log, JSON lines or "

@@ -36,7 +36,7 @@ _PLACE_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("accuracy_radius
 class Entry:
     """The answer for one IP: a row aligned with ``FIELDS``, or an error code and message."""
 
-    __slots__ = ("encoded", "error", "facet", "key", "message", "place_key", "row")
+    __slots__ = ("error", "facet", "key", "message", "row")
 
     def __init__(
         self, key: str, row: tuple[Any, ...], facet: int, error: str | None, message: str | None
@@ -46,10 +46,6 @@ class Entry:
         self.facet = facet
         self.error = error
         self.message = message
-        self.encoded: bytes | None = None  # the writer's rendering, cached per IP
-        # Rows with equal ``place_key`` share every column from ``continent`` through
-        # ``time_zone_source`` (same database record), so writers may cache their rendering.
-        self.place_key: int | None = None
 
     def as_dict(self, fields: Iterable[str] | None = None) -> dict[str, Any]:
         """The row as a mapping (``FIELDS`` or the selected ones)."""
@@ -251,9 +247,7 @@ class CachedLookup:
             facet = self._facet_of(row)
             if asn is None:
                 self._places[pointer] = (place, values, facet)
-        entry = Entry(key, row, facet, None, None)
-        entry.place_key = pointer
-        return entry
+        return Entry(key, row, facet, None, None)
 
     def _zone(self, key: int, place: Place) -> TimeZoneInfo | None:
         # ``lookup_ip`` computes offset and local time at call time; within one second of

@@ -159,7 +159,7 @@ def csv_header(line: bytes) -> list[str]:
         return []
 
 
-def detect(sample: list[bytes | None], ip_field: str | None, ip_column: str | None) -> str | None:
+def detect(sample: list[bytes | None], ip_column: str | None) -> str | None:
     """Guess the format of a file from its first lines (``None`` when nothing fits)."""
     lines = [item for line in sample[: SAMPLE_LINES * 2] if line and (item := _content(line))]
     lines = lines[:SAMPLE_LINES]
