@@ -53,14 +53,6 @@ def columns_for(fields: Sequence[str] | None, unique: bool) -> tuple[str, ...]:
 
 
 _QUOTE_RE = re.compile(r'[,"\r\n]')
-# Columns that depend only on the database record (see ``Entry.place_key``), and columns that
-# depend only on ``local_time`` (which includes the offset): their rendering is cached.
-PLACE, CLOCK, OWN = "place", "clock", "own"
-_KIND = dict.fromkeys(
-    FIELDS[FIELDS.index("continent") : FIELDS.index("time_zone_source") + 1], PLACE
-)
-_KIND |= {"utc_offset": CLOCK, "local_time": CLOCK}
-STATIC_CACHE_SIZE = 65_536
 
 
 def _csv_text(value: Any) -> str:
