@@ -351,3 +351,24 @@ def test_batch_api_uses_the_bulk_cached_path(app: Any) -> None:
         "/api/v1/batch?fields=ip,country_iso,addresses", data=orjson.dumps(["8.8.8.8"])
     )
     assert selected.get_json() == [{"ip": "8.8.8.8", "country_iso": "US", "addresses": None}]
+
+
+def test_csv_matches_ndjson_and_asn_database(testdata: Path) -> None:
+    from ipgeo.formats import cell
+
+    service = GeoService(testdata / "GeoIP2-City-Test.mmdb", testdata / "GeoLite2-ASN-Test.mmdb")
+    with maxminddb.open_database(str(testdata / "GeoIP2-City-Test.mmdb")) as reader:
+        ips = [str(network.network_address) for network, _ in reader][:400]
+    ips += ["1.128.0.1", "216.160.83.56", "89.160.20.128", "81.2.69.142", "10.9.9.9"]
+    data = ("\n".join(ips) + "\n").encode()
+    csv_out, json_out = io.BytesIO(), io.BytesIO()
+    run(service, [("t", io.BytesIO(data))], Options("csv"), csv_out)
+    run(service, [("t", io.BytesIO(data))], Options("ndjson"), json_out)
+    table = list(csv.DictReader(io.StringIO(csv_out.getvalue().decode())))
+    objects = _ndjson(json_out.getvalue())
+    assert len(table) == len(objects) > 100
+    assert any(row["asn_org"] for row in objects)
+    for row, obj in zip(table, objects, strict=True):
+        assert row == {key: cell(value) for key, value in obj.items()}
+        if obj["error"] is None:
+            assert _same(obj, _reference(service, obj["ip"])), obj["ip"]
