@@ -36,7 +36,7 @@ _PLACE_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("accuracy_radius
 class Entry:
     """The answer for one IP: a row aligned with ``FIELDS``, or an error code and message."""
 
-    __slots__ = ("error", "facet", "key", "message", "row")
+    __slots__ = ("error", "facet", "key", "message", "place_key", "row")
 
     def __init__(
         self, key: str, row: tuple[Any, ...], facet: int, error: str | None, message: str | None
@@ -46,6 +46,9 @@ class Entry:
         self.facet = facet
         self.error = error
         self.message = message
+        # Entries with the same ``place_key`` have equal values from ``continent`` through
+        # ``time_zone_source`` (one database record), which writers may render once.
+        self.place_key: int | None = None
 
     def as_dict(self, fields: Iterable[str] | None = None) -> dict[str, Any]:
         """The row as a mapping (``FIELDS`` or the selected ones)."""
@@ -247,7 +250,9 @@ class CachedLookup:
             facet = self._facet_of(row)
             if asn is None:
                 self._places[pointer] = (place, values, facet)
-        return Entry(key, row, facet, None, None)
+        entry = Entry(key, row, facet, None, None)
+        entry.place_key = pointer
+        return entry
 
     def _zone(self, key: int, place: Place) -> TimeZoneInfo | None:
         # ``lookup_ip`` computes offset and local time at call time; within one second of

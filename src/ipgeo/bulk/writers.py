@@ -53,6 +53,11 @@ def columns_for(fields: Sequence[str] | None, unique: bool) -> tuple[str, ...]:
 
 
 _QUOTE_RE = re.compile(r'[,"\r\n]')
+# The columns of one database record (``continent`` … ``time_zone_source``), see Entry.place_key.
+_PLACE_START = FIELDS.index("continent")
+_PLACE_END = FIELDS.index("utc_offset")
+_EU_OFFSET = FIELDS.index("country_eu") - _PLACE_START
+PLACE_CACHE_SIZE = 65_536
 
 
 def _csv_text(value: Any) -> str:
@@ -104,6 +109,7 @@ class RowWriter:
         self._csv_writer = csv.writer(self._buffer, lineterminator="\n")
         self._positions = tuple(_INDEX.get(name, -1) for name in self.entry_columns)
         self._all_fields = self.entry_columns == ENTRY_COLUMNS
+        self._places: dict[int | None, str] = {}
         self._has_input = "input" in self.columns
         self._lead = b"," if ("source" in self.columns or self.has_line) else b""
         self._end = (b"" if self._csv else b"}") + self._newline
@@ -135,6 +141,8 @@ class RowWriter:
             ]
             if self._has_input:
                 values.insert(0, text)
+        if self._csv and self._all_fields and entry.place_key is not None:
+            return self._fast_csv_tail(text, entry)
         if self._csv:
             eu = self._eu_position
             if eu is not None and type(values[eu]) is bool:
@@ -144,6 +152,26 @@ class RowWriter:
             names = self._json_names
             body = orjson.dumps(dict(zip(names, values, strict=True)))[1:-1]
         return (self._lead + body if body else body) + self._end
+
+    def _fast_csv_tail(self, text: str, entry: Entry) -> bytes:
+        """The default CSV row of a located entry, its place columns rendered once per record."""
+        row = entry.row
+        place = self._places.get(entry.place_key)
+        if place is None:
+            if len(self._places) >= PLACE_CACHE_SIZE:
+                self._places.clear()
+            values = list(row[_PLACE_START:_PLACE_END])
+            if type(values[_EU_OFFSET]) is bool:
+                values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
+            place = self._places[entry.place_key] = self._csv_line(values).decode()
+        # ip, query, network, offsets and local times never need quoting
+        utc_offset, local_time, asn, asn_org = row[_PLACE_END:]
+        line = (
+            f"{_csv_text(text) + ',' if self._has_input else ''}{row[0]},{row[1]},{row[2]},"
+            f"{row[3] or ''},{_csv_text(row[4])},{place},{utc_offset or ''},{local_time or ''},"
+            f"{'' if asn is None else asn},{_csv_text(asn_org)},{_csv_text(entry.error)}"
+        )
+        return self._lead + line.encode() + self._end
 
     def _csv_line(self, values: list[Any]) -> bytes:
         buffer = self._buffer
