@@ -159,6 +159,7 @@ class BulkRun:
         self.should_cancel = should_cancel
         self.summary = Summary()
         self.memo: dict[bytes, Token] = {}
+        self._generation = self.lookup.generation
         self.seen: dict[str, int] = {}
         self.facet_hits: Counter[int] = Counter()
         self._done_bytes = 0
@@ -317,6 +318,11 @@ class BulkRun:
                     tokens.append(extract(line))
                 except Unparseable as exc:
                     tokens.append(Token(BAD, reason=str(exc)))
+        if self.lookup.generation != self._generation:
+            # the databases were reloaded: forget answers from the old files
+            self._generation = self.lookup.generation
+            self._fold(list(self.memo.values()))
+            self.memo.clear()
         self._resolve(tokens, ranges=fmt in ("ips", "cidrs"))
         memo = self.memo
         unique = self.options.unique

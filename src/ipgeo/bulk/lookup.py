@@ -70,17 +70,36 @@ class CachedLookup:
         self._zone_names: dict[int, tuple[str, str]] = {}
         self.facets: list[tuple[Any, ...]] = [(), ()]
         self._facet_ids: dict[tuple[Any, ...], int] = {}
-        try:
-            info = service.city.info
-            self._tree: SearchTree | None = SearchTree(
-                service.city.path, info.node_count, info.record_size, info.ip_version
-            )
-        except (OSError, ValueError):
-            self._tree = None
+        self._tree = self._open_tree()
+        self.generation = _generation(service)
         self._languages = service.languages_for(lang)
         self._asn = service.asn is not None
         self.lookups = 0  # addresses that missed the cache
         self._lock = threading.Lock()
+
+    def _open_tree(self) -> SearchTree | None:
+        info = self.service.city.info
+        try:
+            return SearchTree(
+                self.service.city.path, info.node_count, info.record_size, info.ip_version
+            )
+        except (OSError, ValueError):
+            return None  # every lookup then takes the reference path
+
+    def _sync(self) -> None:
+        """Follow a database hot reload: drop everything cached from the old files."""
+        refresh = getattr(self.service, "refresh", None)
+        if callable(refresh):
+            refresh()
+        generation = _generation(self.service)
+        if generation != self.generation:
+            self.generation = generation
+            self._cache.clear()
+            self._places.clear()
+            self._zone_names.clear()
+            if self._tree is not None:
+                self._tree.close()
+            self._tree = self._open_tree()
 
     def close(self) -> None:
         """Release the memory-mapped search tree."""
@@ -113,6 +132,7 @@ class CachedLookup:
         """Entries for ``ips`` in order; misses are looked up together (thread-safe)."""
         addresses: list[Address] = [(str(ip), ip.version, int(ip)) for ip in ips]
         with self._lock:
+            self._sync()
             return self._get_many(addresses)
 
     def get_texts(self, texts: list[str]) -> list[Entry | None]:
@@ -126,6 +146,7 @@ class CachedLookup:
                 positions.append(position)
         result: list[Entry | None] = [None] * len(texts)
         with self._lock:
+            self._sync()
             for position, entry in zip(positions, self._get_many(addresses), strict=True):
                 result[position] = entry
         return result
@@ -312,6 +333,12 @@ def parse_address(text: str) -> Address | None:
     except (ValueError, TypeError):
         return None
     return text, 4, number
+
+
+def _generation(service: GeoService) -> int:
+    """The service's database generation (services that reload files count their swaps)."""
+    generation = getattr(service, "generation", 0)
+    return generation if isinstance(generation, int) else 0
 
 
 def _ip_of(address: Address) -> IPAddress:
