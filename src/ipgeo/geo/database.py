@@ -150,6 +150,14 @@ class MaxMindDatabase:
         network = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
         return record, str(network)
 
+    def record(self, ip: IPAddress) -> Mapping[str, Any] | None:
+        """The raw record of ``ip`` alone (cheaper than ``get``, which also builds the network)."""
+        try:
+            record = self._reader.get(ip)
+        except (InvalidDatabaseError, ValueError):
+            return None
+        return record if isinstance(record, Mapping) else None
+
     def close(self) -> None:
         """Release the file mapping."""
         self._reader.close()
