@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ipgeo import __version__
+from ipgeo.cli.bulk import bulk
 from ipgeo.cli.common import load_service, load_settings
 from ipgeo.cli.db import db
 from ipgeo.cli.lookup import lookup
@@ -24,3 +25,4 @@ main.add_command(lookup)
 main.add_command(serve)
 main.add_command(db)
 main.add_command(nginx_conf)
+main.add_command(bulk)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, request
 
 from ipgeo import __version__
+from ipgeo.bulk import CachedLookup
 from ipgeo.formats import render, to_json
 from ipgeo.geo import ATTRIBUTION, GeoError, GeoService, LookupResult
+from ipgeo.geo.queries import parse_ip
 from ipgeo.web.errors import ApiError
 from ipgeo.web.openapi import openapi_document
 from ipgeo.web.params import language, output_format, selected_fields
 
 api = Blueprint("api", __name__)
+_LOOKUPS_LOCK = threading.Lock()
 
 
 def geo_service() -> GeoService:
@@ -57,11 +61,54 @@ def batch() -> Response:
         raise ApiError(
             413, "too_many_queries", f"a batch holds at most {limit} queries, not {len(queries)}"
         )
-    fields = selected_fields()
-    lang = language()
+    return json_response(batch_answers(queries, selected_fields(), language()))
+
+
+def _bulk_lookup(lang: str | None) -> CachedLookup | None:
+    """The app's shared cached lookup path for ``lang`` (``None`` when not cached)."""
     service = geo_service()
+    if service.reverse_dns or (lang is not None and lang not in service.languages):
+        return None
+    lookups: dict[str | None, CachedLookup] = current_app.extensions.setdefault(
+        "ipgeo.bulk_lookups", {}
+    )
+    with _LOOKUPS_LOCK:
+        lookup = lookups.get(lang)
+        if lookup is None:
+            lookup = lookups[lang] = CachedLookup(service, lang)
+    return lookup
+
+
+def batch_answers(
+    queries: list[str], fields: tuple[str, ...] | None, lang: str | None
+) -> list[dict[str, Any]]:
+    """Answers in query order: IPs through the bulk engine's cached path, names via DNS."""
+    service = geo_service()
+    cached = _bulk_lookup(lang)
+    addresses = {}
+    if cached is not None:
+        for position, query in enumerate(queries):
+            ip = parse_ip(query)
+            if ip is not None:
+                addresses[position] = ip
+    entries = dict(
+        zip(addresses, cached.get_many(list(addresses.values())), strict=True)
+        if cached is not None and addresses
+        else ()
+    )
     answers: list[dict[str, Any]] = []
-    for query in queries:
+    for position, query in enumerate(queries):
+        entry = entries.get(position)
+        if entry is not None:
+            if entry.error is not None:
+                answers.append(
+                    {"query": query, "error": {"code": entry.error, "message": entry.message}}
+                )
+                continue
+            row = entry.as_dict()
+            row["query"] = query.strip()
+            answers.append(row if fields is None else {name: row.get(name) for name in fields})
+            continue
         try:
             answers.append(service.lookup(query, lang=lang).as_dict(fields))
         except GeoError as exc:
@@ -69,7 +116,7 @@ def batch() -> Response:
             answers.append(
                 {"query": query, "error": {"code": error.code, "message": error.message}}
             )
-    return json_response(answers)
+    return answers
 
 
 def meta_document() -> dict[str, Any]:

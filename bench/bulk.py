@@ -1,0 +1,159 @@
+"""Benchmark ``ipgeo bulk`` against a naive ``geoip2`` loop, measured in the same run.
+
+Generates
+  (a) a combined access log of --lines lines over --distinct IPs, Zipf-like (s = 1),
+  (b) --random distinct random public IPv4 addresses, one per line,
+  (c) optionally a log of about --big-gb GB (copies of (a)) for the peak-memory check,
+then runs each case as a separate process and reports wall-clock lines/s and peak RSS
+(``wait4`` rusage of that process). The naive loop opens a ``geoip2`` Reader once and calls
+``reader.city(ip)`` per line, writing CSV, exactly what people write first.
+
+    .venv/bin/python bench/bulk.py                 # full run (several minutes)
+    .venv/bin/python bench/bulk.py --lines 100000 --random 100000 --big-gb 0   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+NAIVE = r"""
+import csv, sys
+import geoip2.database, geoip2.errors
+from ipgeo.geo.database import bundled_city_db
+reader = geoip2.database.Reader(str(bundled_city_db()))
+out = csv.writer(open(sys.argv[2], "w", newline=""))
+out.writerow(["ip", "country_iso", "country", "region", "city", "postal_code", "latitude",
+              "longitude", "accuracy_radius_km", "time_zone", "error"])
+with open(sys.argv[1]) as lines:
+    for line in lines:
+        ip = line.split(" ", 1)[0].strip()
+        if not ip:
+            continue
+        try:
+            r = reader.city(ip)
+        except (geoip2.errors.AddressNotFoundError, ValueError) as exc:
+            out.writerow([ip, "", "", "", "", "", "", "", "", "", type(exc).__name__])
+            continue
+        out.writerow([ip, r.country.iso_code, r.country.name, r.subdivisions.most_specific.name,
+                      r.city.name, r.postal.code, r.location.latitude, r.location.longitude,
+                      r.location.accuracy_radius, r.location.time_zone, ""])
+"""
+
+AGENTS = ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "curl/8.5.0")
+PATHS = ("/", "/index.html", "/api/v1/lookup/8.8.8.8", "/static/site.css", "/feed.xml")
+
+
+def public_ipv4(rng: random.Random, count: int, distinct: bool = True) -> list[str]:
+    """``count`` random global IPv4 addresses (distinct)."""
+    seen: set[int] = set()
+    found: list[str] = []
+    while len(found) < count:
+        number = rng.getrandbits(32)
+        if number in seen:
+            continue
+        ip = ipaddress.IPv4Address(number)
+        if ip.is_global:
+            seen.add(number)
+            found.append(str(ip))
+    return found
+
+
+def make_log(path: Path, lines: int, distinct: int, rng: random.Random) -> None:
+    """A combined log: ``distinct`` IPs (10% IPv6), Zipf-like frequencies."""
+    pool = public_ipv4(rng, distinct - distinct // 10)
+    pool += [
+        str(ipaddress.IPv6Address((0x2001 + rng.randrange(0x0C00)) << 112 | rng.getrandbits(112)))
+        for _ in range(distinct // 10)
+    ]
+    rng.shuffle(pool)
+    weights = [1.0 / (rank + 1) for rank in range(len(pool))]
+    clients = rng.choices(pool, weights, k=lines)
+    start = datetime(2024, 10, 10, tzinfo=UTC)
+    with path.open("w") as out:
+        for number, ip in enumerate(clients):
+            when = (start + timedelta(seconds=number // 10)).strftime("%d/%b/%Y:%H:%M:%S +0000")
+            out.write(
+                f'{ip} - - [{when}] "GET {PATHS[number % 5]} HTTP/1.1" 200 {number % 9000 + 100} '
+                f'"https://example.org/" "{AGENTS[number % 2]}"\n'
+            )
+
+
+def measure(command: list[str]) -> tuple[float, int]:
+    """Run ``command``; return wall seconds and peak RSS in MB of that process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"{command} failed with status {status}")
+    return seconds, usage.ru_maxrss // 1024
+
+
+def main() -> None:
+    """Generate the inputs, run every case, print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--distinct", type=int, default=50_000)
+    parser.add_argument("--random", type=int, default=1_000_000)
+    parser.add_argument("--big-gb", type=float, default=1.0)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ipgeo-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(20241010)
+    python = sys.executable
+    ipgeo = [python, "-m", "ipgeo", "bulk"]
+    log, ips, big = work / "access.log", work / "random-ips.txt", work / "big.log"
+    print(f"generating inputs in {work} ...", file=sys.stderr)
+    make_log(log, args.lines, args.distinct, rng)
+    ips.write_text("\n".join(public_ipv4(rng, args.random)) + "\n")
+    results = []
+    cases = [("(a) log", log, args.lines), ("(b) random IPs", ips, args.random)]
+    for name, path, lines in cases:
+        naive_s, naive_mb = measure([python, "-c", NAIVE, str(path), str(work / "naive.csv")])
+        ours_s, ours_mb = measure([*ipgeo, str(path), "-o", str(work / "ours.csv")])
+        results.append((name, lines, naive_s, naive_mb, ours_s, ours_mb))
+        print(f"{name}: naive {naive_s:.1f}s, ipgeo {ours_s:.1f}s", file=sys.stderr)
+    big_row = None
+    if args.big_gb > 0:
+        with big.open("wb") as out:
+            while out.tell() < args.big_gb * 1e9:
+                with log.open("rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 22)
+        size = big.stat().st_size
+        big_lines = args.lines * round(size / log.stat().st_size)
+        big_s, big_mb = measure([*ipgeo, str(big), "-o", str(work / "big.csv")])
+        big_row = (size, big_lines, big_s, big_mb)
+        (work / "big.csv").unlink()
+    print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print("\n| case | lines | naive geoip2 lines/s | ipgeo bulk lines/s | speed-up | peak RSS naive / ipgeo |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, lines, naive_s, naive_mb, ours_s, ours_mb in results:
+        print(
+            f"| {name} | {lines:,} | {lines / naive_s:,.0f} | {lines / ours_s:,.0f} | "
+            f"{naive_s / ours_s:.1f}x | {naive_mb} MB / {ours_mb} MB |"
+        )
+    if big_row:
+        size, lines, seconds, peak = big_row
+        print(
+            f"| (c) {size / 1e9:.2f} GB log | {lines:,} | - | {lines / seconds:,.0f} | - | "
+            f"- / {peak} MB |"
+        )
+    if args.workdir is None:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

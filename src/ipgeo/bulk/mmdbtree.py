@@ -1,0 +1,131 @@
+"""Vectorised walks of a MaxMind DB search tree: many addresses → record pointers at once.
+
+Decoding a City record costs more than the whole tree walk, and most addresses share records,
+so the bulk engine first finds each address's *record pointer* and prefix length for a whole
+batch with numpy (the tree layout is fixed by the MaxMind DB spec), then decodes each distinct
+record only once through the regular reader.
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+import maxminddb
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+
+
+class SearchTree:
+    """The search tree of one ``.mmdb`` file, memory-mapped read-only."""
+
+    def __init__(self, path: Path) -> None:
+        with maxminddb.open_database(str(path), maxminddb.MODE_MMAP) as reader:
+            meta = reader.metadata()
+        self.node_count: int = meta.node_count
+        self.record_size: int = meta.record_size
+        self.ip_version: int = meta.ip_version
+        if self.record_size not in (24, 28, 32):
+            raise ValueError(f"unsupported record size {self.record_size}")
+        tree_bytes = self.record_size * 2 // 8 * self.node_count
+        with path.open("rb") as handle:
+            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        if len(self._map) < tree_bytes:
+            raise ValueError("the file is shorter than its search tree")
+        self._tree: npt.NDArray[np.uint8] = np.frombuffer(self._map, dtype=np.uint8)[:tree_bytes]
+        self._ipv4_start, self._ipv4_depth = self._find_ipv4_start()
+
+    def _find_ipv4_start(self) -> tuple[int, int]:
+        if self.ip_version == 4:
+            return 0, 0
+        node = 0
+        depth = 0
+        while depth < 96 and node < self.node_count:
+            node = int(self._records(np.array([node]), np.array([0]))[0])
+            depth += 1
+        return node, depth
+
+    def _records(self, nodes: IntArray, bits: IntArray) -> IntArray:
+        """The left (bit 0) or right (bit 1) record of each node."""
+        tree = self._tree
+        if self.record_size == 24:
+            base = nodes * 6 + bits * 3
+            result: IntArray = (
+                tree[base].astype(np.int64) << 16
+                | tree[base + 1].astype(np.int64) << 8
+                | tree[base + 2].astype(np.int64)
+            )
+        elif self.record_size == 28:
+            base = nodes * 7
+            middle = tree[base + 3].astype(np.int64)
+            high = np.where(bits == 1, middle & 0x0F, middle >> 4)
+            start = base + bits * 4
+            result = (
+                high << 24
+                | tree[start].astype(np.int64) << 16
+                | tree[start + 1].astype(np.int64) << 8
+                | tree[start + 2].astype(np.int64)
+            )
+        else:
+            base = nodes * 8 + bits * 4
+            result = (
+                tree[base].astype(np.int64) << 24
+                | tree[base + 1].astype(np.int64) << 16
+                | tree[base + 2].astype(np.int64) << 8
+                | tree[base + 3].astype(np.int64)
+            )
+        return result
+
+    def _walk(
+        self, words: list[npt.NDArray[np.uint64]], width: int, start: int
+    ) -> tuple[IntArray, IntArray]:
+        count = len(words[0])
+        pointers = np.full(count, self.node_count, dtype=np.int64)
+        prefixes = np.zeros(count, dtype=np.int64)
+        if start >= self.node_count:
+            pointers[:] = start
+            return pointers, prefixes
+        index = np.arange(count)
+        nodes = np.full(count, start, dtype=np.int64)
+        for depth in range(width):
+            if not index.size:
+                break
+            word = words[depth // 64][index]
+            shift = np.uint64(63 - depth % 64)
+            bits = ((word >> shift) & np.uint64(1)).astype(np.int64)
+            nodes = self._records(nodes, bits)
+            done = nodes >= self.node_count
+            if done.any():
+                pointers[index[done]] = nodes[done]
+                prefixes[index[done]] = depth + 1
+                keep = ~done
+                index = index[keep]
+                nodes = nodes[keep]
+        return pointers, prefixes
+
+    def lookup_v4(self, addresses: list[int]) -> tuple[list[int], list[int]]:
+        """Record pointers (``node_count`` = no record) and prefix lengths of IPv4 addresses."""
+        words = [np.array(addresses, dtype=np.uint64) << np.uint64(32)]
+        pointers, prefixes = self._walk(words, 32, self._ipv4_start)
+        return pointers.tolist(), prefixes.tolist()
+
+    def lookup_v6(self, addresses: list[int]) -> tuple[list[int], list[int]]:
+        """Record pointers and prefix lengths of IPv6 addresses (IPv6 trees only)."""
+        if self.ip_version == 4:
+            return [self.node_count] * len(addresses), [0] * len(addresses)
+        mask = (1 << 64) - 1
+        high = np.array([value >> 64 for value in addresses], dtype=np.uint64)
+        low = np.array([value & mask for value in addresses], dtype=np.uint64)
+        pointers, prefixes = self._walk([high, low], 128, 0)
+        return pointers.tolist(), prefixes.tolist()
+
+    def has_record(self, pointer: int) -> bool:
+        """True when ``pointer`` points into the data section."""
+        return pointer > self.node_count
+
+    def close(self) -> None:
+        """Release the mapping."""
+        del self._tree
+        self._map.close()

@@ -1,0 +1,106 @@
+"""The run summary: counts, top places, and the first unparseable lines."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAX_SAMPLES = 20
+# Position of each value in a facet tuple built by ``CachedLookup``.
+_COUNTRY_ISO, _COUNTRY, _REGION_CODE, _REGION, _CITY, _ASN, _ASN_ORG, _TIME_ZONE = range(8)
+
+
+@dataclass
+class BadLine:
+    """One unparseable line, as reported."""
+
+    source: str
+    line: int
+    reason: str
+    text: str
+
+
+@dataclass
+class Summary:
+    """What a bulk run read and found. ``to_dict()`` is its JSON form.
+
+    Counts are per line (per row for CIDR/range inputs), so ``valid = located + reserved +
+    not_found``, and ``lines = valid + skipped + unparseable`` (range lines count once in
+    ``lines`` but may give many rows).
+    """
+
+    sources: list[str] = field(default_factory=list)
+    input_formats: dict[str, str] = field(default_factory=dict)
+    lines: int = 0
+    skipped: int = 0
+    unparseable: int = 0
+    valid: int = 0
+    located: int = 0
+    reserved: int = 0
+    not_found: int = 0
+    distinct_ips: int = 0
+    rows: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    top: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    unparseable_lines: list[BadLine] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return asdict(self)
+
+
+def _ranked(counts: Counter[Any], total: int, top: int, label: Any) -> list[dict[str, Any]]:
+    ranked = []
+    for key, count in counts.most_common(top):
+        ranked.append(
+            {
+                "key": key,
+                "name": label(key),
+                "count": count,
+                "share": round(count / total, 4) if total else 0.0,
+            }
+        )
+    return ranked
+
+
+def top_places(facets: list[tuple[Any, ...]], hits: Counter[int], top: int) -> dict[str, Any]:
+    """Top countries, regions, cities, ASNs and time zones from facet hit counts."""
+    countries: Counter[Any] = Counter()
+    regions: Counter[Any] = Counter()
+    cities: Counter[Any] = Counter()
+    asns: Counter[Any] = Counter()
+    zones: Counter[Any] = Counter()
+    names: dict[Any, Any] = {}
+    total = 0
+    for facet_id, count in hits.items():
+        facet = facets[facet_id]
+        if not facet:
+            continue
+        total += count
+        iso = facet[_COUNTRY_ISO]
+        if iso:
+            countries[iso] += count
+            names[("country", iso)] = facet[_COUNTRY]
+        if facet[_REGION] or facet[_REGION_CODE]:
+            key = f"{iso or '?'}-{facet[_REGION_CODE] or facet[_REGION]}"
+            regions[key] += count
+            names[("region", key)] = facet[_REGION]
+        if facet[_CITY]:
+            key = f"{facet[_CITY]}, {facet[_REGION] or facet[_REGION_CODE] or '-'}, {iso or '?'}"
+            cities[key] += count
+            names[("city", key)] = facet[_CITY]
+        if facet[_ASN] is not None:
+            asns[facet[_ASN]] += count
+            names[("asn", facet[_ASN])] = facet[_ASN_ORG]
+        if facet[_TIME_ZONE]:
+            zones[facet[_TIME_ZONE]] += count
+    return {
+        "countries": _ranked(countries, total, top, lambda key: names[("country", key)]),
+        "regions": _ranked(regions, total, top, lambda key: names[("region", key)]),
+        "cities": _ranked(cities, total, top, lambda key: names[("city", key)]),
+        "asns": _ranked(asns, total, top, lambda key: names[("asn", key)]),
+        "time_zones": _ranked(zones, total, top, lambda key: key),
+    }
