@@ -340,12 +340,12 @@ def test_dashboard_needs_the_password(stack: Stack) -> None:
 def test_failed_input_is_reported_and_not_retried(stack: Stack, tmp_path: Path) -> None:
     data = tmp_path / "events.jsonl"
     data.write_text('{"who": {"addr": "8.8.8.8"}}\n{"who": {"addr": "1.1.1.1"}}\n')
-    job = stack.submit(data, input_format="json")
+    job = stack.submit(data, input_format="jsonl")
     state = stack.wait_for(job["id"], {"failed", "finished"})
     assert state["status"] == "failed"
     assert state["error"]["code"] == "bad_input"
     assert "ip-field" in state["error"]["message"] or "IP field" in state["error"]["message"]
-    ok = stack.submit(data, input_format="json", ip_field="who.addr", mode="unique")
+    ok = stack.submit(data, input_format="jsonl", ip_field="who.addr", mode="unique")
     done = stack.wait_for(ok["id"], {"failed", "finished"})
     assert done["status"] == "finished", done
     assert done["summary"]["distinct_ips"] == 2

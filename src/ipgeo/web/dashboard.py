@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from typing import Any
 
 from flask import Flask, Response, request
 
@@ -19,6 +20,24 @@ DASHBOARD_CSP = (
     "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+
+
+def _json_worker_class() -> type:
+    """``rq.Worker`` listing workers with the JSON serializer.
+
+    rq-dashboard 0.9 lists workers without passing its serializer, so a worker busy with a
+    JSON-serialized job would make its worker list fail; it gets this class instead.
+    """
+    from rq import Worker
+    from rq.serializers import JSONSerializer
+
+    class JSONWorker(Worker):
+        @classmethod
+        def all(cls, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("serializer", JSONSerializer)
+            return super().all(*args, **kwargs)
+
+    return JSONWorker
 
 
 def _authorized(settings: Settings) -> bool:
@@ -43,6 +62,10 @@ def init_dashboard(app: Flask, settings: Settings) -> bool:
     from rq_dashboard import web as rq_dashboard_web
 
     rq_dashboard_web.config.serializer = JSONSerializer
+    if not getattr(rq_dashboard_web.Worker, "_ipgeo_json", False):
+        worker_class = _json_worker_class()
+        worker_class._ipgeo_json = True  # type: ignore[attr-defined]
+        rq_dashboard_web.Worker = worker_class
     app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     rq_dashboard_web.setup_rq_connection(app)

@@ -17,6 +17,17 @@ from ipgeo.web.params import request_client_ip
 job_pages = Blueprint("job_pages", __name__)
 
 
+@job_pages.app_template_filter("filesize")
+def filesize(size: int) -> str:
+    """A byte count for people: ``512 bytes``, ``33.7 MB``."""
+    value = float(size)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
 @job_pages.get("/jobs")
 def upload() -> str:
     """The upload form and the caller's recent jobs."""
