@@ -1,4 +1,4 @@
-"""Acceptance of issue 6 with real processes: `ipgeo serve`, redis-server, a forking `ipgeo worker`."""
+"""Acceptance of issue 6 with real processes: `ipgeo serve`, redis-server, `ipgeo worker`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from rq.serializers import JSONSerializer
 
 from ipgeo.jobs.worker import start_worker_process, stop_worker
 from tests.loggen import public_ips
-from tests.servers import AppServer, RedisServer, wait_until
+from tests.servers import AppServer, RedisServer
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
 
@@ -228,6 +228,20 @@ def test_big_log_finishes_with_progress_and_one_csv_row_per_line(
 
     listed = requests.get(f"{stack.app.url}/api/v1/jobs", timeout=10).json()["jobs"]
     assert job["id"] in [item["id"] for item in listed]
+
+
+def test_chunked_upload_is_streamed(stack: Stack) -> None:
+    def body() -> Iterator[bytes]:
+        for _ in range(50):
+            yield b"8.8.8.8\n81.2.69.142\n" * 100
+
+    response = requests.post(
+        f"{stack.app.url}/api/v1/jobs?name=chunks.txt", data=body(), timeout=30
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["input"]["bytes"] == 50 * 100 * 20
+    state = stack.wait_for(response.json()["id"], {"finished", "failed"})
+    assert state["summary"]["lines"] == 10_000
 
 
 def test_cancel_during_a_run_leaves_no_partial_file(
