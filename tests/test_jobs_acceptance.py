@@ -226,6 +226,9 @@ def test_big_log_finishes_with_progress_and_one_csv_row_per_line(
     )
     assert len(as_json.json()) == LOG_LINES - bad
 
+    page = requests.get(f"{stack.app.url}/jobs/{job['id']}", timeout=10)
+    assert page.status_code == 200
+    assert 'id="choropleth"' in page.text and f"{LOG_LINES:,}" in page.text
     listed = requests.get(f"{stack.app.url}/api/v1/jobs", timeout=10).json()["jobs"]
     assert job["id"] in [item["id"] for item in listed]
 

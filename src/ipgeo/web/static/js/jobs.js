@@ -185,6 +185,35 @@ function shade(share) {
   return colors[Math.max(0, Math.min(colors.length - 1, step))];
 }
 
+// Rings that cross the antimeridian (Russia, Fiji) jump from +180 to -180 and would be drawn
+// as bands across the map: make their longitudes continuous instead.
+function unwrapRing(ring) {
+  var previous = null;
+  return ring.map(function (point) {
+    var lon = point[0];
+    if (previous !== null) {
+      while (lon - previous > 180) { lon -= 360; }
+      while (lon - previous < -180) { lon += 360; }
+    }
+    previous = lon;
+    return [lon, point[1]];
+  });
+}
+
+function unwrapGeometry(geometry) {
+  if (!geometry) { return geometry; }
+  if (geometry.type === "Polygon") {
+    return { type: "Polygon", coordinates: geometry.coordinates.map(unwrapRing) };
+  }
+  if (geometry.type === "MultiPolygon") {
+    return {
+      type: "MultiPolygon",
+      coordinates: geometry.coordinates.map(function (polygon) { return polygon.map(unwrapRing); }),
+    };
+  }
+  return geometry;
+}
+
 function setupChoropleth() {
   var el = document.getElementById("choropleth");
   if (!el || typeof L === "undefined") { return; }
@@ -194,13 +223,19 @@ function setupChoropleth() {
   var map = L.map(el, { worldCopyJump: true, scrollWheelZoom: false, minZoom: 1, maxZoom: 6, zoomSnap: 0.25 });
   map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
   map.attributionControl.addAttribution("Natural Earth");
-  map.setView([25, 10], 1.25);
+  map.fitBounds([[-56, -168], [78, 190]], { animate: false });
   fetch(el.getAttribute("data-world"), { credentials: "same-origin" })
     .then(function (response) {
       if (!response.ok) { throw new Error("world outline: HTTP " + response.status); }
       return response.json();
     })
     .then(function (world) {
+      // Antarctica circles the pole and has no visitors worth a colour.
+      world.features = world.features
+        .filter(function (feature) { return feature.properties.iso_a2 !== "AQ"; })
+        .map(function (feature) {
+          return { type: "Feature", properties: feature.properties, geometry: unwrapGeometry(feature.geometry) };
+        });
       L.geoJSON(world, {
         style: function (feature) {
           var count = counts[feature.properties.iso_a2] || 0;
