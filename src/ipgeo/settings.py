@@ -350,7 +350,8 @@ class Settings:
         metadata=_env(
             "IPGEO_REDIS_URL",
             _parse_redis_url,
-            "Redis for the visit counter and rate limits (`redis://`, `rediss://` or `unix://`). "
+            "Redis for the visit counter, rate limits and background jobs (`redis://`, `rediss://` "
+            "or `unix://`). "
             "Unset: `ipgeo serve` and `make run` start an embedded Redis with its files in "
             "`IPGEO_DATA_DIR`; other servers (uWSGI) run without visit counts and count rate "
             "limits per process.",

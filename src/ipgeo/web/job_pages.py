@@ -19,13 +19,13 @@ job_pages = Blueprint("job_pages", __name__)
 
 @job_pages.app_template_filter("filesize")
 def filesize(size: int) -> str:
-    """A byte count for people: ``512 bytes``, ``33.7 MB``."""
+    """A byte count for people, in binary units: ``512 bytes``, ``33.7 MiB``, ``1.0 GiB``."""
     value = float(size)
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024:
             return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"  # pragma: no cover
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 @job_pages.get("/jobs")

@@ -4,9 +4,9 @@
 function formatNumber(n) { return Number(n || 0).toLocaleString("en-US"); }
 
 function formatBytes(n) {
-  var units = ["bytes", "kB", "MB", "GB"];
+  var units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
   var value = Number(n || 0), unit = 0;
-  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
   return unit ? value.toFixed(1) + " " + units[unit] : value + " bytes";
 }
 
@@ -118,8 +118,16 @@ function setupJobPage() {
   var cancel = document.getElementById("cancel-job");
   var delay = 400, lastDone = -1, stopped = false;
 
+  var badge = el.querySelector(".status-badge");
+  var labels = { queued: "Queued", started: "Running", finished: "Finished", failed: "Failed", canceled: "Canceled" };
+
   function render(job) {
     var p = job.progress || {};
+    if (badge && labels[job.status]) {
+      badge.textContent = labels[job.status];
+      badge.className = "status-badge status-" + job.status;
+      badge.setAttribute("data-status", job.status);
+    }
     if (job.status === "queued") {
       heading.textContent = "Waiting for a worker";
       text.textContent = "Queued" + (job.queue_position ? ", position " + job.queue_position : "") + ".";
