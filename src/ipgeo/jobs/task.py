@@ -146,6 +146,11 @@ def run_bulk_job(job_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     files = JobFiles(Path(job_dir))
     job_options = JobOptions.from_dict(options)
     reporter = ProgressReporter(job, _settings().job_progress_interval)
+    if not files.input.exists():
+        # Canceled while a worker was already taking it off the queue: nothing to do.
+        job.meta["state"] = "canceled"
+        reporter.save()
+        return {"canceled": True}
     reporter.save()
     name = str((job.meta.get("input") or {}).get("name") or "upload")
     try:

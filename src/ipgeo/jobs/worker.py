@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -93,10 +94,19 @@ def run_worker(
     return bool(worker.work(burst=burst, logging_level="INFO"))
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM this child when its parent dies (PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def start_worker_process(
     redis_url: str, env: dict[str, str] | None = None, output: IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``ipgeo worker`` as a child process on ``redis_url`` (stop it with ``stop_worker``)."""
+    """Start ``ipgeo worker`` as a child process on ``redis_url`` (stop it with ``stop_worker``).
+
+    The worker gets SIGTERM (a warm shutdown) if the starting process dies without stopping it.
+    """
     environment = {**os.environ, **(env or {}), "IPGEO_REDIS_URL": redis_url}
     return subprocess.Popen(
         [sys.executable, "-m", "ipgeo", "worker"],
@@ -106,6 +116,7 @@ def start_worker_process(
         stderr=subprocess.STDOUT if output is not None else None,
         # Its own session: Ctrl-C reaches the parent, which stops the worker before Redis.
         start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run yet where it is used)
     )
 
 

@@ -116,7 +116,7 @@ function setupJobPage() {
   var text = document.getElementById("progress-text");
   var heading = document.getElementById("progress-heading");
   var cancel = document.getElementById("cancel-job");
-  var delay = 400, lastDone = -1, stopped = false;
+  var delay = 250, lastDone = -1, stopped = false;
 
   var badge = el.querySelector(".status-badge");
   var labels = { queued: "Queued", started: "Running", finished: "Finished", failed: "Failed", canceled: "Canceled" };
@@ -159,7 +159,7 @@ function setupJobPage() {
           return;
         }
         var done = (job.progress && job.progress.done) || 0;
-        delay = done !== lastDone ? 400 : Math.min(delay * 1.5, 5000);
+        delay = done !== lastDone ? 250 : Math.min(delay * 1.5, 5000);
         lastDone = done;
         window.setTimeout(poll, delay);
       })
