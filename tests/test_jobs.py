@@ -311,3 +311,20 @@ def test_expired_job_files_are_removed(tmp_path: Path) -> None:
     removed = remove_expired(tmp_path, lambda job_id: job_id == live)
     assert removed == 1
     assert sorted(path.name for path in jobs_dir.iterdir()) == sorted([live, young, "not-a-job"])
+
+
+def test_worker_without_redis_says_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("IPGEO_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "ipgeo", "worker"],
+        env=env | {"IPGEO_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert b"IPGEO_REDIS_URL is unset" in result.stderr
+    assert b"Traceback" not in result.stderr
