@@ -139,6 +139,7 @@ def test_upload_progress_result_map_and_download(
     )
     assert len(set(fills)) >= 3, "countries are not shaded by their counts"
     assert "#f7f4ec" in fills  # countries without lines keep the land colour
+    expect(v.page.locator("#choropleth .map-legend")).to_contain_text("≥ 20 %")
     top_countries = v.page.locator("#top-countries tbody tr")
     assert top_countries.count() == 10
     expect(v.page.locator("#top-cities")).to_be_visible()

@@ -185,12 +185,32 @@ function setupJobPage() {
   if (!stopped) { window.setTimeout(poll, 300); }
 }
 
+var SHADES = ["#dfe3fb", "#b9c1f5", "#8d99ec", "#6170dd", "#3b48c4", "#222c8f"];
+var STEPS = [0.0005, 0.002, 0.01, 0.05, 0.2];  // share of lines where each shade starts
+var NO_LINES = "#f7f4ec";
+
 function shade(share) {
-  // Six steps on a logarithmic scale of the share of lines, light to dark.
-  var colors = ["#dfe3fb", "#b9c1f5", "#8d99ec", "#6170dd", "#3b48c4", "#222c8f"];
-  if (share <= 0) { return "#f7f4ec"; }
-  var step = Math.floor((Math.log10(share) + 4) * 1.5);
-  return colors[Math.max(0, Math.min(colors.length - 1, step))];
+  if (share <= 0) { return NO_LINES; }
+  var index = 0;
+  while (index < STEPS.length && share >= STEPS[index]) { index += 1; }
+  return SHADES[index];
+}
+
+function addLegend(map) {
+  var legend = L.control({ position: "bottomleft" });
+  legend.onAdd = function () {
+    var div = L.DomUtil.create("div", "map-legend");
+    var labels = ["< 0.05 %", "0.05–0.2 %", "0.2–1 %", "1–5 %", "5–20 %", "≥ 20 %"];
+    var rows = [[NO_LINES, "none"]].concat(SHADES.map(function (color, i) { return [color, labels[i]]; }));
+    rows.forEach(function (row) {
+      var line = L.DomUtil.create("span", "legend-row", div);
+      var swatch = L.DomUtil.create("i", "legend-swatch", line);
+      swatch.style.background = row[0];
+      line.appendChild(document.createTextNode(row[1]));
+    });
+    return div;
+  };
+  legend.addTo(map);
 }
 
 // Rings that cross the antimeridian (Russia, Fiji) jump from +180 to -180 and would be drawn
@@ -232,6 +252,7 @@ function setupChoropleth() {
   map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
   map.attributionControl.addAttribution("Natural Earth");
   map.fitBounds([[-56, -168], [78, 190]], { animate: false });
+  addLegend(map);
   fetch(el.getAttribute("data-world"), { credentials: "same-origin" })
     .then(function (response) {
       if (!response.ok) { throw new Error("world outline: HTTP " + response.status); }
