@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # "/api/v1/lookup/%2F0" is a (bad) query, not a path to redirect to a merged-slash URL.
+    app.url_map.merge_slashes = False
     app.extensions["ipgeo.settings"] = settings
     app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
     app.extensions["ipgeo.readiness"] = {"database": database_check}
