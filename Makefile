@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/ipgeo serve --host 127.0.0.1 --port 8080
+	$(BIN)/ipgeo serve --host 127.0.0.1 --port 8080 --job-workers 1
 
 system-deps:
 	bash scripts/system-deps.sh

@@ -11,6 +11,7 @@ from ipgeo.cli.db import db
 from ipgeo.cli.lookup import lookup
 from ipgeo.cli.nginx import nginx_conf
 from ipgeo.cli.serve import serve
+from ipgeo.cli.worker import worker
 
 __all__ = ["load_service", "load_settings", "main"]
 
@@ -26,3 +27,4 @@ main.add_command(serve)
 main.add_command(db)
 main.add_command(nginx_conf)
 main.add_command(bulk)
+main.add_command(worker)

@@ -14,8 +14,11 @@ from ipgeo import __version__
 from ipgeo.geo import ATTRIBUTION, GeoService
 from ipgeo.settings import Settings
 from ipgeo.web.api import api
+from ipgeo.web.dashboard import init_dashboard
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
+from ipgeo.web.job_pages import job_pages
+from ipgeo.web.jobs_api import jobs_api
 from ipgeo.web.observability import init_observability
 from ipgeo.web.pages import pages
 from ipgeo.web.plain import plain
@@ -76,6 +79,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.register_blueprint(plain)
     app.register_blueprint(docs)
     app.register_blueprint(pages)
+    app.register_blueprint(jobs_api)
+    app.register_blueprint(job_pages)
     csp = content_security_policy(settings.map_tiles)
 
     @app.after_request
@@ -103,4 +108,6 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
 
         return {"asset": asset, "attribution": ATTRIBUTION, "version": __version__}
 
+    # Last, so that its headers are set before the pages' defaults.
+    init_dashboard(app, settings)
     return app
