@@ -9,6 +9,7 @@ from ipgeo.cli.common import load_service, load_settings
 from ipgeo.cli.db import db
 from ipgeo.cli.lookup import lookup
 from ipgeo.cli.serve import serve
+from ipgeo.cli.up import up
 
 __all__ = ["load_service", "load_settings", "main"]
 
@@ -22,3 +23,4 @@ def main() -> None:
 main.add_command(lookup)
 main.add_command(serve)
 main.add_command(db)
+main.add_command(up)
