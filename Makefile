@@ -13,15 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/ipgeo serve --host 127.0.0.1 --port 8080
+run: $(STAMP) system-deps
+	$(BIN)/ipgeo up --port 8080
 
 system-deps:
 	bash scripts/system-deps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests deploy
+	$(BIN)/ruff format --check src tests deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src

@@ -33,3 +33,6 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 proc_name = "ipgeo"
 # X-Forwarded-Proto is believed only from nginx on the same host / network.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# The runtime control socket (gunicornc) would go to $HOME, which is read-only in the image
+# and shared between instances elsewhere; supervisors use signals instead.
+control_socket_disable = True

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suites need, only when something is missing.
 set -euo pipefail
-packages=(redis-server)
+packages=(redis-server nginx)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ipgeo.cli.common import load_service, load_settings
-from ipgeo.up.supervisor import Supervisor, SupervisorError
+from ipgeo.up.supervisor import Interrupted, Supervisor, SupervisorError
 from ipgeo.up.topology import TopologyError, UpOptions, build_children
 
 
@@ -35,11 +35,17 @@ def up(host: str, port: int, server: str, no_nginx: bool, workers: int | None) -
     options = UpOptions(
         host=host, port=port, server=server, use_nginx=not no_nginx, workers=workers
     )
-    supervisor = Supervisor()
+    run_dir = settings.data_dir / "run"
+    supervisor = Supervisor(state_file=run_dir / "processes.json")
+    supervisor.handle_signals()
     try:
-        children = build_children(settings, options, settings.data_dir / "run")
+        children = build_children(settings, options, run_dir, warn=supervisor.log)
         for child in children:
             supervisor.start(child)
+    except Interrupted as exc:
+        supervisor.log(f"stopping: {exc}")
+        supervisor.stop()
+        sys.exit(0)
     except (TopologyError, SupervisorError, OSError) as exc:
         supervisor.stop()
         raise click.ClickException(str(exc)) from None

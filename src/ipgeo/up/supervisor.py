@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,10 @@ class SupervisorError(RuntimeError):
     """A child could not be started or did not become ready."""
 
 
+class Interrupted(SupervisorError):
+    """A stop signal arrived while the children were starting."""
+
+
 @dataclass
 class Child:
     """One supervised program."""
@@ -44,8 +49,13 @@ class Supervisor:
     """Run children until a signal arrives or one of them exits, then stop all of them."""
 
     def __init__(
-        self, console: Console | None = None, ready_timeout: float = 30, stop_timeout: float = 10
+        self,
+        console: Console | None = None,
+        ready_timeout: float = 30,
+        stop_timeout: float = 10,
+        state_file: Path | None = None,
     ) -> None:
+        self.state_file = state_file
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.children: list[Child] = []
         self.ready_timeout = ready_timeout
@@ -84,24 +94,27 @@ class Supervisor:
         self._spawn(self._pump, child.name, colour, child.process.stdout)
         self._spawn(self._watch, child)
         self.log(f"started {child.name} (pid {child.process.pid}): {' '.join(child.argv)}")
+        self._write_state()
         if child.ready is not None:
             self._wait_ready(child, child.ready)
 
+    def handle_signals(self) -> None:
+        """From now on SIGINT/SIGTERM end ``run`` (or an unfinished start) instead of us."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    @property
+    def failed(self) -> bool:
+        """True once a child has exited on its own."""
+        return self._reason.startswith("exited")
+
     def run(self) -> int:
         """Block until SIGINT/SIGTERM or a child's exit; stop everything; return the exit code."""
-        previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            while not self._event.wait(0.5):
-                pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        failed = self._reason.startswith("exited")
+        while not self._event.wait(0.5):
+            pass
         self.log(f"stopping: {self._reason}")
         self.stop()
-        return 1 if failed else 0
+        return 1 if self.failed else 0
 
     def stop(self) -> None:
         """Stop the children gracefully in reverse start order, killing stragglers."""
@@ -109,7 +122,18 @@ class Supervisor:
             self._stop_child(child)
         for thread in self._threads:
             thread.join(timeout=2)
+        if self.state_file is not None:
+            self.state_file.unlink(missing_ok=True)
         self.log("all processes stopped")
+
+    def _write_state(self) -> None:
+        """Record ``{name: pid}`` of the children (for tooling and tests)."""
+        if self.state_file is None:
+            return
+        pids = {c.name: c.process.pid for c in self.children if c.process is not None}
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "children": pids}))
+        tmp.replace(self.state_file)
 
     def _stop_child(self, child: Child) -> None:
         proc = child.process
@@ -132,6 +156,8 @@ class Supervisor:
         deadline = time.monotonic() + self.ready_timeout
         assert child.process is not None
         while time.monotonic() < deadline:
+            if self._event.is_set() and not self.failed:
+                raise Interrupted(self._reason)
             if child.process.poll() is not None:
                 raise SupervisorError(
                     f"{child.name} exited with status {child.process.returncode} while starting"

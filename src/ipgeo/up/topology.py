@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def build_children(settings: Settings, options: UpOptions, run_dir: Path) -> list[Child]:
+def build_children(
+    settings: Settings, options: UpOptions, run_dir: Path, warn: Callable[[str], None] = print
+) -> list[Child]:
     """The programs to start, in start order, with their configuration written to ``run_dir``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o700)
@@ -64,9 +67,16 @@ def build_children(settings: Settings, options: UpOptions, run_dir: Path) -> lis
     env = dict(os.environ)
     env["IPGEO_DATA_DIR"] = str(settings.data_dir)
     if not env.get(REDIS_URL_VARIABLE):
-        redis, url = redis_child(settings.data_dir / "redis")
-        children.append(redis)
-        env[REDIS_URL_VARIABLE] = url
+        redis = find_redis()
+        if redis is None:
+            warn(
+                "redis-server is not installed: running without Redis (visit counts and rate "
+                f"limits are off); install redis-server or set {REDIS_URL_VARIABLE}"
+            )
+        else:
+            child, url = redis_child(redis, settings.data_dir / "redis")
+            children.append(child)
+            env[REDIS_URL_VARIABLE] = url
     if options.workers:
         env["WEB_CONCURRENCY"] = str(options.workers)
 
@@ -153,16 +163,16 @@ def _connect_host(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
 
 
-def redis_child(directory: Path) -> tuple[Child, str]:
-    """A private Redis server (Debian's ``redis-server``) keeping its files in ``directory``."""
-    redis = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
-    )
-    if redis is None:
-        raise TopologyError(
-            f"redis-server is not installed: install it (apt-get install redis-server) "
-            f"or set {REDIS_URL_VARIABLE} to an existing server"
-        )
+def find_redis() -> str | None:
+    """Debian's ``redis-server`` binary, if installed."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    return "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+
+
+def redis_child(redis: str, directory: Path) -> tuple[Child, str]:
+    """A private Redis server keeping its files (append-only log) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     argv = [
