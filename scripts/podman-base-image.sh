@@ -12,9 +12,26 @@ rootfs="$(mktemp -d /tmp/ipgeo-rootfs.XXXXXX)"
 trap 'rm -rf "$rootfs"' EXIT
 echo "podman-base-image: debootstrap bookworm into $rootfs"
 debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >/dev/null
-# Trim what a container never needs, like the official slim image does.
-rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
-    "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/*
+# Trim what a container never needs, like the official slim image does, and keep later
+# package installs from bringing it back.
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
+    "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log "$rootfs"/usr/share/doc/* \
+    "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* \
+    "$rootfs"/usr/share/lintian "$rootfs"/usr/share/linda
+cat > "$rootfs"/etc/dpkg/dpkg.cfg.d/slim <<'CFG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+CFG
+cat > "$rootfs"/etc/apt/apt.conf.d/slim <<'CFG'
+APT::Install-Recommends "false";
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+CFG
 tar -C "$rootfs" -c . | "${PODMAN[@]}" import \
     --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' - "$IMAGE" >/dev/null
 echo "podman-base-image: imported $IMAGE"

@@ -7,6 +7,7 @@ import click
 from ipgeo import __version__
 from ipgeo.cli.common import load_service, load_settings
 from ipgeo.cli.db import db
+from ipgeo.cli.deploy import healthcheck, nginx
 from ipgeo.cli.lookup import lookup
 from ipgeo.cli.serve import serve
 from ipgeo.cli.up import up
@@ -24,3 +25,5 @@ main.add_command(lookup)
 main.add_command(serve)
 main.add_command(db)
 main.add_command(up)
+main.add_command(nginx)
+main.add_command(healthcheck)

@@ -74,7 +74,8 @@ class NginxSite:
             "upstream_servers": self.upstream_servers,
             "protocol": self.protocol,
             # Without configured names this server takes every host and no 444 server is added.
-            "server_names": self.server_names or ("_",),
+            # localhost stays reachable for health checks and curl on the machine itself.
+            "server_names": _with_localhost(self.server_names) or ("_",),
             "default_server": bool(self.server_names),
             "trusted_proxies": self.trusted_proxies,
             "client_max_body_size": self.client_max_body_size,
@@ -88,6 +89,10 @@ class NginxSite:
         conf = run_dir / "nginx.conf"
         conf.write_text(env.get_template("nginx.conf.j2").render(context))
         return conf
+
+
+def _with_localhost(names: tuple[str, ...]) -> tuple[str, ...]:
+    return names if not names or "localhost" in names else (*names, "localhost")
 
 
 def _worker_user() -> str | None:
