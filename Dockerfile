@@ -24,7 +24,7 @@ RUN apt-get update \
 
 FROM base AS builder
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3-venv python3-pip binutils \
+ && apt-get install -y --no-install-recommends python3-venv python3-pip \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 
@@ -48,7 +48,11 @@ RUN --mount=type=bind,from=wheels,source=/wheelhouse,target=/wheelhouse \
         'ipgeo[supervisor]' \
  && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/venv -depth \( -name __pycache__ -o -name tests -o -name '*.pyi' \) -exec rm -rf {} + \
- && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
+ # numpy is here only for timezonefinder's arrays: drop the subpackages nothing imports
+ # (checked by `python -X importtime`; tests_containers runs a polygon lookup in the image).
+ && cd /opt/venv/lib/python3.11/site-packages/numpy \
+ && rm -rf random f2py distutils ma polynomial fft _core/include _core/_simd.*.so _pyinstaller \
+ && cd / \
  # Data packages (the bundled GeoLite2 database, the time-zone polygons) go into a layer of
  # their own: they are most of the bytes and change least often.
  && mkdir -p /opt/data-layer \
@@ -58,9 +62,35 @@ RUN --mount=type=bind,from=wheels,source=/wheelhouse,target=/wheelhouse \
 FROM venv AS venv-dev
 RUN --mount=type=bind,from=wheels,source=/wheelhouse,target=/wheelhouse \
     /opt/venv/bin/python -m ensurepip >/dev/null \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse debugpy
+ && /opt/venv/bin/python -m pip install --no-cache-dir --no-index --find-links /wheelhouse debugpy
 
-FROM base AS runtime
+# The user and directories every ipgeo image has.
+FROM base AS ipgeo-base
+RUN groupadd --system --gid 10001 ipgeo \
+ && useradd --system --uid 10001 --gid ipgeo --home-dir /var/lib/ipgeo --shell /usr/sbin/nologin ipgeo \
+ && install -d -o ipgeo -g ipgeo -m 0750 /var/lib/ipgeo /run/ipgeo
+
+# The runtime's file system, trimmed of what only package management needs (perl, apt,
+# dpkg's file lists, iconv modules) and of Python modules a server never imports. It is
+# copied into an empty image below, so the deletions really shrink it.
+FROM ipgeo-base AS runtime-root
+COPY --from=venv /opt/venv /opt/venv
+RUN rm -rf /usr/bin/perl* /usr/lib/x86_64-linux-gnu/perl-base /usr/share/perl5 \
+        /usr/bin/apt* /usr/lib/apt /usr/lib/x86_64-linux-gnu/libapt-* /etc/apt \
+        /var/lib/dpkg/info /usr/share/debconf /var/cache/debconf /usr/share/common-licenses \
+        /usr/lib/x86_64-linux-gnu/gconv /usr/lib/x86_64-linux-gnu/libdb-5.3.so \
+        /usr/lib/python3.11/test /usr/lib/python3.11/pydoc_data /usr/lib/python3.11/idlelib \
+        /usr/lib/python3.11/lib2to3 /usr/lib/python3.11/ensurepip /usr/lib/python3.11/tkinter \
+        /usr/lib/python3.11/turtledemo /usr/lib/python3.11/lib-dynload/_sqlite3.* \
+        /usr/lib/python3.11/lib-dynload/_dbm.* \
+        /usr/lib/python3.11/distutils /usr/lib/x86_64-linux-gnu/libsqlite3.so* /usr/bin/openssl \
+        /usr/bin/gpgv /usr/lib/x86_64-linux-gnu/libgnutls* /usr/lib/x86_64-linux-gnu/libp11-kit* \
+        /var/log/* /var/cache/* /tmp/* \
+ # Fail the build if anything left needs a library that was just removed.
+ && ! { find /opt/venv /usr/lib/python3.11/lib-dynload /usr/bin /usr/sbin -type f \
+          \( -name '*.so*' -o -perm -u+x \) -exec ldd {} + 2>/dev/null | grep 'not found'; }
+
+FROM scratch AS runtime
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="ipgeo" \
       org.opencontainers.image.description="Self-hosted IP geolocation web service" \
@@ -68,12 +98,13 @@ LABEL org.opencontainers.image.title="ipgeo" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="https://github.com/ipgeo/ipgeo" \
       org.opencontainers.image.documentation="https://github.com/ipgeo/ipgeo#deployment"
-RUN groupadd --system --gid 10001 ipgeo \
- && useradd --system --uid 10001 --gid ipgeo --home-dir /var/lib/ipgeo --shell /usr/sbin/nologin ipgeo \
- && install -d -o ipgeo -g ipgeo -m 0750 /var/lib/ipgeo /run/ipgeo
+# Data first, in a layer of its own: it changes least often and is shared across versions.
 COPY --from=venv /opt/data-layer/ /opt/venv/lib/python3.11/site-packages/
-COPY --from=venv /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH \
+COPY --from=runtime-root / /
+ENV LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     IPGEO_DATA_DIR=/var/lib/ipgeo \
     IPGEO_DEPLOY_DIR=/opt/venv/lib/python3.11/site-packages/ipgeo/deploy \
     UWSGI_SOCKET=:3031
@@ -90,16 +121,28 @@ CMD ["sh", "-c", "exec uwsgi --ini \"$IPGEO_DEPLOY_DIR/uwsgi.ini\""]
 FROM runtime AS dev
 COPY --from=venv-dev /opt/venv /opt/venv
 
-FROM runtime AS all-in-one
-USER root
+# nginx + uWSGI under supervisord. Not trimmed like runtime: it keeps apt for nginx.
+FROM ipgeo-base AS all-in-one
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="ipgeo-all-in-one" \
+      org.opencontainers.image.description="ipgeo: nginx and uWSGI under supervisord" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.source="https://github.com/ipgeo/ipgeo"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nginx \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
-    /usr/share/doc/* /usr/share/man/* \
  # nginx runs as ipgeo with everything under /run/ipgeo; the packaged site is not used.
  && rm -f /etc/nginx/sites-enabled/default
+COPY --from=venv /opt/data-layer/ /opt/venv/lib/python3.11/site-packages/
+COPY --from=venv /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    IPGEO_DATA_DIR=/var/lib/ipgeo \
+    IPGEO_DEPLOY_DIR=/opt/venv/lib/python3.11/site-packages/ipgeo/deploy \
+    UWSGI_SOCKET=/run/ipgeo/uwsgi.sock
 USER ipgeo
-ENV UWSGI_SOCKET=/run/ipgeo/uwsgi.sock
+WORKDIR /var/lib/ipgeo
+VOLUME ["/var/lib/ipgeo"]
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["ipgeo", "healthcheck", "--url", "http://127.0.0.1:8080/healthz"]

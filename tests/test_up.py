@@ -8,6 +8,7 @@ import runpy
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,22 @@ def test_timeouts_nest_above_the_app_servers() -> None:
     assert gunicorn["timeout"] == REQUEST_TIMEOUT
     site = (DEPLOY_DIR / "nginx" / "ipgeo-site.conf.j2").read_text()
     assert "uwsgi_read_timeout {{ harakiri + 5 }}s;" in site
+
+
+def test_healthcheck_command_speaks_uwsgi_and_http(up: UpProcess) -> None:
+    ipgeo = str(Path(sys.executable).parent / "ipgeo")
+    sock = up.data_dir / "run" / "uwsgi.sock"
+    for args in (["--uwsgi", str(sock)], ["--url", up.url + "/healthz"]):
+        result = subprocess.run(
+            [ipgeo, "healthcheck", *args], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "healthy"
+    down = subprocess.run(
+        [ipgeo, "healthcheck", "--uwsgi", f"127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert down.returncode != 0
+    assert "unhealthy" in down.stderr
