@@ -43,8 +43,9 @@ COPY wheelhouse /wheelhouse
 FROM wheels-${WHEELS} AS wheels
 
 FROM builder AS venv
-RUN --mount=type=bind,from=wheels,source=/wheelhouse,target=/wheelhouse \
-    /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse \
+# COPY, not a bind mount: the build cache must notice a changed wheel.
+COPY --from=wheels /wheelhouse /wheelhouse
+RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse \
         'ipgeo[supervisor]' \
  && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/venv -depth \( -name __pycache__ -o -name tests -o -name '*.pyi' \) -exec rm -rf {} + \
@@ -60,8 +61,7 @@ RUN --mount=type=bind,from=wheels,source=/wheelhouse,target=/wheelhouse \
        /opt/venv/lib/python3.11/site-packages/timezonefinder_data /opt/data-layer/
 
 FROM venv AS venv-dev
-RUN --mount=type=bind,from=wheels,source=/wheelhouse,target=/wheelhouse \
-    /opt/venv/bin/python -m ensurepip >/dev/null \
+RUN /opt/venv/bin/python -m ensurepip >/dev/null \
  && /opt/venv/bin/python -m pip install --no-cache-dir --no-index --find-links /wheelhouse debugpy
 
 # The user and directories every ipgeo image has.

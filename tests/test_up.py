@@ -236,6 +236,26 @@ def test_rendered_config_passes_nginx_t(tmp_path: Path, protocol: str) -> None:
     assert text.count("max_fails=1") == 2
 
 
+def test_rendered_config_with_a_resolver_passes_nginx_t(tmp_path: Path) -> None:
+    site = NginxSite(
+        run_dir=tmp_path, listens=("8080",), upstream_servers=("app:3031",), resolver="127.0.0.11"
+    )
+    conf = site.render()
+    nginx = find_nginx()
+    assert nginx
+    result = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "ipgeo-site.conf").read_text()
+    assert "resolver 127.0.0.11 valid=2s ipv6=off;" in text
+    assert "uwsgi_pass $ipgeo_upstream;" in text
+    assert "upstream ipgeo_app" not in text
+
+
 def test_timeouts_nest_above_the_app_servers() -> None:
     ini = configparser.ConfigParser(strict=False, interpolation=None)
     ini.read(DEPLOY_DIR / "uwsgi.ini")

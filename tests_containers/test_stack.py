@@ -74,7 +74,7 @@ def test_rolling_restart_under_load_loses_no_request(stack: Stack) -> None:
             name = stack.container("app", num)
             stack.podman("restart", "-t", "10", name)
             stack.wait_healthy(name)
-            time.sleep(2)  # both replicas serve again before the next restart
+            time.sleep(4)  # nginx re-resolves `app` (every 2 s) before the next restart
     finally:
         stop.set()
         for thread in threads:
@@ -85,7 +85,7 @@ def test_rolling_restart_under_load_loses_no_request(stack: Stack) -> None:
     # Both replicas answered (nginx logs the upstream of every request).
     logs = stack.podman("logs", stack.container("nginx")).stdout
     upstreams = set(re.findall(r"upstream=([0-9.]+:3031)", logs))
-    assert len(upstreams) == 2, upstreams
+    assert len(upstreams) >= 2, upstreams
 
 
 def test_zz_stack_stops_within_10_seconds(stack: Stack) -> None:
@@ -100,3 +100,13 @@ def test_zz_stack_stops_within_10_seconds(stack: Stack) -> None:
         "{{.Names}}",
     ).stdout.split()  # fmt: skip
     assert not running
+
+
+def test_time_zone_polygons_work_in_the_trimmed_image(stack: Stack) -> None:
+    # The runtime image drops parts of numpy; timezonefinder must still work.
+    code = (
+        "from timezonefinder import TimezoneFinder;"
+        "print(TimezoneFinder().timezone_at(lng=13.4, lat=52.5))"
+    )
+    out = stack.podman("run", "--rm", "localhost/ipgeo:latest", "python", "-c", code).stdout
+    assert out.strip() == "Europe/Berlin"

@@ -9,7 +9,7 @@ import click
 
 from ipgeo.cli.common import load_settings
 from ipgeo.up.healthcheck import http_status, uwsgi_status
-from ipgeo.up.nginx import DEFAULT_MAX_BODY, NginxSite, find_nginx, nginx_argv
+from ipgeo.up.nginx import DEFAULT_MAX_BODY, NginxSite, find_nginx, nginx_argv, system_resolver
 
 
 @click.command()
@@ -28,16 +28,24 @@ from ipgeo.up.nginx import DEFAULT_MAX_BODY, NginxSite, find_nginx, nginx_argv
     default=Path("/run/ipgeo/nginx"),
     show_default=True,
 )
+@click.option(
+    "--resolver",
+    default=None,
+    help="DNS server for resolving the upstream at request time ('auto': /etc/resolv.conf).",
+)
 @click.option("--render-only", is_flag=True, help="Write the configuration and print its path.")
 def nginx(
     listens: tuple[str, ...],
     upstreams: tuple[str, ...],
     protocol: str,
     run_dir: Path,
+    resolver: str | None,
     render_only: bool,
 ) -> None:
     """Render nginx's configuration from the settings and run nginx in the foreground."""
     settings = load_settings()
+    if resolver == "auto":
+        resolver = system_resolver()
     conf = NginxSite(
         run_dir=run_dir,
         listens=listens,
@@ -46,6 +54,7 @@ def nginx(
         server_names=settings.server_names,
         trusted_proxies=tuple(str(net) for net in settings.trusted_proxies),
         client_max_body_size=int(getattr(settings, "max_upload", DEFAULT_MAX_BODY)),
+        resolver=resolver,
     ).render()
     if render_only:
         click.echo(conf)

@@ -37,11 +37,16 @@ class NginxSite:
     access_log: str = "/dev/stdout"
     error_log_level: str = "warn"
     allowlist: str | None = None
+    # A DNS server: resolve the (single) upstream name at request time, for replicas whose
+    # addresses change (containers); None resolves once at start-up.
+    resolver: str | None = None
 
     def render(self) -> Path:
         """Write ``nginx.conf``, the site and its includes into ``run_dir``; return nginx.conf."""
         if self.protocol not in {"uwsgi", "http"}:
             raise ValueError(f"protocol must be uwsgi or http, not {self.protocol!r}")
+        if self.resolver and len(self.upstream_servers) != 1:
+            raise ValueError("with a resolver, give one upstream name (it may have many addresses)")
         run_dir = self.run_dir
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (run_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
@@ -82,6 +87,7 @@ class NginxSite:
             "static_root": self.static_root,
             "allowlist_include": allowlist_path,
             "harakiri": REQUEST_TIMEOUT,
+            "resolver": _bracket(self.resolver) if self.resolver else None,
         }
         (run_dir / "ipgeo-site.conf").write_text(
             env.get_template("ipgeo-site.conf.j2").render(context)
@@ -89,6 +95,19 @@ class NginxSite:
         conf = run_dir / "nginx.conf"
         conf.write_text(env.get_template("nginx.conf.j2").render(context))
         return conf
+
+
+def system_resolver(resolv_conf: Path = Path("/etc/resolv.conf")) -> str:
+    """The first name server of ``/etc/resolv.conf`` (a container network's DNS)."""
+    for line in resolv_conf.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            return parts[1]
+    raise ValueError(f"no nameserver in {resolv_conf}")
+
+
+def _bracket(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 def _with_localhost(names: tuple[str, ...]) -> tuple[str, ...]:
