@@ -40,7 +40,8 @@ class Stack:
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["podman-compose", "--podman-args=--runtime=runc", "-p", self.project, *args],
+            timeout=300,
+            args=["podman-compose", "--podman-args=--runtime=runc", "-p", self.project, *args],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
@@ -48,13 +49,16 @@ class Stack:
             check=check,
         )
 
-    def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def podman(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["podman", "--runtime", "runc", *args],
             env=self.env,
             capture_output=True,
             text=True,
             check=check,
+            timeout=timeout,
         )
 
     def container(self, service: str, num: int = 1) -> str:

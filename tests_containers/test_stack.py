@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from tests_containers.conftest import Stack
+from tests_containers.conftest import Stack, free_port
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Accept": "text/html"}
 
@@ -110,3 +110,50 @@ def test_time_zone_polygons_work_in_the_trimmed_image(stack: Stack) -> None:
     )
     out = stack.podman("run", "--rm", "localhost/ipgeo:latest", "python", "-c", code).stdout
     assert out.strip() == "Europe/Berlin"
+
+
+def test_all_in_one_image_serves_and_exits_when_uwsgi_dies(stack: Stack) -> None:
+    port = free_port()
+    name = f"{stack.project}-aio"
+    stack.podman(
+        "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+        "-e", "IPGEO_SERVER_NAMES=127.0.0.1;localhost", "localhost/ipgeo-all-in-one:latest",
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, stack.podman("logs", name).stdout
+            time.sleep(0.5)
+        resp = requests.get(url + "/api/v1/lookup/8.8.8.8", timeout=10)
+        assert resp.json()["country_iso"] == "US"
+        assert resp.headers["Server"] == "nginx"
+        assert stack.healthy(name)
+        users = stack.podman("exec", name, "ps", "-eo", "user=", check=False).stdout.split()
+        if users:  # procps may be absent; then check /proc below
+            assert set(users) == {"ipgeo"}
+        owners = stack.podman(
+            "exec", name, "sh", "-c", "stat -c %U /proc/[0-9]*/ 2>/dev/null | sort -u"
+        ).stdout.split()
+        assert owners == ["ipgeo"], owners  # supervisord, nginx and uWSGI: nobody is root
+        # uWSGI's master is supervisord's (pid 1) child running the uwsgi command.
+        kill_uwsgi = (
+            "import os, signal\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    cmd = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+            "    ppid = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1]\n"
+            "    if ppid == '1' and cmd[1:2] == [b'/opt/venv/bin/uwsgi']:\n"
+            "        os.kill(int(pid), signal.SIGKILL)\n"
+        )
+        stack.podman("exec", name, "python3", "-c", kill_uwsgi)
+        waited = stack.podman("wait", name, timeout=30).stdout.strip()  # it ends by itself
+        assert waited.isdigit()
+        logs = stack.podman("logs", name).stderr + stack.podman("logs", name).stdout
+        assert "exit-on-failure" in logs
+    finally:
+        stack.podman("rm", "-f", name, check=False)
