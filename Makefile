@@ -38,7 +38,7 @@ images: $(STAMP)
 
 # Builds the images, runs the compose stack and checks it through nginx (not part of `test`).
 test-containers: images
-	$(BIN)/pytest -q -p no:cacheprovider tests_containers
+	$(BIN)/pytest -q -rA -p no:cacheprovider tests_containers
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

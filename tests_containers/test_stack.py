@@ -80,6 +80,7 @@ def test_rolling_restart_under_load_loses_no_request(stack: Stack) -> None:
         for thread in threads:
             thread.join(timeout=30)
     failures = [r for r in results if r != 200]
+    print(f"rolling restart: {len(results)} requests, {len(failures)} failed")
     assert len(results) > 200, len(results)
     assert not failures, f"{len(failures)} of {len(results)} failed: {failures[:10]}"
     # Both replicas answered (nginx logs the upstream of every request).
@@ -94,6 +95,7 @@ def test_zz_stack_stops_within_10_seconds(stack: Stack) -> None:
     stopped = stack.podman("stop", "-t", "10", *names, check=False)
     elapsed = time.monotonic() - started
     assert stopped.returncode == 0, stopped.stderr
+    print(f"stopped {len(names)} containers in {elapsed:.1f} s")
     assert elapsed < 10, f"stopping took {elapsed:.1f} s"
     running = stack.podman(
         "ps", "--filter", f"label=io.podman.compose.project={stack.project}", "--format",
