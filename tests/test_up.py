@@ -182,6 +182,20 @@ def test_a_dying_child_stops_the_rest(tmp_path: Path) -> None:
         proc.kill_all()
 
 
+def test_children_stop_when_ipgeo_up_is_killed(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port())
+    try:
+        proc.wait_ready()
+        children = proc.descendants()
+        proc.proc.kill()  # SIGKILL: no chance to stop anything itself
+        proc.proc.wait()
+        _gone, alive = psutil.wait_procs(children, timeout=15)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, alive
+    finally:
+        proc.kill_all()
+
+
 def test_gunicorn_variant(tmp_path: Path) -> None:
     proc = UpProcess(tmp_path, free_port(), "--server", "gunicorn")
     try:

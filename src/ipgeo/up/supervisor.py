@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -86,6 +88,7 @@ class Supervisor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only an async-signal-safe prctl
             )
         except OSError as exc:
             raise SupervisorError(f"{child.name}: cannot start {child.argv[0]}: {exc}") from exc
@@ -194,6 +197,13 @@ class Supervisor:
         thread = threading.Thread(target=target, args=args, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if ``ipgeo up`` itself dies (even by SIGKILL), never orphaned."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def tcp_ready(host: str, port: int) -> ReadyCheck:
