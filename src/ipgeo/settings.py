@@ -265,6 +265,25 @@ def _parse_size(minimum: int, maximum: int) -> Callable[[str, str], int]:
     return parse
 
 
+_SERVER_NAME_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def _parse_server_names(raw: str, variable: str) -> tuple[str, ...]:
+    names = split_list(raw)
+    for name in names:
+        bracketed = name.startswith("[") and name.endswith("]")
+        if bracketed:
+            try:
+                ipaddress.IPv6Address(name[1:-1])
+            except ValueError:
+                raise SettingsError(variable, f"{name!r} is not an IPv6 address") from None
+        elif not _SERVER_NAME_RE.match(name) or len(name) > 253:
+            raise SettingsError(
+                variable, f"{name!r} is not a host name like 'geo.example.com' or '*.example.com'"
+            )
+    return tuple(names)
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ipgeo"
 
@@ -647,6 +666,16 @@ class Settings:
             _parse_text,
             "Password for rq-dashboard at `/admin/rq`.",
             "a-long-random-secret",
+        ),
+    )
+    server_names: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "IPGEO_SERVER_NAMES",
+            _parse_server_names,
+            "Host names nginx answers for (`ipgeo up`, the containers); requests for any other "
+            "host are dropped (444). Default: any host name.",
+            "geo.example.com;localhost",
         ),
     )
 
