@@ -63,13 +63,18 @@ _SUMMARY = {
     },
 }
 _JOB_PROPERTIES: dict[str, Any] = {
-    "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-    "status": {"type": "string", "enum": list(STATUSES)},
-    "created_at": _TIME,
-    "started_at": _TIME,
+    "id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "32 hex digits."},
+    "status": {
+        "type": "string",
+        "enum": list(STATUSES),
+        "description": f"`{'`, `'.join(STATUSES)}`.",
+    },
+    "created_at": {**_TIME, "description": "ISO 8601, UTC."},
+    "started_at": {**_TIME, "description": "When a worker took it."},
     "ended_at": {**_TIME, "description": "Set once finished, failed or canceled."},
     "input": {
         "type": "object",
+        "description": "The upload's name and size in bytes.",
         "properties": {"name": {"type": "string"}, "bytes": {"type": "integer"}},
     },
     "options": {
@@ -97,9 +102,14 @@ _JOB_PROPERTIES: dict[str, Any] = {
     },
     "expires_at": {**_TIME, "description": "When an ended job and its files are removed."},
     "queue_position": {**_INT_OR_NULL, "description": "Queued jobs only: jobs ahead."},
-    "cancel_requested": {"type": "boolean", "enum": [True]},
+    "cancel_requested": {
+        "type": "boolean",
+        "enum": [True],
+        "description": "Present while a running job is asked to stop.",
+    },
     "links": {
         "type": "object",
+        "description": "URLs of this resource, its web page and its downloads.",
         "required": ["self", "page"],
         "properties": {
             "self": {"type": "string"},
