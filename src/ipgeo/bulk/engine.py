@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import operator
 import time
@@ -192,6 +193,11 @@ class BulkRun:
         """Process every input in order, then write unique rows (if asked) and the summary."""
         started = time.monotonic()
         self._total_bytes = _total_size(inputs)
+        # The cyclic garbage collector would keep walking the run's many long-lived objects
+        # (cached tokens, rows, records: a quarter of the time of a run over distinct IPs);
+        # they form no reference cycles, so reference counting frees them alone.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             for item in inputs:
                 self._run_source(item)
@@ -200,6 +206,8 @@ class BulkRun:
                 self._write_unique()
             self.writer.close()
         finally:
+            if collecting:
+                gc.enable()
             self.lookup.close()
         summary = self.summary
         summary.seconds = round(time.monotonic() - started, 3)

@@ -33,7 +33,11 @@ PlaceRow = tuple[tuple[Any, ...], int]
 
 # Facet ids of rows without a location; located rows get ids from ``FIRST_PLACE``.
 RESERVED, NOT_FOUND, FIRST_PLACE = 0, 1, 2
-PLACE_CACHE_SIZE = 65_536
+PLACE_CACHE_SIZE = 16_384
+_FACET_FIELDS = (
+    "country_iso", "country", "region_code", "region", "city", "asn", "asn_org", "time_zone",
+)  # fmt: skip
+_FACET_POSITIONS = tuple(FIELDS.index(name) for name in _FACET_FIELDS)
 _PLACE_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("accuracy_radius_km") + 1]
 
 
@@ -349,20 +353,7 @@ class CachedLookup:
         return self._facet_of(_row(result))
 
     def _facet_of(self, row: tuple[Any, ...]) -> int:
-        values = dict(zip(FIELDS, row, strict=True))
-        facet = tuple(
-            values[name]
-            for name in (
-                "country_iso",
-                "country",
-                "region_code",
-                "region",
-                "city",
-                "asn",
-                "asn_org",
-                "time_zone",
-            )
-        )
+        facet = tuple(row[position] for position in _FACET_POSITIONS)
         found = self._facet_ids.get(facet)
         if found is None:
             found = len(self.facets)
