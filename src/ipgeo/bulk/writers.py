@@ -11,6 +11,10 @@ Row schema (the same names as the API's lookup answer, plus a few bulk columns):
   (then only ``ip``, ``query`` and ``version`` are filled).
 
 The bulk columns ``source``, ``line`` and ``input`` always come first.
+
+``utc_offset`` and ``local_time`` are those of the moment the run started in per-line CSV rows
+with the default columns (built from per-record fragments, one clock for the whole file), and
+those of the moment an address was first looked up otherwise.
 """
 
 from __future__ import annotations
