@@ -8,8 +8,8 @@ then runs each case as a separate process and reports wall-clock lines/s and pea
 (``wait4`` rusage of that process). The naive loop opens a ``geoip2`` Reader once and calls
 ``reader.city(ip)`` per line, writing CSV, exactly what people write first.
 
-    .venv/bin/python bench/bulk.py                 # full run (several minutes)
-    .venv/bin/python bench/bulk.py --lines 100000 --random 100000 --big-gb 0   # quick
+    .venv/bin/python -m bench.bulk                 # full run (several minutes)
+    .venv/bin/python -m bench.bulk --lines 100000 --random 100000 --big-gb 0   # quick
 """
 
 from __future__ import annotations

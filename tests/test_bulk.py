@@ -372,3 +372,77 @@ def test_csv_matches_ndjson_and_asn_database(testdata: Path) -> None:
         assert row == {key: cell(value) for key, value in obj.items()}
         if obj["error"] is None:
             assert _same(obj, _reference(service, obj["ip"])), obj["ip"]
+
+
+def test_default_csv_rows_equal_core_lookup(
+    service: GeoService, log_file: tuple[Path, list[str | None]]
+) -> None:
+    """Default per-line CSV rows are assembled from per-record fragments: check every cell."""
+    from ipgeo.formats import cell
+
+    path, clients = log_file
+    out = io.BytesIO()
+    summary = run(service, [path], Options(), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
+    expected_lines = [number for number, ip in enumerate(clients, 1) if ip is not None]
+    assert [int(row["line"]) for row in rows] == expected_lines
+    for row in rows:
+        ip = clients[int(row["line"]) - 1]
+        assert ip is not None and row["input"] == ip and row["source"] == str(path)
+        expected = {key: cell(value) for key, value in _reference(service, ip).items()}
+        assert _same(row, expected), (ip, row, expected)
+    # one clock for the whole run: a zone has the same offset and local time in every row
+    times = {(row["time_zone"], row["local_time"]) for row in rows if row["time_zone"]}
+    assert len(times) == len({zone for zone, _ in times})
+    assert summary.distinct_ips == len({row["ip"] for row in rows})
+
+
+def test_known_ips_do_not_hide_odd_log_lines(
+    service: GeoService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines whose first field is not the client IP still go through the full extractor."""
+    monkeypatch.setattr("ipgeo.bulk.sources.CHUNK_SIZE", 100)  # many batches: IPs get known
+    text = (
+        '8.8.8.8 - - [10/Oct/2024:00:00:00 +0000] "GET / HTTP/1.1" 200 1\n'
+        ' 8.8.8.8 - - [10/Oct/2024:00:00:01 +0000] "GET / HTTP/1.1" 200 1\n'
+        "# 8.8.8.8 a comment\n"
+        "\n"
+        '8.8.8.8 - - [10/Oct/2024:00:00:02 +0000] "GET / HTTP/1.1" 200 1\n'
+        "1.1.1.1\r\n"
+    )
+    for fmt in ("csv", "ndjson"):
+        out = io.BytesIO()
+        summary = run(
+            service,
+            [("log", io.BytesIO(text.encode() * 3))],
+            Options(fmt, input_format="log", fields=("line", "ip")),
+            out,
+        )
+        data = out.getvalue().decode()
+        lines = data.splitlines()[1:] if fmt == "csv" else data.splitlines()
+        numbers = [1, 5, 6, 7, 11, 12, 13, 17, 18]
+        assert len(lines) == len(numbers), data
+        if fmt == "csv":
+            assert [line.split(",")[0] for line in lines] == [str(n) for n in numbers]
+        else:
+            assert [orjson.loads(line) for line in lines][-2:] == [
+                {"line": 17, "ip": "8.8.8.8"},
+                {"line": 18, "ip": "1.1.1.1"},
+            ]
+        assert [bad.line for bad in summary.unparseable_lines] == [2, 8, 14]
+        assert summary.skipped == 6 and summary.valid == 9
+        assert summary.distinct_ips == 2
+
+
+def test_distinct_count_is_exact() -> None:
+    from ipgeo.bulk import distinct
+
+    counter = distinct.DistinctIPs()
+    rng = random.Random(7)
+    ips = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(3000)]
+    ips += [str(ipaddress.IPv6Address(rng.getrandbits(128))) for _ in range(1000)]
+    for ip in ips * 2:
+        counter.add(ip)
+    assert len(counter) == len(set(ips))
+    counter.add(ips[0])
+    assert len(counter) == len(set(ips))

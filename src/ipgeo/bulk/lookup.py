@@ -12,7 +12,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from ipgeo.bulk.errors import BulkError
@@ -20,16 +21,23 @@ from ipgeo.bulk.mmdbtree import SearchTree
 from ipgeo.bulk.reserved import ReservedFilter
 from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult, Place
 from ipgeo.geo.database import place_from_record
+from ipgeo.geo.errors import NotFound
 from ipgeo.geo.models import TimeZoneInfo
 from ipgeo.geo.queries import parse_ip
 from ipgeo.geo.timezones import zone_details
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Address = tuple[str, int, int]  # canonical text, version, integer value
+# The columns ``continent`` … ``local_time`` of one record, and its facet id.
+PlaceRow = tuple[tuple[Any, ...], int]
 
 # Facet ids of rows without a location; located rows get ids from ``FIRST_PLACE``.
 RESERVED, NOT_FOUND, FIRST_PLACE = 0, 1, 2
-PLACE_CACHE_SIZE = 65_536
+PLACE_CACHE_SIZE = 16_384
+_FACET_FIELDS = (
+    "country_iso", "country", "region_code", "region", "city", "asn", "asn_org", "time_zone",
+)  # fmt: skip
+_FACET_POSITIONS = tuple(FIELDS.index(name) for name in _FACET_FIELDS)
 _PLACE_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("accuracy_radius_km") + 1]
 
 
@@ -217,7 +225,11 @@ class CachedLookup:
     def _assemble(self, address: Address, pointer: int, prefix: int) -> Entry:
         assert self._tree is not None
         if not self._tree.has_record(pointer):
-            return self._slow(_ip_of(address))
+            ip = _ip_of(address)
+            if self._asn:
+                return self._slow(ip)
+            # what ``lookup_ip`` raises for a public address without a record
+            return self._error(ip, NotFound(f"{ip} is not in the database"))
         key, version, number = address
         cached = self._places.get(pointer)
         if cached is None:
@@ -238,18 +250,7 @@ class CachedLookup:
             asn, asn_org = self.service.asn_of(_ip_of(address))
         else:
             asn, asn_org = None, None
-        if version == 4:
-            network_number = number >> (32 - prefix) << (32 - prefix) if prefix else 0
-            network = "%d.%d.%d.%d/%d" % (  # noqa: UP031 (the fastest formatting here)
-                network_number >> 24,
-                network_number >> 16 & 255,
-                network_number >> 8 & 255,
-                network_number & 255,
-                prefix,
-            )
-        else:
-            network_number = number >> (128 - prefix) << (128 - prefix) if prefix else 0
-            network = f"{ipaddress.IPv6Address(network_number)}/{prefix}"
+        network = network_text(version, number, prefix)
         if zone is None:
             row = (key, key, version, network, None, *values, None, None, None, None, asn, asn_org)
         else:
@@ -274,6 +275,58 @@ class CachedLookup:
         entry = Entry(key, row, facet, None, None)
         entry.place_key = pointer
         return entry
+
+    def locate(
+        self, addresses: list[Address], now: datetime, known: Container[int]
+    ) -> list[Entry | tuple[int, int, PlaceRow | None]]:
+        """For the bulk engine: ``(record pointer, prefix, place row)`` of each address whose
+        columns ``continent`` … ``local_time`` come from one City record alone, else the
+        ``Entry``. The place row (with offset and local time at ``now``, and the facet id) is
+        ``None`` for pointers in ``known``. No LRU; used only without an ASN database (with
+        one, the ASN columns vary per address).
+        """
+        with self._lock:
+            generation = self.generation
+            self._sync()
+            if self._tree is None or self._asn:
+                return list(self._get_many(addresses))
+            result: list[Entry | tuple[int, int, PlaceRow | None] | None] = [None] * len(addresses)
+            public: dict[int, list[int]] = {4: [], 6: []}
+            reserved = self._reserved.is_reserved_number
+            for position, (_, version, number) in enumerate(addresses):
+                if reserved(version, number):
+                    result[position] = self._slow(_ip_of(addresses[position]))
+                else:
+                    public[version].append(position)
+            if self.generation != generation:
+                known = ()  # the databases were swapped: the caller's pointers are stale
+            rows: dict[int, PlaceRow] = {}
+            for version, positions in public.items():
+                if not positions:
+                    continue
+                walk = self._tree.lookup_v4 if version == 4 else self._tree.lookup_v6
+                pointers, prefixes = walk([addresses[position][2] for position in positions])
+                for position, pointer, prefix in zip(positions, pointers, prefixes, strict=True):
+                    if pointer in known:
+                        result[position] = (pointer, prefix, None)
+                        continue
+                    row = rows.get(pointer)
+                    if row is None:
+                        entry = self._assemble(addresses[position], pointer, prefix)
+                        if entry.place_key is None:
+                            result[position] = entry  # the reference path answered
+                            continue
+                        row = rows[pointer] = self._place_row(pointer, now)
+                    result[position] = (pointer, prefix, row)
+            return result  # type: ignore[return-value]
+
+    def _place_row(self, pointer: int, now: datetime) -> PlaceRow:
+        _, values, facet = self._places[pointer]
+        name, source = self._zone_names[pointer]
+        zone = zone_details(name, source, now) if name else None
+        if zone is None:
+            return (*values, None, None, None, None), facet
+        return (*values, zone.name, zone.source, zone.utc_offset, zone.local_time), facet
 
     def _zone(self, key: int, place: Place) -> TimeZoneInfo | None:
         # ``lookup_ip`` computes offset and local time at call time; within one second of
@@ -300,20 +353,7 @@ class CachedLookup:
         return self._facet_of(_row(result))
 
     def _facet_of(self, row: tuple[Any, ...]) -> int:
-        values = dict(zip(FIELDS, row, strict=True))
-        facet = tuple(
-            values[name]
-            for name in (
-                "country_iso",
-                "country",
-                "region_code",
-                "region",
-                "city",
-                "asn",
-                "asn_org",
-                "time_zone",
-            )
-        )
+        facet = tuple(row[position] for position in _FACET_POSITIONS)
         found = self._facet_ids.get(facet)
         if found is None:
             found = len(self.facets)
@@ -333,6 +373,21 @@ def parse_address(text: str) -> Address | None:
     except (ValueError, TypeError):
         return None
     return text, 4, number
+
+
+def network_text(version: int, number: int, prefix: int) -> str:
+    """``a.b.c.d/n`` (or IPv6) of the network of ``prefix`` bits that holds ``number``."""
+    if version == 4:
+        network_number = number >> (32 - prefix) << (32 - prefix) if prefix else 0
+        return "%d.%d.%d.%d/%d" % (  # noqa: UP031 (the fastest formatting here)
+            network_number >> 24,
+            network_number >> 16 & 255,
+            network_number >> 8 & 255,
+            network_number & 255,
+            prefix,
+        )
+    network_number = number >> (128 - prefix) << (128 - prefix) if prefix else 0
+    return f"{ipaddress.IPv6Address(network_number)}/{prefix}"
 
 
 def _generation(service: GeoService) -> int:

@@ -108,12 +108,12 @@ def read_batches(source: Source, max_line: int = MAX_LINE) -> Iterator[list[byte
         data = carry + chunk if carry else chunk
         lines: list[bytes | None] = data.split(b"\n")  # type: ignore[assignment]
         carry = lines.pop() or b""
+        if len(data) > max_line and lines and max(map(len, lines)) > max_line:  # type: ignore[arg-type]
+            lines = [None if line is not None and len(line) > max_line else line for line in lines]
         if len(carry) > max_line:
             lines.append(None)
             carry = b""
             skipping = True
-        if len(data) > max_line and max(len(line or b"") for line in lines) > max_line:
-            lines = [None if line is not None and len(line) > max_line else line for line in lines]
         if lines:
             yield lines
     if carry:

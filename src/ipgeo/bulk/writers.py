@@ -11,6 +11,10 @@ Row schema (the same names as the API's lookup answer, plus a few bulk columns):
   (then only ``ip``, ``query`` and ``version`` are filled).
 
 The bulk columns ``source``, ``line`` and ``input`` always come first.
+
+``utc_offset`` and ``local_time`` are those of the moment the run started in per-line CSV rows
+with the default columns (built from per-record fragments, one clock for the whole file), and
+those of the moment an address was first looked up otherwise.
 """
 
 from __future__ import annotations
@@ -173,6 +177,32 @@ class RowWriter:
         )
         return self._lead + line.encode() + self._end
 
+    @property
+    def renders_records(self) -> bool:
+        """True when ``record_tail`` may be used (default CSV columns, per-line mode)."""
+        return self._csv and self._all_fields
+
+    def place_fragment(self, place: tuple[Any, ...]) -> bytes:
+        """The CSV cells from ``hostname`` through ``error`` of a located row without ASN data,
+        given the columns ``continent`` … ``local_time`` of its record."""
+        values = list(place)
+        if type(values[_EU_OFFSET]) is bool:
+            values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
+        return b",," + self._csv_line(values) + b",,,"
+
+    def record_tail(self, text: str, ip: str, version: int, network: str, fragment: bytes) -> bytes:
+        """``tail`` of a row made of its per-address columns and its record's fragment."""
+        lead = self._lead + (_csv_text(text) + ",").encode() if self._has_input else self._lead
+        return b"%s%s,%s,%d,%s%s%s" % (
+            lead,
+            ip.encode(),
+            ip.encode(),
+            version,
+            network.encode(),
+            fragment,
+            self._end,
+        )
+
     def _csv_line(self, values: list[Any]) -> bytes:
         buffer = self._buffer
         buffer.seek(0)
@@ -199,6 +229,17 @@ class RowWriter:
         self._pending.extend(rows)
         if len(self._pending) >= 8192:
             self.flush()
+
+    @property
+    def streams_rows(self) -> bool:
+        """True when rows may be handed over as one block (``extend_block``): CSV and NDJSON."""
+        return self.fmt != "json"
+
+    def extend_block(self, block: bytes, count: int) -> None:
+        """Queue ``count`` rendered rows given as one block of bytes (CSV and NDJSON only)."""
+        self.rows += count
+        self._pending.append(block)
+        self.flush()
 
     def flush(self) -> None:
         """Write queued rows."""

@@ -1,0 +1,45 @@
+"""An exact count of distinct IP addresses in 4 bytes per IPv4 and 16 per IPv6 address."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import numpy.typing as npt
+
+_MERGE_AT = 1 << 20  # pending addresses of one version before they are merged
+
+
+class DistinctIPs:
+    """Packed addresses, merged now and then into sorted unique numpy arrays."""
+
+    def __init__(self) -> None:
+        self._v4: npt.NDArray[np.uint32] = np.empty(0, dtype=np.uint32)
+        self._v6: npt.NDArray[np.bytes_] = np.empty(0, dtype="S16")
+        self._pending4 = bytearray()
+        self._pending6 = bytearray()
+
+    def add(self, ip: str) -> None:
+        """Count ``ip`` (canonical text of an IPv4 or IPv6 address) once, however often added."""
+        if ":" in ip:
+            self._pending6 += socket.inet_pton(socket.AF_INET6, ip)
+            if len(self._pending6) >= 16 * _MERGE_AT:
+                self._merge()
+        else:
+            self._pending4 += socket.inet_pton(socket.AF_INET, ip)
+            if len(self._pending4) >= 4 * _MERGE_AT:
+                self._merge()
+
+    def _merge(self) -> None:
+        if self._pending4:
+            fresh4 = np.frombuffer(bytes(self._pending4), dtype=">u4").astype(np.uint32)
+            self._v4 = np.union1d(self._v4, fresh4)
+            self._pending4 = bytearray()
+        if self._pending6:
+            fresh6 = np.frombuffer(bytes(self._pending6), dtype="S16")
+            self._v6 = np.union1d(self._v6, fresh6)
+            self._pending6 = bytearray()
+
+    def __len__(self) -> int:
+        self._merge()
+        return len(self._v4) + len(self._v6)
