@@ -3,14 +3,25 @@ from __future__ import annotations
 import csv
 import io
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 import orjson
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from ipgeo.geo import FIELDS
+from ipgeo.settings import Settings
+from ipgeo.web import create_app
 
 PUBLIC = {"REMOTE_ADDR": "81.2.69.142"}
+
+
+@pytest.fixture(params=["cached", "uncached"])
+def app(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Flask:
+    """Every API test runs with the answer cache on and off: the answers must not differ."""
+    size = "50000" if request.param == "cached" else "0"
+    return create_app(make_settings(IPGEO_ANSWER_CACHE_SIZE=size))
 
 
 def test_lookup_has_every_field(client: FlaskClient) -> None:

@@ -326,6 +326,16 @@ class Settings:
             "1000",
         ),
     )
+    answer_cache_size: int = field(
+        default=50_000,
+        metadata=_env(
+            "IPGEO_ANSWER_CACHE_SIZE",
+            _parse_int(0, 10_000_000),
+            "Rendered lookup answers kept per worker process (LRU; dropped on a database "
+            "reload; `0` turns the cache off).",
+            "50000",
+        ),
+    )
     dns_timeout: float = field(
         default=2.0,
         metadata=_env(

@@ -13,6 +13,7 @@ from ipgeo.bulk import CachedLookup
 from ipgeo.formats import render, to_json
 from ipgeo.geo import ATTRIBUTION, GeoError, GeoService, LookupResult
 from ipgeo.geo.queries import parse_ip
+from ipgeo.web.answers import cached_lookup
 from ipgeo.web.errors import ApiError
 from ipgeo.web.openapi import openapi_document
 from ipgeo.web.params import language, output_format, selected_fields
@@ -42,7 +43,19 @@ def result_response(result: LookupResult) -> Response:
 @api.get("/api/v1/lookup/<path:query>")
 def lookup(query: str) -> Response:
     """Look up one IP address or domain name."""
-    return result_response(geo_service().lookup(query, lang=language()))
+    service = geo_service()
+    lang = language()
+    try:
+        fields, fmt = selected_fields(), output_format()
+    except ApiError:
+        service.lookup(query, lang=lang)  # a bad query's error comes first, as it always did
+        raise
+    answer, body, content_type = cached_lookup(
+        ("lookup", query, fields, fmt, lang), fields, fmt, lambda: service.lookup(query, lang)
+    )
+    if body is None:
+        body, content_type = answer.rendered()
+    return Response(body, content_type=content_type)
 
 
 @api.post("/api/v1/batch")

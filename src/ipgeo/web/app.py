@@ -11,6 +11,7 @@ from flask import Flask, Response, request, url_for
 from flask_cors import CORS
 
 from ipgeo import __version__
+from ipgeo.answers import AnswerCache
 from ipgeo.geo import ATTRIBUTION, GeoService
 from ipgeo.settings import Settings
 from ipgeo.web.api import api
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ipgeo.settings"] = settings
     geo = app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
+    if settings.answer_cache_size:
+        app.extensions["ipgeo.answers"] = AnswerCache(geo, settings.answer_cache_size)
     app.extensions["ipgeo.readiness"] = {
         "database": database_check,
         "asn_database": asn_database_check,
