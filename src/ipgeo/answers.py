@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ipgeo.formats import render
+from ipgeo.geo.models import LookupResult
 from ipgeo.geo.service import GeoService
 from ipgeo.geo.timezones import zone_details
+from ipgeo.metrics import metrics
 
 CLOCK_FIELDS = ("utc_offset", "local_time")
 
@@ -107,3 +109,35 @@ class AnswerCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def cached_lookup(
+    cache: AnswerCache | None,
+    key: Hashable,
+    fields: tuple[str, ...] | None,
+    fmt: str,
+    lookup: Callable[[], LookupResult],
+    keep_row: bool = False,
+) -> tuple[CachedAnswer, bytes | None, str]:
+    """The answer for ``key``: cached, or made by ``lookup`` (which may raise ``GeoError``).
+
+    Returns the answer and, when just computed, its rendered body and content type (a
+    cached answer renders itself with a fresh clock). Only IP lookups are kept: names
+    resolve differently over time.
+    """
+    recorded = metrics()
+    generation = 0
+    if cache is not None:
+        generation = cache.generation()
+        answer = cache.get(key, generation)
+        if answer is not None:
+            recorded.lookup_cache.labels("hit").inc()
+            recorded.lookups.labels("found").inc()
+            return answer, None, answer.content_type
+        recorded.lookup_cache.labels("miss").inc()
+    result = lookup()
+    zone = (result.time_zone, result.time_zone_source or "database") if result.time_zone else None
+    answer, body, content_type = cached_answer(result.as_dict(fields), fmt, zone, keep_row)
+    if cache is not None and result.addresses is None:
+        cache.put(key, generation, answer)
+    return answer, body, content_type

@@ -1,4 +1,4 @@
-"""The answer cache in front of single lookups (``/api/v1/lookup/<ip>``, ``/json``)."""
+"""The app's answer cache in front of single lookups (``/api/v1/lookup/<ip>``, ``/json``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Callable, Hashable
 
 from flask import current_app
 
-from ipgeo.answers import AnswerCache, CachedAnswer, cached_answer
+from ipgeo import answers
+from ipgeo.answers import AnswerCache, CachedAnswer
 from ipgeo.geo import LookupResult
-from ipgeo.metrics import metrics
 
 
 def answer_cache() -> AnswerCache | None:
@@ -26,26 +26,5 @@ def cached_lookup(
     lookup: Callable[[], LookupResult],
     keep_row: bool = False,
 ) -> tuple[CachedAnswer, bytes | None, str]:
-    """The answer for ``key``: cached, or made by ``lookup`` (which may raise ``GeoError``).
-
-    Returns the answer and, when just computed, its rendered body and content type (a
-    cached answer renders itself with a fresh clock). Only IP lookups are kept: names
-    resolve differently over time.
-    """
-    cache = answer_cache()
-    recorded = metrics()
-    generation = 0
-    if cache is not None:
-        generation = cache.generation()
-        answer = cache.get(key, generation)
-        if answer is not None:
-            recorded.lookup_cache.labels("hit").inc()
-            recorded.lookups.labels("found").inc()
-            return answer, None, answer.content_type
-        recorded.lookup_cache.labels("miss").inc()
-    result = lookup()
-    zone = (result.time_zone, result.time_zone_source or "database") if result.time_zone else None
-    answer, body, content_type = cached_answer(result.as_dict(fields), fmt, zone, keep_row)
-    if cache is not None and result.addresses is None:
-        cache.put(key, generation, answer)
-    return answer, body, content_type
+    """``ipgeo.answers.cached_lookup`` with the app's cache."""
+    return answers.cached_lookup(answer_cache(), key, fields, fmt, lookup, keep_row)

@@ -17,6 +17,7 @@ from ipgeo.settings import Settings
 from ipgeo.web.api import api
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
+from ipgeo.web.lean import install_lean_path
 from ipgeo.web.observability import init_observability
 from ipgeo.web.pages import pages
 from ipgeo.web.plain import plain
@@ -106,4 +107,5 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
 
         return {"asset": asset, "attribution": ATTRIBUTION, "version": __version__}
 
+    install_lean_path(app)
     return app
