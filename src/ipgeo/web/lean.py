@@ -23,7 +23,7 @@ from ipgeo.answers import AnswerCache, cached_lookup
 from ipgeo.clientip import client_ip
 from ipgeo.formats import to_json
 from ipgeo.geo import GeoError, GeoService
-from ipgeo.geo.queries import parse_ip
+from ipgeo.geo.queries import IPAddress, parse_ip
 from ipgeo.logs import request_id_var
 from ipgeo.settings import Settings
 from ipgeo.web.errors import ApiError
@@ -77,12 +77,18 @@ class LeanLookups:
         ):
             return self.flask_wsgi(environ, start_response)
         query = path[len(LOOKUP_PREFIX) :]
-        if not query.isascii() or parse_ip(query) is None:  # names (DNS), bad input: Flask
+        ip = parse_ip(query) if query.isascii() else None
+        if ip is None:  # names (DNS), bad input: Flask
             return self.flask_wsgi(environ, start_response)
-        return self._lookup(environ, start_response, path, query)
+        return self._lookup(environ, start_response, path, query, ip)
 
     def _lookup(
-        self, environ: WSGIEnvironment, start_response: StartResponse, path: str, query: str
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        path: str,
+        query: str,
+        ip: IPAddress,
     ) -> Iterable[bytes]:
         started = time.perf_counter()
         rid = request_id_from(environ.get("HTTP_X_REQUEST_ID", ""))
@@ -95,7 +101,8 @@ class LeanLookups:
                     ("lookup", query, None, "json", None),  # the Flask route's key
                     None,
                     "json",
-                    lambda: self.service.lookup(query),
+                    # what ``service.lookup(query)`` does for an IP (reverse DNS is off here)
+                    lambda: self.service.lookup_ip(ip, query=query.strip()),
                 )
                 if body is None:
                     body, content_type = answer.rendered()
