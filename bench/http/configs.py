@@ -119,8 +119,11 @@ def start_gunicorn_baseline(stack: Stack, _: Options) -> str:
 TUNED_UWSGI = [
     # The kernel queue for connection bursts while every worker is busy: the default 100
     # overflows at 1000 clients and nginx answers 502 (capped by net.core.somaxconn).
+    # Twice the clients, not just their number: a client that gives up leaves its upstream
+    # connection queued until a worker accepts it, so 1000 clients reconnecting (or a warm-up
+    # run followed by the measured one) briefly need room for 2000; 1024 overflowed there.
     "--listen",
-    "1024",
+    "4096",
     # One worker at a time waits in accept(): no thundering herd of wake-ups per connection.
     "--thunder-lock",
     # Long query strings and big headers: the default 4 kB buffer answers them with 502.
