@@ -122,8 +122,8 @@ def cached_lookup(
     """The answer for ``key``: cached, or made by ``lookup`` (which may raise ``GeoError``).
 
     Returns the answer and, when just computed, its rendered body and content type (a
-    cached answer renders itself with a fresh clock). Only IP lookups are kept: names
-    resolve differently over time.
+    cached answer renders itself with a fresh clock). Only IP lookups whose time zone
+    comes from the database (or that have none) are kept.
     """
     recorded = metrics()
     generation = 0
@@ -138,6 +138,8 @@ def cached_lookup(
     result = lookup()
     zone = (result.time_zone, result.time_zone_source or "database") if result.time_zone else None
     answer, body, content_type = cached_answer(result.as_dict(fields), fmt, zone, keep_row)
-    if cache is not None and result.addresses is None:
+    # Names resolve differently over time, and a polygon time zone depends on the locator's
+    # state (PostGIS, or the embedded finder while PostGIS is down): neither is kept.
+    if cache is not None and result.addresses is None and result.time_zone_source != "polygon":
         cache.put(key, generation, answer)
     return answer, body, content_type
