@@ -9,6 +9,7 @@ set -euo pipefail
 LEAFLET_VERSION="${LEAFLET_VERSION:-1.9.4}"
 WORLD_ATLAS_VERSION="${WORLD_ATLAS_VERSION:-2.0.2}"
 TOPOJSON_CLIENT_VERSION="${TOPOJSON_CLIENT_VERSION:-3.1.0}"
+I18N_ISO_COUNTRIES_VERSION="${I18N_ISO_COUNTRIES_VERSION:-7.14.0}"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 vendor="$root/src/ipgeo/web/static/vendor"
@@ -19,7 +20,7 @@ cd "$work"
 npm init -y >/dev/null
 npm install --no-audit --no-fund --silent \
     "leaflet@$LEAFLET_VERSION" "world-atlas@$WORLD_ATLAS_VERSION" \
-    "topojson-client@$TOPOJSON_CLIENT_VERSION"
+    "topojson-client@$TOPOJSON_CLIENT_VERSION" "i18n-iso-countries@$I18N_ISO_COUNTRIES_VERSION"
 
 rm -rf "$vendor/leaflet" "$vendor/world-atlas"
 mkdir -p "$vendor/leaflet/images" "$vendor/world-atlas"
@@ -32,11 +33,19 @@ node_modules/.bin/topo2geo countries="$work/countries.geojson" \
     < node_modules/world-atlas/countries-110m.json
 node - "$work/countries.geojson" "$vendor/world-atlas/countries-110m.geojson" <<'JS'
 const fs = require("fs");
+const countries = require("i18n-iso-countries");
 const [src, dest] = process.argv.slice(2);
 const world = JSON.parse(fs.readFileSync(src, "utf8"));
 const round = (c) => (typeof c[0] === "number" ? [+c[0].toFixed(2), +c[1].toFixed(2)] : c.map(round));
+// world-atlas identifies countries by ISO 3166-1 numeric code; the geo databases use alpha-2.
+// Three shapes have no code: Kosovo is XK in MaxMind's data, the other two are counted under
+// the country they belong to there.
+const byName = { "Kosovo": "XK", "N. Cyprus": "CY", "Somaliland": "SO" };
 for (const feature of world.features) {
   if (feature.geometry) feature.geometry.coordinates = round(feature.geometry.coordinates);
+  const iso = feature.id ? countries.numericToAlpha2(feature.id) : byName[feature.properties.name];
+  if (!iso) throw new Error("no ISO code for " + feature.properties.name);
+  feature.properties.iso_a2 = iso;
 }
 fs.writeFileSync(dest, JSON.stringify(world));
 JS
@@ -52,7 +61,7 @@ pages work with no network (no CDN, no tiles unless \`IPGEO_MAP_TILES\` opts in)
 | Directory | npm package | Licence |
 |---|---|---|
 | \`leaflet/\` | leaflet $LEAFLET_VERSION (\`dist/\`) | BSD-2-Clause, see \`leaflet/LICENSE\` |
-| \`world-atlas/\` | world-atlas $WORLD_ATLAS_VERSION, \`countries-110m.json\` converted to GeoJSON with topojson-client $TOPOJSON_CLIENT_VERSION, coordinates rounded to 0.01° | world-atlas: ISC (\`world-atlas/LICENSE\`); topojson-client: ISC; the data is Natural Earth, public domain |
+| \`world-atlas/\` | world-atlas $WORLD_ATLAS_VERSION, \`countries-110m.json\` converted to GeoJSON with topojson-client $TOPOJSON_CLIENT_VERSION, coordinates rounded to 0.01°, an \`iso_a2\` property added from i18n-iso-countries $I18N_ISO_COUNTRIES_VERSION | world-atlas: ISC (\`world-atlas/LICENSE\`); topojson-client and i18n-iso-countries: MIT/ISC; the data is Natural Earth, public domain |
 MD
 echo "vendored into $vendor:"
 find "$vendor" -type f | sort | sed "s|$root/||"

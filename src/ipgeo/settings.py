@@ -248,6 +248,42 @@ def _parse_database_url(raw: str, variable: str) -> str | None:
     return value
 
 
+_SIZE_RE = re.compile(r"^(\d+)\s*([kmgt]?)i?b?$", re.I)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _parse_size(minimum: int, maximum: int) -> Callable[[str, str], int]:
+    def parse(raw: str, variable: str) -> int:
+        match = _SIZE_RE.match(raw.strip())
+        if not match:
+            raise SettingsError(variable, f"{raw!r} is not a size like '500M', '2G' or '1048576'")
+        value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+        if not minimum <= value <= maximum:
+            raise SettingsError(variable, f"{raw!r} is outside {minimum}..{maximum} bytes")
+        return value
+
+    return parse
+
+
+_SERVER_NAME_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def _parse_server_names(raw: str, variable: str) -> tuple[str, ...]:
+    names = split_list(raw)
+    for name in names:
+        bracketed = name.startswith("[") and name.endswith("]")
+        if bracketed:
+            try:
+                ipaddress.IPv6Address(name[1:-1])
+            except ValueError:
+                raise SettingsError(variable, f"{name!r} is not an IPv6 address") from None
+        elif not _SERVER_NAME_RE.match(name) or len(name) > 253:
+            raise SettingsError(
+                variable, f"{name!r} is not a host name like 'geo.example.com' or '*.example.com'"
+            )
+    return tuple(names)
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ipgeo"
 
@@ -438,7 +474,8 @@ class Settings:
         metadata=_env(
             "IPGEO_REDIS_URL",
             _parse_redis_url,
-            "Redis for the visit counter and rate limits (`redis://`, `rediss://` or `unix://`). "
+            "Redis for the visit counter, rate limits and background jobs (`redis://`, `rediss://` "
+            "or `unix://`). "
             "Unset: `ipgeo serve` and `make run` start an embedded Redis with its files in "
             "`IPGEO_DATA_DIR`; other servers (uWSGI) run without visit counts and count rate "
             "limits per process.",
@@ -575,6 +612,91 @@ class Settings:
             "Client networks allowed to read `/metrics` (others get 403; empty: nobody). "
             "Default: loopback only.",
             "127.0.0.1;10.0.0.0/8",
+        ),
+    )
+    max_upload: int = field(
+        default=1024**3,
+        metadata=_env(
+            "IPGEO_MAX_UPLOAD",
+            _parse_size(1024, 1024**4),
+            "Largest file accepted by `POST /api/v1/jobs` (bytes, or with K, M, G); bigger "
+            "uploads get 413. Uploads are streamed to `IPGEO_DATA_DIR/jobs`.",
+            "1G",
+        ),
+    )
+    job_timeout: int = field(
+        default=3600,
+        metadata=_env(
+            "IPGEO_JOB_TIMEOUT",
+            _parse_int(10, 7 * 86400),
+            "Seconds a bulk job may run before the worker stops it (it then ends `failed`).",
+            "3600",
+        ),
+    )
+    job_result_ttl: int = field(
+        default=86400,
+        metadata=_env(
+            "IPGEO_JOB_RESULT_TTL",
+            _parse_int(60, 365 * 86400),
+            "Seconds a finished or canceled job and its result files are kept.",
+            "86400",
+        ),
+    )
+    job_failure_ttl: int = field(
+        default=7 * 86400,
+        metadata=_env(
+            "IPGEO_JOB_FAILURE_TTL",
+            _parse_int(60, 365 * 86400),
+            "Seconds a failed job (its error and its input file) is kept.",
+            "604800",
+        ),
+    )
+    job_retries: int = field(
+        default=0,
+        metadata=_env(
+            "IPGEO_JOB_RETRIES",
+            _parse_int(0, 10),
+            "How often a job whose worker died (or that failed unexpectedly) is run again. Bad "
+            "input is never retried.",
+            "1",
+        ),
+    )
+    job_progress_interval: float = field(
+        default=1.0,
+        metadata=_env(
+            "IPGEO_JOB_PROGRESS_INTERVAL",
+            _parse_float(0.05, 60.0),
+            "Seconds between two progress reports of a running job (saved in Redis).",
+            "1",
+        ),
+    )
+    dashboard_user: str = field(
+        default="",
+        metadata=_env(
+            "IPGEO_DASHBOARD_USER",
+            _parse_text,
+            "User name for rq-dashboard at `/admin/rq` (HTTP basic auth). With no user or no "
+            "password the dashboard is not mounted.",
+            "admin",
+        ),
+    )
+    dashboard_password: str = field(
+        default="",
+        metadata=_env(
+            "IPGEO_DASHBOARD_PASSWORD",
+            _parse_text,
+            "Password for rq-dashboard at `/admin/rq`.",
+            "a-long-random-secret",
+        ),
+    )
+    server_names: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "IPGEO_SERVER_NAMES",
+            _parse_server_names,
+            "Host names nginx answers for (`ipgeo up`, the containers); requests for any other "
+            "host are dropped (444). Default: any host name.",
+            "geo.example.com;localhost",
         ),
     )
 

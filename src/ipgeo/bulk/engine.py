@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -501,13 +504,28 @@ def _chain(
 def _total_size(inputs: Sequence[Input]) -> int | None:
     total = 0
     for item in inputs:
-        if isinstance(item, tuple) or str(item) == "-":
+        if isinstance(item, tuple):
+            size = _stream_size(item[1])
+            if size is None:
+                return None
+            total += size
+            continue
+        if str(item) == "-":
             return None
         try:
             total += Path(item).stat().st_size
         except OSError:
             return None
     return total
+
+
+def _stream_size(stream: BinaryIO) -> int | None:
+    """The size of a stream that is a regular file (an opened upload), else ``None``."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _overlong(limit: int) -> Token:

@@ -8,9 +8,12 @@ from ipgeo import __version__
 from ipgeo.cli.bulk import bulk
 from ipgeo.cli.common import load_service, load_settings
 from ipgeo.cli.db import db
+from ipgeo.cli.deploy import healthcheck, nginx
 from ipgeo.cli.lookup import lookup
-from ipgeo.cli.nginx import nginx_conf
+from ipgeo.cli.nginx_conf import nginx_conf
 from ipgeo.cli.serve import serve
+from ipgeo.cli.up import up
+from ipgeo.cli.worker import worker
 
 __all__ = ["load_service", "load_settings", "main"]
 
@@ -26,3 +29,7 @@ main.add_command(serve)
 main.add_command(db)
 main.add_command(nginx_conf)
 main.add_command(bulk)
+main.add_command(worker)
+main.add_command(up)
+main.add_command(nginx)
+main.add_command(healthcheck)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 
 import click
 
@@ -21,9 +22,19 @@ from ipgeo.web import create_app
     show_default=True,
     help="Start an embedded Redis in IPGEO_DATA_DIR when IPGEO_REDIS_URL is unset.",
 )
-def serve(host: str, port: int, workers: int | None, embedded_redis: bool) -> None:
+@click.option(
+    "--job-workers",
+    type=click.IntRange(0, 16),
+    default=None,
+    help="Background job workers (`ipgeo worker`) to start beside the server. "
+    "Default: 1 with the embedded Redis, else 0 (run `ipgeo worker` yourself).",
+)
+def serve(
+    host: str, port: int, workers: int | None, embedded_redis: bool, job_workers: int | None
+) -> None:
     """Serve the web app and API with gunicorn."""
     from ipgeo.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+    from ipgeo.jobs.worker import start_worker_process, stop_worker
     from ipgeo.serve import serve as run_server
 
     settings = load_settings()
@@ -37,4 +48,10 @@ def serve(host: str, port: int, workers: int | None, embedded_redis: bool) -> No
             except (EmbeddedRedisError, OSError) as exc:
                 raise click.ClickException(f"cannot start the embedded Redis: {exc}") from None
             settings = dataclasses.replace(settings, redis_url=embedded.url)
+            job_workers = 1 if job_workers is None else job_workers
+        if job_workers and not settings.redis_url:
+            raise click.ClickException("--job-workers needs Redis (IPGEO_REDIS_URL)")
+        for _ in range(job_workers or 0):
+            assert settings.redis_url is not None
+            stack.callback(stop_worker, start_worker_process(settings.redis_url), os.getpid())
         run_server(create_app(settings, service), host, port, workers)

@@ -15,8 +15,11 @@ from ipgeo.answers import AnswerCache
 from ipgeo.geo import ATTRIBUTION, GeoService
 from ipgeo.settings import Settings
 from ipgeo.web.api import api
+from ipgeo.web.dashboard import init_dashboard
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
+from ipgeo.web.job_pages import job_pages
+from ipgeo.web.jobs_api import jobs_api
 from ipgeo.web.lean import install_lean_path
 from ipgeo.web.observability import init_observability
 from ipgeo.web.pages import pages
@@ -80,6 +83,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.register_blueprint(plain)
     app.register_blueprint(docs)
     app.register_blueprint(pages)
+    app.register_blueprint(jobs_api)
+    app.register_blueprint(job_pages)
     csp = content_security_policy(settings.map_tiles)
 
     @app.after_request
@@ -107,5 +112,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
 
         return {"asset": asset, "attribution": ATTRIBUTION, "version": __version__}
 
+    # Last, so that its headers are set before the pages' defaults.
+    init_dashboard(app, settings)
+    # After everything: it wraps the finished app's WSGI callable.
     install_lean_path(app)
     return app

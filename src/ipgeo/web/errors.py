@@ -44,7 +44,7 @@ class ApiError(Exception):
 
 
 # Blueprints whose errors are pages; unknown URLs get a page when a browser asks.
-PAGE_BLUEPRINTS = frozenset({"pages", "docs"})
+PAGE_BLUEPRINTS = frozenset({"pages", "docs", "job_pages"})
 _API_PREFIXES = ("/api/", "/static/")
 
 # Headline of the error page for each error code (the message gives the details).

@@ -22,6 +22,10 @@ log = logging.getLogger("ipgeo.web")
 
 # Probes and static files are never blocked or rate limited.
 OPEN_ENDPOINTS = frozenset({"plain.healthz", "plain.readyz", "static"})
+# Not rate limited: job status polls (cheap, and a page polls while a job runs) and the
+# job dashboard (behind its own password, and it polls every few seconds).
+UNLIMITED_ENDPOINTS = frozenset({"jobs_api.job_status"})
+UNLIMITED_BLUEPRINTS = frozenset({"rq_dashboard"})
 
 
 def wants_html_page() -> bool:
@@ -117,6 +121,8 @@ def _init_rate_limits(app: Flask, settings: Settings, guard: RedisGuard | None) 
     @limiter.request_filter
     def _exempt() -> bool:
         if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
+            return True
+        if request.endpoint in UNLIMITED_ENDPOINTS or request.blueprint in UNLIMITED_BLUEPRINTS:
             return True
         if in_networks(request_client_ip(), settings.rate_limit_exempt):
             return True

@@ -1,0 +1,92 @@
+"""``ipgeo nginx`` and ``ipgeo healthcheck``: helpers for the container images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ipgeo.cli.common import load_settings
+from ipgeo.up.healthcheck import http_status, uwsgi_status
+from ipgeo.up.nginx import DEFAULT_MAX_BODY, NginxSite, find_nginx, nginx_argv, system_resolver
+
+
+@click.command()
+@click.option("--listen", "listens", multiple=True, default=["8080"], show_default=True)
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    required=True,
+    help="App server: host:port or unix:/path (repeat for several replicas).",
+)
+@click.option("--protocol", type=click.Choice(["uwsgi", "http"]), default="uwsgi")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/run/ipgeo/nginx"),
+    show_default=True,
+)
+@click.option(
+    "--resolver",
+    default=None,
+    help="DNS server for resolving the upstream at request time ('auto': /etc/resolv.conf).",
+)
+@click.option("--render-only", is_flag=True, help="Write the configuration and print its path.")
+def nginx(
+    listens: tuple[str, ...],
+    upstreams: tuple[str, ...],
+    protocol: str,
+    run_dir: Path,
+    resolver: str | None,
+    render_only: bool,
+) -> None:
+    """Render nginx's configuration from the settings and run nginx in the foreground."""
+    settings = load_settings()
+    if resolver == "auto":
+        resolver = system_resolver()
+    conf = NginxSite(
+        run_dir=run_dir,
+        listens=listens,
+        upstream_servers=upstreams,
+        protocol=protocol,
+        server_names=settings.server_names,
+        trusted_proxies=tuple(str(net) for net in settings.trusted_proxies),
+        client_max_body_size=int(getattr(settings, "max_upload", DEFAULT_MAX_BODY)),
+        resolver=resolver,
+    ).render()
+    if render_only:
+        click.echo(conf)
+        return
+    binary = find_nginx()
+    if binary is None:
+        raise click.ClickException("nginx is not installed")
+    argv = nginx_argv(binary, conf)
+    os.execv(argv[0], argv)  # noqa: S606 - replace this process: signals go straight to nginx
+
+
+@click.command()
+@click.option("--url", default=None, help="Check GET URL over HTTP instead of uwsgi.")
+@click.option(
+    "--uwsgi",
+    "address",
+    envvar="UWSGI_SOCKET",
+    default="127.0.0.1:3031",
+    show_default=True,
+    help="uWSGI socket (host:port, :port or a unix path); default $UWSGI_SOCKET.",
+)
+def healthcheck(url: str | None, address: str) -> None:
+    """Exit 0 when GET /healthz answers 200 (for container HEALTHCHECKs)."""
+    try:
+        if url:
+            status = http_status(url)
+        else:
+            if address.startswith(":"):
+                address = "127.0.0.1" + address
+            status = uwsgi_status(address)
+    except OSError as exc:
+        raise click.ClickException(f"unhealthy: {exc}") from None
+    if status != 200:
+        raise click.ClickException(f"unhealthy: status {status}")
+    click.echo("healthy")

@@ -1,0 +1,55 @@
+"""``ipgeo up``: the production topology as supervised processes, without containers."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ipgeo.cli.common import load_service, load_settings
+from ipgeo.up.supervisor import Interrupted, Supervisor, SupervisorError
+from ipgeo.up.topology import TopologyError, UpOptions, build_children
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--server",
+    type=click.Choice(["uwsgi", "gunicorn"]),
+    default="uwsgi",
+    show_default=True,
+    help="The WSGI server behind nginx.",
+)
+@click.option("--no-nginx", is_flag=True, help="Serve HTTP from the WSGI server directly.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="WSGI worker processes.")
+def up(host: str, port: int, server: str, no_nginx: bool, workers: int | None) -> None:
+    """Run nginx, uWSGI (or gunicorn) and Redis together until Ctrl-C.
+
+    nginx is used when installed. Redis is started privately (files in the data directory)
+    unless IPGEO_REDIS_URL names a server. If any process dies, the others are stopped and
+    the command fails.
+    """
+    settings = load_settings()
+    load_service(settings)  # a bad database fails here, with a message, before anything starts
+    options = UpOptions(
+        host=host, port=port, server=server, use_nginx=not no_nginx, workers=workers
+    )
+    run_dir = settings.data_dir / "run"
+    supervisor = Supervisor(state_file=run_dir / "processes.json")
+    supervisor.handle_signals()
+    try:
+        children = build_children(settings, options, run_dir, warn=supervisor.log)
+        for child in children:
+            supervisor.start(child)
+    except Interrupted as exc:
+        supervisor.log(f"stopping: {exc}")
+        supervisor.stop()
+        sys.exit(0)
+    except (TopologyError, SupervisorError, OSError) as exc:
+        supervisor.stop()
+        raise click.ClickException(str(exc)) from None
+    front = "nginx" if any(c.name == "nginx" for c in children) else server
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    supervisor.log(f"ipgeo listening on {url} ({front}); Ctrl-C stops everything")
+    sys.exit(supervisor.run())

@@ -1,0 +1,42 @@
+"""Background bulk jobs on RQ (no Flask): submit, run with progress, read, cancel, clean up.
+
+Jobs carry paths, not data: the upload and the result live in ``IPGEO_DATA_DIR/jobs/<id>/``.
+"""
+
+from ipgeo.jobs.files import JobFiles
+from ipgeo.jobs.options import JobOptionError, JobOptions
+from ipgeo.jobs.queue import (
+    QUEUE_NAME,
+    Cleaner,
+    JobNotFound,
+    JobView,
+    bulk_queue,
+    cancel,
+    delete,
+    enqueue,
+    fetch_job,
+    job_view,
+    new_job_id,
+    recent_jobs,
+)
+from ipgeo.jobs.results import RESULT_FORMATS, stream_result
+
+__all__ = [
+    "QUEUE_NAME",
+    "RESULT_FORMATS",
+    "Cleaner",
+    "JobFiles",
+    "JobNotFound",
+    "JobOptionError",
+    "JobOptions",
+    "JobView",
+    "bulk_queue",
+    "cancel",
+    "delete",
+    "enqueue",
+    "fetch_job",
+    "job_view",
+    "new_job_id",
+    "recent_jobs",
+    "stream_result",
+]

@@ -1,0 +1,1 @@
+"""Running the production topology (nginx → uWSGI/gunicorn → Flask, Redis) without containers."""

@@ -1,0 +1,190 @@
+"""The processes of ``ipgeo up``: Redis, the WSGI server (uWSGI or gunicorn) and nginx."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipgeo.settings import Settings
+from ipgeo.up.nginx import DEFAULT_MAX_BODY, DEPLOY_DIR, NginxSite, find_nginx, nginx_argv
+from ipgeo.up.supervisor import (
+    Child,
+    ReadyCheck,
+    http_ready,
+    redis_ready,
+    unix_ready,
+)
+
+# Read here rather than from Settings until the Redis issue adds IPGEO_REDIS_URL there.
+REDIS_URL_VARIABLE = "IPGEO_REDIS_URL"
+
+
+class TopologyError(RuntimeError):
+    """A program the topology needs is missing."""
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """What ``ipgeo up`` was asked for."""
+
+    host: str
+    port: int
+    server: str = "uwsgi"
+    use_nginx: bool = True
+    workers: int | None = None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _bin(name: str) -> str | None:
+    """A console script of this Python environment (pyuwsgi's ``uwsgi``, ``gunicorn``)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if os.access(candidate, os.X_OK) else None
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def build_children(
+    settings: Settings, options: UpOptions, run_dir: Path, warn: Callable[[str], None] = print
+) -> list[Child]:
+    """The programs to start, in start order, with their configuration written to ``run_dir``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.chmod(0o700)
+    children: list[Child] = []
+    env = dict(os.environ)
+    env["IPGEO_DATA_DIR"] = str(settings.data_dir)
+    if not env.get(REDIS_URL_VARIABLE):
+        redis = find_redis()
+        if redis is None:
+            warn(
+                "redis-server is not installed: running without Redis (visit counts and rate "
+                f"limits are off); install redis-server or set {REDIS_URL_VARIABLE}"
+            )
+        else:
+            child, url = redis_child(redis, settings.data_dir / "redis")
+            children.append(child)
+            env[REDIS_URL_VARIABLE] = url
+    if options.workers:
+        env["WEB_CONCURRENCY"] = str(options.workers)
+
+    nginx = find_nginx() if options.use_nginx else None
+    if nginx is None:
+        children.append(
+            app_child(options, env, run_dir, bind=_host_port(options.host, options.port))
+        )
+        return children
+
+    if options.server == "uwsgi":
+        upstream = f"unix:{run_dir / 'uwsgi.sock'}"
+        # REMOTE_ADDR from nginx is already the real client: no forwarding header to believe.
+        env["IPGEO_TRUSTED_PROXIES"] = ""
+    else:
+        upstream = _host_port("127.0.0.1", free_port())
+        # gunicorn sees nginx as the peer; nginx replaces X-Forwarded-For with the client.
+        env["IPGEO_TRUSTED_PROXIES"] = "127.0.0.1;::1"
+    children.append(app_child(options, env, run_dir, upstream=upstream))
+    site = NginxSite(
+        run_dir=run_dir / "nginx",
+        listens=(_host_port(options.host, options.port),),
+        upstream_servers=(upstream,),
+        protocol="uwsgi" if options.server == "uwsgi" else "http",
+        server_names=settings.server_names,
+        # nginx resolves the client from the proxies the user trusts; the app then trusts nginx.
+        trusted_proxies=tuple(str(net) for net in settings.trusted_proxies),
+        client_max_body_size=int(getattr(settings, "max_upload", DEFAULT_MAX_BODY)),
+    )
+    conf = site.render()
+    children.append(
+        Child(
+            name="nginx",
+            argv=nginx_argv(nginx, conf),
+            env=env,
+            ready=http_ready(_connect_host(options.host), options.port),
+            stop_signal=signal.SIGQUIT,  # graceful: finish the requests in flight
+        )
+    )
+    return children
+
+
+def app_child(
+    options: UpOptions,
+    env: dict[str, str],
+    run_dir: Path,
+    *,
+    upstream: str | None = None,
+    bind: str | None = None,
+) -> Child:
+    """uWSGI or gunicorn, behind nginx (``upstream``) or serving HTTP itself (``bind``)."""
+    if options.server == "uwsgi":
+        uwsgi = _bin("uwsgi")
+        if uwsgi is None:
+            raise TopologyError("uWSGI is not installed here: pip install pyuwsgi")
+        argv = [uwsgi, "--ini", str(DEPLOY_DIR / "uwsgi.ini")]
+        if upstream is not None:
+            sock = Path(upstream.removeprefix("unix:"))
+            argv += ["--socket", str(sock)]
+            return Child("uwsgi", argv, env=env, ready=unix_ready(sock))
+        assert bind is not None
+        # No nginx: the workers speak HTTP themselves (no extra router process).
+        argv += ["--http-socket", bind]
+        return Child("uwsgi", argv, env=env, ready=_bind_ready(bind))
+    gunicorn = _bin("gunicorn")
+    if gunicorn is None:
+        raise TopologyError("gunicorn is not installed here: pip install gunicorn")
+    address = upstream or bind
+    assert address is not None
+    genv = dict(env, GUNICORN_BIND=address)
+    argv = [gunicorn, "-c", str(DEPLOY_DIR / "gunicorn.conf.py")]
+    if upstream is None:
+        argv += ["--access-logfile", "-"]  # nobody else logs requests
+    return Child("gunicorn", argv, env=genv, ready=_bind_ready(address))
+
+
+def _bind_ready(bind: str) -> ReadyCheck:
+    host, _, port = bind.rpartition(":")
+    return http_ready(_connect_host(host.strip("[]")), int(port))
+
+
+def _connect_host(host: str) -> str:
+    """Where to connect to reach a server listening on ``host`` (wildcards → loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+
+
+def find_redis() -> str | None:
+    """Debian's ``redis-server`` binary, if installed."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    return "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+
+
+def redis_child(redis: str, directory: Path) -> tuple[Child, str]:
+    """A private Redis server keeping its files (append-only log) in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [
+        redis,
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(directory),
+        "--daemonize", "no",
+        "--logfile", "",
+        # Counters survive restarts: append-only file, fsync'ed every second.
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+    ]  # fmt: skip
+    return Child("redis", argv, ready=redis_ready("127.0.0.1", port)), f"redis://127.0.0.1:{port}/0"

@@ -1,0 +1,92 @@
+"""rq-dashboard at ``/admin/rq``, behind HTTP basic auth from the settings and the allowlist."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+
+from ipgeo.settings import Settings
+
+log = logging.getLogger("ipgeo.web")
+
+DASHBOARD_PREFIX = "/admin/rq"
+DASHBOARD_BLUEPRINT = "rq_dashboard"
+# rq-dashboard's templates use inline scripts and styles; everything still comes from the app.
+DASHBOARD_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _json_worker_class() -> type:
+    """``rq.Worker`` listing workers with the JSON serializer.
+
+    rq-dashboard 0.9 lists workers without passing its serializer, so a worker busy with a
+    JSON-serialized job would make its worker list fail; it gets this class instead.
+    """
+    from rq import Worker
+    from rq.serializers import JSONSerializer
+
+    class JSONWorker(Worker):
+        @classmethod
+        def all(cls, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("serializer", JSONSerializer)
+            return super().all(*args, **kwargs)
+
+    return JSONWorker
+
+
+def _authorized(settings: Settings) -> bool:
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return False
+    user_ok = hmac.compare_digest((auth.username or "").encode(), settings.dashboard_user.encode())
+    password_ok = hmac.compare_digest(
+        (auth.password or "").encode(), settings.dashboard_password.encode()
+    )
+    return user_ok and password_ok
+
+
+def init_dashboard(app: Flask, settings: Settings) -> bool:
+    """Mount rq-dashboard when a user, a password and Redis are configured; True if mounted."""
+    if not (settings.dashboard_user and settings.dashboard_password):
+        return False
+    if not settings.redis_url:
+        log.warning("IPGEO_DASHBOARD_USER is set but there is no Redis: no dashboard")
+        return False
+    from rq.serializers import JSONSerializer
+    from rq_dashboard import web as rq_dashboard_web
+
+    rq_dashboard_web.config.serializer = JSONSerializer
+    if not getattr(rq_dashboard_web.Worker, "_ipgeo_json", False):
+        worker_class = _json_worker_class()
+        worker_class._ipgeo_json = True  # type: ignore[attr-defined]
+        rq_dashboard_web.Worker = worker_class
+    app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
+    app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
+    rq_dashboard_web.setup_rq_connection(app)
+    app.register_blueprint(rq_dashboard_web.blueprint, url_prefix=DASHBOARD_PREFIX)
+
+    @app.before_request
+    def _dashboard_auth() -> Response | None:
+        if request.blueprint != DASHBOARD_BLUEPRINT or _authorized(settings):
+            return None
+        return Response(
+            "Authentication required for the job dashboard.\n",
+            status=401,
+            mimetype="text/plain",
+            headers={"WWW-Authenticate": 'Basic realm="ipgeo jobs", charset="UTF-8"'},
+        )
+
+    @app.after_request
+    def _dashboard_headers(response: Response) -> Response:
+        if request.blueprint == DASHBOARD_BLUEPRINT:
+            response.headers["Content-Security-Policy"] = DASHBOARD_CSP
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return True

@@ -1,0 +1,77 @@
+"""Pages of background bulk jobs: upload, a job's live progress and result, recent jobs."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import redis
+from flask import Blueprint, current_app, redirect, render_template, request
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from ipgeo import jobs
+from ipgeo.bulk import INPUT_FORMATS
+from ipgeo.web.errors import ApiError
+from ipgeo.web.jobs_api import jobs_settings, links, load_job, redis_unavailable, submit_job
+from ipgeo.web.params import request_client_ip
+
+job_pages = Blueprint("job_pages", __name__)
+
+
+@job_pages.app_template_filter("filesize")
+def filesize(size: int) -> str:
+    """A byte count for people, in binary units: ``512 bytes``, ``33.7 MiB``, ``1.0 GiB``."""
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+@job_pages.get("/jobs")
+def upload() -> str:
+    """The upload form and the caller's recent jobs."""
+    settings = jobs_settings()
+    guard = current_app.extensions.get("ipgeo.redis")
+    recent: list[jobs.JobView] = []
+    error = None
+    if guard is None:
+        error = "Background jobs need Redis: set IPGEO_REDIS_URL (or use `ipgeo serve`)."
+    else:
+        try:
+            recent = jobs.recent_jobs(guard.client, settings, request_client_ip())
+        except redis.RedisError:
+            error = "The job store (Redis) is unavailable right now; try again in a moment."
+    return render_template(
+        "jobs.html",
+        recent=recent,
+        unavailable=error,
+        max_upload=settings.max_upload,
+        input_formats=INPUT_FORMATS,
+    )
+
+
+@job_pages.post("/jobs")
+def upload_form() -> WerkzeugResponse:
+    """The upload form's target without JavaScript: queue the job, then show its page."""
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        raise ApiError(403, "cross_origin", "jobs can only be submitted from this site's pages")
+    view = submit_job()
+    return redirect(f"/jobs/{view.id}", code=303)
+
+
+@job_pages.get("/jobs/<job_id>")
+def job_page(job_id: str) -> str:
+    """A job: live progress while it runs, then its summary, map and downloads."""
+    try:
+        connection, job = load_job(job_id)
+        view = jobs.job_view(connection, jobs_settings(), job)
+    except redis.RedisError as exc:
+        raise redis_unavailable(exc) from None
+    return render_template("job.html", job=view, links=links(view), data=view_dict_for_page(view))
+
+
+def view_dict_for_page(view: jobs.JobView) -> dict[str, object]:
+    """What the page's script starts from."""
+    return {**view.to_dict(), "links": links(view)}

@@ -1,0 +1,299 @@
+"""End-to-end: ``ipgeo up`` with real nginx, uWSGI (or gunicorn) and Redis, tested through nginx."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from ipgeo.up.nginx import DEPLOY_DIR, REQUEST_TIMEOUT, NginxSite, find_nginx
+from tests.conftest import free_port
+from tests.upctl import UpProcess
+
+pytestmark = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed")
+
+BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Accept": "text/html"}
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    proc = UpProcess(
+        tmp_path_factory.mktemp("up"), free_port(), IPGEO_SERVER_NAMES="127.0.0.1;localhost"
+    )
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.kill_all()
+
+
+def test_lookup_through_nginx(up: UpProcess) -> None:
+    resp = requests.get(up.url + "/api/v1/lookup/8.8.8.8", timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["Server"] == "nginx"
+    assert resp.json()["country_iso"] == "US"
+    assert re.fullmatch(r"[0-9a-f]{32}", resp.headers["X-Request-ID"])
+
+
+def test_all_programs_run(up: UpProcess) -> None:
+    assert set(up.children()) == {"nginx", "uwsgi", "redis"}
+    redis_port = next(
+        c.laddr.port for c in up.child("redis").net_connections() if c.status == "LISTEN"
+    )
+    with socket.create_connection(("127.0.0.1", redis_port), timeout=2) as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(16) == b"+PONG\r\n"
+    assert (up.data_dir / "redis" / "appendonlydir").is_dir()  # persistence in the data dir
+
+
+def test_home_page_for_curl_and_browsers(up: UpProcess) -> None:
+    assert requests.get(up.url, headers={"User-Agent": "curl/8.0"}, timeout=10).text == (
+        "127.0.0.1\n"
+    )
+    page = requests.get(up.url, headers=BROWSER, timeout=10)
+    assert page.status_code == 200
+    assert "text/html" in page.headers["Content-Type"]
+    assert "GeoLite2" in page.text
+
+
+def test_static_files_are_served_by_nginx(up: UpProcess) -> None:
+    page = requests.get(up.url, headers=BROWSER, timeout=10).text
+    href = re.search(r'href="(/static/css/site\.css\?v=[0-9a-f]+)"', page)
+    assert href, page
+    resp = requests.get(up.url + href.group(1), timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["Server"] == "nginx"
+    assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert resp.headers["Content-Type"] == "text/css"
+    assert "ETag" in resp.headers  # nginx's static module, not Flask's send_file
+    source = DEPLOY_DIR.parent / "web" / "static" / "css" / "site.css"
+    assert resp.content == source.read_bytes()
+    # Not forwarded to the app: its access would show in nginx's log with an upstream address.
+    log = up.output()
+    assert not re.search(r'"GET /static/css/site\.css[^"]*" 200 .* upstream=unix:', log)
+    assert requests.get(up.url + "/static/missing.css", timeout=10).status_code == 404
+
+
+def test_client_supplied_forwarding_headers_are_ignored(up: UpProcess) -> None:
+    for headers in (
+        {"X-Forwarded-For": "1.2.3.4"},
+        {"X-Real-IP": "1.2.3.4"},
+        {"X-Forwarded-For": "1.2.3.4, 127.0.0.1", "Forwarded": "for=1.2.3.4"},
+    ):
+        resp = requests.get(up.url + "/ip", headers=headers, timeout=10)
+        assert resp.text == "127.0.0.1\n", headers
+
+
+def test_request_id_is_kept_and_echoed(up: UpProcess) -> None:
+    resp = requests.get(up.url + "/ip", headers={"X-Request-ID": "trace-1234abcd"}, timeout=10)
+    assert resp.headers["X-Request-ID"] == "trace-1234abcd"
+    junk = requests.get(up.url + "/ip", headers={"X-Request-ID": "x y"}, timeout=10)
+    assert re.fullmatch(r"[0-9a-f]{32}", junk.headers["X-Request-ID"])
+
+
+def test_gzip(up: UpProcess) -> None:
+    resp = requests.get(
+        up.url + "/api/openapi.json", headers={"Accept-Encoding": "gzip"}, timeout=10
+    )
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert resp.json()["openapi"].startswith("3.")
+
+
+def test_unknown_host_gets_no_answer(up: UpProcess) -> None:
+    with socket.create_connection(("127.0.0.1", up.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: scanner.invalid\r\nConnection: close\r\n\r\n")
+        assert sock.recv(1024) == b""  # 444: connection closed without a response
+    ok = requests.get(up.url + "/ip", headers={"Host": "localhost"}, timeout=10)
+    assert ok.status_code == 200
+
+
+def test_too_large_body_is_refused_by_nginx(up: UpProcess) -> None:
+    resp = requests.post(up.url + "/api/v1/batch", data=b"[" + b" " * (2 << 20) + b"]", timeout=10)
+    assert resp.status_code == 413
+    assert resp.headers["Server"] == "nginx"
+
+
+def _stop_and_check_gone(proc: UpProcess, expected_status: int) -> None:
+    children = proc.descendants()
+    assert children
+    status = proc.stop()
+    assert status == expected_status, proc.output()
+    psutil.wait_procs(children, timeout=5)
+    alive = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, alive
+    run_dir = proc.data_dir / "run"
+    assert not (run_dir / "uwsgi.sock").exists()
+    assert not (run_dir / "nginx" / "nginx.pid").exists()
+    assert not (run_dir / "processes.json").exists()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(proc.url + "/healthz", timeout=2)
+
+
+def test_graceful_stop_on_sigterm(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port())
+    try:
+        proc.wait_ready()
+        assert requests.get(proc.url + "/healthz", timeout=10).status_code == 200
+        started = time.monotonic()
+        _stop_and_check_gone(proc, 0)
+        assert time.monotonic() - started < 10
+        out = proc.output()
+        assert "graceful shutdown" in out  # uWSGI's SIGTERM hook, not a brutal kill
+        assert "did not stop" not in out
+    finally:
+        proc.kill_all()
+
+
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port())
+    try:
+        proc.wait_ready()
+        children = proc.descendants()
+        assert proc.stop(signal.SIGINT) == 0
+        psutil.wait_procs(children, timeout=5)
+        assert not [p for p in children if p.is_running() and p.status() != "zombie"]
+    finally:
+        proc.kill_all()
+
+
+def test_a_dying_child_stops_the_rest(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port())
+    try:
+        proc.wait_ready()
+        children = proc.descendants()
+        proc.child("uwsgi").kill()
+        status = proc.proc.wait(timeout=30)
+        assert status != 0
+        assert "uwsgi ended with status" in proc.output()
+        psutil.wait_procs(children, timeout=5)
+        assert not [p for p in children if p.is_running() and p.status() != "zombie"]
+    finally:
+        proc.kill_all()
+
+
+def test_children_stop_when_ipgeo_up_is_killed(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port())
+    try:
+        proc.wait_ready()
+        children = proc.descendants()
+        proc.proc.kill()  # SIGKILL: no chance to stop anything itself
+        proc.proc.wait()
+        _gone, alive = psutil.wait_procs(children, timeout=15)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, alive
+    finally:
+        proc.kill_all()
+
+
+def test_gunicorn_variant(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port(), "--server", "gunicorn")
+    try:
+        proc.wait_ready()
+        assert set(proc.children()) == {"nginx", "gunicorn", "redis"}
+        resp = requests.get(proc.url + "/api/v1/lookup/8.8.8.8", timeout=10)
+        assert resp.json()["country_iso"] == "US"
+        assert resp.headers["Server"] == "nginx"
+        spoofed = requests.get(proc.url + "/ip", headers={"X-Forwarded-For": "1.2.3.4"}, timeout=10)
+        assert spoofed.text == "127.0.0.1\n"
+        status = proc.stop()
+        assert status == 0, proc.output()
+    finally:
+        proc.kill_all()
+
+
+def test_without_nginx_the_wsgi_server_answers_http(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port(), "--no-nginx", IPGEO_REDIS_URL="redis://127.0.0.1:1/0")
+    try:
+        proc.wait_ready()
+        assert set(proc.children()) == {"uwsgi"}  # an external Redis is configured: none started
+        resp = requests.get(proc.url + "/ip", headers={"X-Forwarded-For": "1.2.3.4"}, timeout=10)
+        assert resp.text == "127.0.0.1\n"
+        assert proc.stop() == 0
+    finally:
+        proc.kill_all()
+
+
+@pytest.mark.parametrize("protocol", ["uwsgi", "http"])
+def test_rendered_config_passes_nginx_t(tmp_path: Path, protocol: str) -> None:
+    site = NginxSite(
+        run_dir=tmp_path,
+        listens=("127.0.0.1:8080", "[::1]:8080"),
+        upstream_servers=("127.0.0.1:3031", "127.0.0.2:3031"),
+        protocol=protocol,
+        server_names=("geo.example.com", "[::1]"),
+        trusted_proxies=("10.0.0.0/8", "2001:db8::/32"),
+    )
+    conf = site.render()
+    nginx = find_nginx()
+    assert nginx
+    result = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "ipgeo-site.conf").read_text()
+    assert "set_real_ip_from 10.0.0.0/8;" in text
+    assert "return 444;" in text
+    assert text.count("max_fails=1") == 2
+
+
+def test_rendered_config_with_a_resolver_passes_nginx_t(tmp_path: Path) -> None:
+    site = NginxSite(
+        run_dir=tmp_path, listens=("8080",), upstream_servers=("app:3031",), resolver="127.0.0.11"
+    )
+    conf = site.render()
+    nginx = find_nginx()
+    assert nginx
+    result = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "ipgeo-site.conf").read_text()
+    assert "resolver 127.0.0.11 valid=2s ipv6=off;" in text
+    assert "uwsgi_pass $ipgeo_upstream;" in text
+    assert "upstream ipgeo_app" not in text
+
+
+def test_timeouts_nest_above_the_app_servers() -> None:
+    ini = configparser.ConfigParser(strict=False, interpolation=None)
+    ini.read(DEPLOY_DIR / "uwsgi.ini")
+    assert int(ini["uwsgi"]["harakiri"]) == REQUEST_TIMEOUT
+    gunicorn = runpy.run_path(str(DEPLOY_DIR / "gunicorn.conf.py"))
+    assert gunicorn["timeout"] == REQUEST_TIMEOUT
+    site = (DEPLOY_DIR / "nginx" / "ipgeo-site.conf.j2").read_text()
+    assert "uwsgi_read_timeout {{ harakiri + 5 }}s;" in site
+
+
+def test_healthcheck_command_speaks_uwsgi_and_http(up: UpProcess) -> None:
+    ipgeo = str(Path(sys.executable).parent / "ipgeo")
+    sock = up.data_dir / "run" / "uwsgi.sock"
+    for args in (["--uwsgi", str(sock)], ["--url", up.url + "/healthz"]):
+        result = subprocess.run(
+            [ipgeo, "healthcheck", *args], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "healthy"
+    down = subprocess.run(
+        [ipgeo, "healthcheck", "--uwsgi", f"127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert down.returncode != 0
+    assert "unhealthy" in down.stderr

@@ -1,0 +1,120 @@
+"""The compose stack under podman, started once for the container tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTAINERS_CONF = ROOT / "deploy" / "podman" / "containers.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    """One compose project: podman-compose to manage it, podman to poke at its containers."""
+
+    def __init__(self, project: str, port: int, env_file: Path) -> None:
+        self.project = project
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = os.environ | {
+            "CONTAINERS_CONF": str(CONTAINERS_CONF),
+            "IPGEO_PUBLISH": f"127.0.0.1:{port}",
+            "IPGEO_APP_REPLICAS": "2",
+            "IPGEO_ENV_FILE": str(env_file),
+            "IPGEO_WHEELS": "host",
+        }
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            timeout=300,
+            args=["podman-compose", "--podman-args=--runtime=runc", "-p", self.project, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def podman(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["podman", "--runtime", "runc", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
+
+    def container(self, service: str, num: int = 1) -> str:
+        return f"{self.project}_{service}_{num}"
+
+    def containers(self) -> list[str]:
+        out = self.podman(
+            "ps", "-a", "--filter", f"label=io.podman.compose.project={self.project}",
+            "--format", "{{.Names}}",
+        ).stdout  # fmt: skip
+        return out.split()
+
+    def healthy(self, name: str) -> bool:
+        return self.podman("healthcheck", "run", name, check=False).returncode == 0
+
+    def wait_healthy(self, name: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy(name):
+                return
+            time.sleep(0.5)
+        logs = self.podman("logs", name, check=False)
+        raise AssertionError(f"{name} not healthy after {timeout} s:\n{logs.stdout}{logs.stderr}")
+
+    def wait_http(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"nginx not answering after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env_file = tmp_path_factory.mktemp("env") / ".env"
+    example = (ROOT / ".env.example").read_text()
+    env_file.write_text(
+        example.replace("POSTGRES_PASSWORD=change-me", f"POSTGRES_PASSWORD={secrets.token_hex(12)}")
+    )
+    project = f"ipgeoci{secrets.token_hex(3)}"
+    stack = Stack(project, free_port(), env_file)
+    try:
+        up = stack.compose("up", "-d", check=False)
+        assert up.returncode == 0, up.stdout + up.stderr
+        for name in ("redis", "postgis", "app"):
+            stack.wait_healthy(stack.container(name))
+        stack.wait_healthy(stack.container("app", 2))
+        stack.wait_http()
+        yield stack
+    finally:
+        stack.compose("down", "-v", "-t", "2", check=False)
+        for name in stack.containers():
+            stack.podman("rm", "-f", name, check=False)
+        for volume in ("app-data", "redis-data", "postgis-data"):
+            stack.podman("volume", "rm", "-f", f"{project}_{volume}", check=False)

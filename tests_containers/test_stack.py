@@ -1,0 +1,161 @@
+"""The compose stack under podman, checked through the nginx container."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+
+import requests
+
+from tests_containers.conftest import Stack, free_port
+
+BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Accept": "text/html"}
+
+
+def test_lookup_through_nginx(stack: Stack) -> None:
+    resp = requests.get(stack.url + "/api/v1/lookup/8.8.8.8", timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["Server"] == "nginx"
+    assert resp.json()["country_iso"] == "US"
+
+
+def test_home_page_and_static_files(stack: Stack) -> None:
+    page = requests.get(stack.url, headers=BROWSER, timeout=10)
+    assert page.status_code == 200
+    assert "GeoLite2" in page.text
+    href = re.search(r'href="(/static/css/site\.css\?v=[0-9a-f]+)"', page.text)
+    assert href
+    css = requests.get(stack.url + href.group(1), timeout=10)
+    assert css.status_code == 200
+    assert css.headers["Server"] == "nginx"
+    assert css.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert "ETag" in css.headers
+
+
+def test_client_ip_and_spoofing(stack: Stack) -> None:
+    plain = requests.get(stack.url + "/ip", timeout=10).text
+    assert re.fullmatch(r"[0-9a-f.:]+\n", plain)
+    spoofed = requests.get(stack.url + "/ip", headers={"X-Forwarded-For": "1.2.3.4"}, timeout=10)
+    assert spoofed.text == plain
+
+
+def test_unknown_host_is_dropped(stack: Stack) -> None:
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: scanner.invalid\r\nConnection: close\r\n\r\n")
+        assert sock.recv(1024) == b""
+
+
+def test_every_container_is_healthy(stack: Stack) -> None:
+    for name in stack.containers():
+        assert stack.healthy(name), name
+
+
+def test_rolling_restart_under_load_loses_no_request(stack: Stack) -> None:
+    results: list[int | str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                resp = session.get(stack.url + "/api/v1/lookup/8.8.8.8", timeout=15)
+                results.append(resp.status_code)
+            except requests.RequestException as exc:
+                results.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(2)
+        for num in (1, 2):
+            name = stack.container("app", num)
+            stack.podman("restart", "-t", "10", name)
+            stack.wait_healthy(name)
+            time.sleep(4)  # nginx re-resolves `app` (every 2 s) before the next restart
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    failures = [r for r in results if r != 200]
+    print(f"rolling restart: {len(results)} requests, {len(failures)} failed")
+    assert len(results) > 200, len(results)
+    assert not failures, f"{len(failures)} of {len(results)} failed: {failures[:10]}"
+    # Both replicas answered (nginx logs the upstream of every request).
+    logs = stack.podman("logs", stack.container("nginx")).stdout
+    upstreams = set(re.findall(r"upstream=([0-9.]+:3031)", logs))
+    assert len(upstreams) >= 2, upstreams
+
+
+def test_zz_stack_stops_within_10_seconds(stack: Stack) -> None:
+    names = stack.containers()
+    started = time.monotonic()
+    stopped = stack.podman("stop", "-t", "10", *names, check=False)
+    elapsed = time.monotonic() - started
+    assert stopped.returncode == 0, stopped.stderr
+    print(f"stopped {len(names)} containers in {elapsed:.1f} s")
+    assert elapsed < 10, f"stopping took {elapsed:.1f} s"
+    running = stack.podman(
+        "ps", "--filter", f"label=io.podman.compose.project={stack.project}", "--format",
+        "{{.Names}}",
+    ).stdout.split()  # fmt: skip
+    assert not running
+
+
+def test_time_zone_polygons_work_in_the_trimmed_image(stack: Stack) -> None:
+    # The runtime image drops parts of numpy; timezonefinder must still work.
+    code = (
+        "from timezonefinder import TimezoneFinder;"
+        "print(TimezoneFinder().timezone_at(lng=13.4, lat=52.5))"
+    )
+    out = stack.podman("run", "--rm", "localhost/ipgeo:latest", "python", "-c", code).stdout
+    assert out.strip() == "Europe/Berlin"
+
+
+def test_all_in_one_image_serves_and_exits_when_uwsgi_dies(stack: Stack) -> None:
+    port = free_port()
+    name = f"{stack.project}-aio"
+    stack.podman(
+        "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+        "-e", "IPGEO_SERVER_NAMES=127.0.0.1;localhost", "localhost/ipgeo-all-in-one:latest",
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, stack.podman("logs", name).stdout
+            time.sleep(0.5)
+        resp = requests.get(url + "/api/v1/lookup/8.8.8.8", timeout=10)
+        assert resp.json()["country_iso"] == "US"
+        assert resp.headers["Server"] == "nginx"
+        assert stack.healthy(name)
+        users = stack.podman("exec", name, "ps", "-eo", "user=", check=False).stdout.split()
+        if users:  # procps may be absent; then check /proc below
+            assert set(users) == {"ipgeo"}
+        owners = stack.podman(
+            "exec", name, "sh", "-c", "stat -c %U /proc/[0-9]*/ 2>/dev/null | sort -u"
+        ).stdout.split()
+        assert owners == ["ipgeo"], owners  # supervisord, nginx and uWSGI: nobody is root
+        # uWSGI's master is supervisord's (pid 1) child running the uwsgi command.
+        kill_uwsgi = (
+            "import os, signal\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    cmd = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+            "    ppid = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1]\n"
+            "    if ppid == '1' and cmd[1:2] == [b'/opt/venv/bin/uwsgi']:\n"
+            "        os.kill(int(pid), signal.SIGKILL)\n"
+        )
+        stack.podman("exec", name, "python3", "-c", kill_uwsgi)
+        waited = stack.podman("wait", name, timeout=30).stdout.strip()  # it ends by itself
+        assert waited.isdigit()
+        logs = stack.podman("logs", name).stderr + stack.podman("logs", name).stdout
+        assert "exit-on-failure" in logs
+    finally:
+        stack.podman("rm", "-f", name, check=False)
