@@ -240,3 +240,31 @@ def test_openapi_and_docs(client: FlaskClient) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/api/v1/batch" in docs.text
     assert "GeoLite2" in docs.text
+
+
+def test_openapi_documents_the_job_endpoints(client: FlaskClient) -> None:
+    spec = client.get("/api/openapi.json").get_json()
+    operations = {
+        (method.upper(), path): operation
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if "jobs" in operation["tags"]
+    }
+    assert set(operations) == {
+        ("POST", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs"),
+        ("GET", "/api/v1/jobs/{job_id}"),
+        ("GET", "/api/v1/jobs/{job_id}/result"),
+        ("DELETE", "/api/v1/jobs/{job_id}"),
+    }
+    assert all("503" in operation["responses"] for operation in operations.values())
+    assert "429" not in operations[("GET", "/api/v1/jobs/{job_id}")]["responses"]  # polls
+    body = operations[("POST", "/api/v1/jobs")]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "text/plain", "application/octet-stream"}
+    assert "file" in body["multipart/form-data"]["schema"]["properties"]
+    result = operations[("GET", "/api/v1/jobs/{job_id}/result")]["responses"]["200"]["content"]
+    assert set(result) == {"text/csv", "application/x-ndjson", "application/json"}
+    docs = client.get("/docs").text
+    assert "curl -F file=@access.log http://localhost/api/v1/jobs" in docs
+    assert 'href="/api/v1/jobs/{job_id}' not in docs  # no "try it" with a made-up id
+    assert "<code>multipart/form-data</code>" in docs

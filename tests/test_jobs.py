@@ -114,6 +114,7 @@ def test_uploads_beyond_the_limit_get_413(jobs_app: Flask, tmp_path: Path, multi
         ("?fields=hits", "invalid_option"),  # hits exists in unique mode only
         ("?lang=../../x", "invalid_option"),
         ("?top=0", "invalid_option"),
+        ("?top=%D9%A1%D9%A2", "invalid_option"),  # Arabic-Indic digits are not a number here
     ],
 )
 def test_bad_options_get_400(jobs_app: Flask, query: str, code: str) -> None:

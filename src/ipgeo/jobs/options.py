@@ -116,6 +116,6 @@ def _top(raw: str | None) -> int:
     value = (raw or "").strip()
     if not value:
         return 10
-    if not value.isdigit() or not 1 <= int(value) <= 100:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 100:
         raise JobOptionError("top must be a whole number from 1 to 100")
     return int(value)

@@ -6,6 +6,7 @@ from typing import Any
 
 from ipgeo import __version__
 from ipgeo.geo.models import FIELDS
+from ipgeo.web.openapi_jobs import job_schemas, jobs_paths
 
 _STRING = {"type": "string", "nullable": True}
 _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -147,6 +148,8 @@ _VISITS = {
 
 # Probes are never refused nor rate limited.
 _OPEN_PATHS = ("/healthz", "/readyz")
+# Refused outside the allowlist but never rate limited (job status polls).
+_UNLIMITED_OPERATIONS = {("/api/v1/jobs/{job_id}", "get")}
 
 _FIELD_ENDPOINTS = {
     "country": "Country name",
@@ -322,12 +325,14 @@ def _paths() -> dict[str, Any]:
                 },
             }
         }
+    paths.update(jobs_paths())
     for path, operations in paths.items():
         if path in _OPEN_PATHS:
             continue
-        for operation in operations.values():
+        for method, operation in operations.items():
             operation["responses"]["403"] = _error("The client IP is not in `IPGEO_ALLOWED`.")
-            operation["responses"]["429"] = _rate_limited()
+            if (path, method) not in _UNLIMITED_OPERATIONS:
+                operation["responses"]["429"] = _rate_limited()
     return paths
 
 
@@ -374,7 +379,8 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
         "info": {
             "title": "ipgeo",
             "version": __version__,
-            "description": "Self-hosted IP geolocation: IPv4, IPv6 and domain lookups.",
+            "description": "Self-hosted IP geolocation: IPv4, IPv6 and domain lookups, and "
+            "background jobs that geolocate whole files.",
             "license": {"name": "MIT"},
         },
         "servers": [{"url": server_url or "/"}],
@@ -386,6 +392,7 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
                 "BatchItem": batch_item,
                 "Error": _ERROR,
                 "Readiness": _READINESS,
+                **job_schemas(),
             },
         },
     }
