@@ -237,3 +237,38 @@ def test_median_round_is_reported_and_failures_win() -> None:
     failed = Measurement("b1", "B1", 100, error="boom", round=2)
     ok = Measurement("b1", "B1", 100, base, round=1)
     assert median_rounds([ok, failed]) == [failed]
+
+
+def test_batch_mode_posts_arrays_the_api_answers(tmp_path: Path, make_settings: object) -> None:
+    """Real wrk, batch script, the real batch endpoint: every request is a full 200 batch."""
+    from werkzeug.serving import make_server
+
+    from ipgeo.web import create_app
+
+    app = create_app(make_settings())  # type: ignore[operator]
+    seen: list[int] = []
+    flask_wsgi = app.wsgi_app
+
+    def counting(environ: dict[str, object], start_response: object) -> object:
+        seen.append(int(str(environ.get("CONTENT_LENGTH") or 0)))
+        return flask_wsgi(environ, start_response)  # type: ignore[arg-type]
+
+    app.wsgi_app = counting  # type: ignore[method-assign,assignment]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        excluded = excluded_ranges(bundled_city_db())
+        script = write_lua_script(tmp_path / "batch.lua", "/api/v1/batch", excluded, batch=50)
+        result, _ = run_wrk(
+            f"http://127.0.0.1:{server.server_port}/",
+            script,
+            threads=1,
+            connections=2,
+            duration_s=1,
+        )
+    finally:
+        server.shutdown()
+    assert result.requests > 3
+    assert result.non_2xx_3xx == 0
+    assert seen and min(seen) > 50 * 8  # 50 dotted quads per body

@@ -4,6 +4,8 @@
 -- seed as the script argument (`wrk ... -s lookup.lua URL -- SEED`), different per run,
 -- so a warm-up run never primes a cache with the addresses of the measured run.
 local path_prefix = "@PATH_PREFIX@"
+-- Batch mode (bench/http --batch N): POST a JSON array of N addresses to path_prefix.
+local batch = @BATCH@
 -- Sorted, merged, inclusive ranges of excluded addresses (special-purpose + database gaps).
 local starts = {@STARTS@}
 local ends = {@ENDS@}
@@ -34,7 +36,7 @@ function init(args)
   for _ = 1, 16 do random() end
 end
 
-function request()
+local function random_address()
   local x
   repeat
     x = random(0, 65535) * 65536 + random(0, 65535)
@@ -43,5 +45,17 @@ function request()
   local b = floor(x / 65536) % 256
   local c = floor(x / 256) % 256
   local d = x % 256
-  return wrk.format(nil, path_prefix .. a .. "." .. b .. "." .. c .. "." .. d)
+  return a .. "." .. b .. "." .. c .. "." .. d
+end
+
+local batch_headers = {["Content-Type"] = "application/json"}
+
+function request()
+  if batch > 0 then
+    local items = {}
+    for i = 1, batch do items[i] = random_address() end
+    local body = '["' .. table.concat(items, '","') .. '"]'
+    return wrk.format("POST", path_prefix, batch_headers, body)
+  end
+  return wrk.format(nil, path_prefix .. random_address())
 end

@@ -37,20 +37,46 @@ def private_paths(run_dir: Path) -> str:
     )
 
 
+# Production settings the ipgeo fallback adds to the stock config (see docs/benchmarks.md).
+TUNED_MAIN = (
+    # Each proxied client holds two descriptors (client + upstream): 1000 clients need more
+    # than the usual 1024 soft limit per worker.
+    "worker_rlimit_nofile 16384;"
+)
+TUNED_EVENTS = (
+    # nginx's default of 512 connections per worker refuses clients at 1000.
+    "worker_connections 4096; "
+    # Take every pending connection per wake-up instead of one.
+    "multi_accept on;"
+)
+# The listen queue for connection bursts (default 511; capped by net.core.somaxconn).
+TUNED_LISTEN = " backlog=4096"
+# One write() per 64 kB of log lines instead of one per request.
+TUNED_ACCESS_LOG = " combined buffer=64k flush=1s"
+
+
 def baseline_conf(
-    run_dir: Path, port: int, location: str, worker_connections: int | None = None
+    run_dir: Path,
+    port: int,
+    location: str,
+    worker_connections: int | None = None,
+    tuned: bool = False,
 ) -> str:
     """A Debian-default-like nginx.conf with one server on ``port`` and ``location``'s body.
 
     Only the bench's private paths differ from a stock install; ``worker_connections`` stays
-    at nginx's compiled-in default (512) unless given.
+    at nginx's compiled-in default (512) unless given. ``tuned`` adds the ``TUNED_*``
+    production settings (the ipgeo fallback only).
     """
     user = worker_user()
     events = f"worker_connections {worker_connections};" if worker_connections else ""
+    if tuned:
+        events = TUNED_EVENTS
     return f"""# bench/http: bench-local nginx config (a stock set-up on a private port and prefix)
 {f"user {user};" if user else ""}
 daemon off;
 worker_processes auto;
+{TUNED_MAIN if tuned else ""}
 pid {run_dir}/nginx.pid;
 error_log {run_dir}/nginx-error.log warn;
 
@@ -61,11 +87,11 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     tcp_nopush on;
-    access_log {run_dir}/access.log;
+    access_log {run_dir}/access.log{TUNED_ACCESS_LOG if tuned else ""};
 {private_paths(run_dir)}
 
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{TUNED_LISTEN if tuned else ""};
         server_name localhost;
         location / {{
 {location}

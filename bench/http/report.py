@@ -19,6 +19,7 @@ class Measurement:
     round: int = 1
     error: str | None = None
     load_before: float | None = None  # 1-minute load average just before the run
+    batch: int = 0  # addresses per request in batch mode (0: one GET lookup per request)
     ratios: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -73,13 +74,17 @@ def _ms(value: float) -> str:
 
 def markdown_table(measurements: list[Measurement], references: tuple[str, ...]) -> str:
     """A Markdown table of the run, ready to paste into docs/benchmarks.md."""
+    batch = max((item.batch for item in measurements), default=0)
     head = ["config", "conns", "req/s", "ok req/s", "p50 ms", "p99 ms", "non-2xx"]
+    if batch:
+        head += [f"lookups/s ({batch} per request)"]
     head += ["socket err c/r/w/t"]
     head += [f"ok vs {ref.upper()}" for ref in references]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for item in measurements:
         if item.result is None:
             row = [item.label, str(item.connections), f"failed: {item.error}"] + [""] * 5
+            row += [""] if batch else []
             row += ["—"] * len(references)
         else:
             res = item.result
@@ -92,6 +97,7 @@ def markdown_table(measurements: list[Measurement], references: tuple[str, ...])
                 _ms(res.p50_ms),
                 _ms(res.p99_ms),
                 f"{res.non_2xx_3xx:,}",
+                *([f"{res.ok_requests_per_s * item.batch:,.0f}"] if batch else []),
                 errors,
             ]
             row += [_ratio(item.ratios.get(ref)) for ref in references]
@@ -117,6 +123,10 @@ def _as_json(item: Measurement) -> dict[str, Any]:
         "connections": item.connections,
         "round": item.round,
         "load_before": item.load_before,
+        "batch": item.batch,
+        "lookups_per_s": round(item.result.ok_requests_per_s * item.batch, 1)
+        if item.result and item.batch
+        else None,
         "error": item.error,
         "wrk": item.result.as_dict() if item.result else None,
         "ratios": item.ratios,

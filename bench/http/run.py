@@ -55,6 +55,8 @@ from ipgeo.geo.database import bundled_city_db
 
 REFERENCES = ("b3", "b1")
 READY_PATH = LOOKUP_PREFIX + "8.8.8.8"
+BATCH_PATH = "/api/v1/batch"
+BATCH_CONFIGS = ("ipgeo-gunicorn", "ipgeo-nginx-uwsgi")  # the baselines have no batch endpoint
 
 
 def _int_list(text: str) -> list[int]:
@@ -114,7 +116,16 @@ def parse_args(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keep-temp", action="store_true", help="keep the temp dir (configs and logs)"
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help=f"POST N random addresses per request to {BATCH_PATH} and report lookups/s "
+        f"(only {', '.join(BATCH_CONFIGS)}; default 0: one GET lookup per request)",
+    )
     args = parser.parse_args(argv)
+    if args.batch < 0 or args.batch > 100_000:
+        parser.error("--batch must be between 0 and 100000")
     if args.duration < 1 or args.duration > 600:
         parser.error("--duration must be between 1 and 600 seconds")
     if args.rounds < 1 or args.rounds > 20:
@@ -129,6 +140,10 @@ def parse_args(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
         args.only = wanted
     else:
         args.only = names
+    if args.batch:
+        args.only = [name for name in args.only if name in BATCH_CONFIGS]
+        if not args.only:
+            parser.error(f"--batch measures only {', '.join(BATCH_CONFIGS)}")
     return args
 
 
@@ -206,7 +221,7 @@ def measure_config(
             ]
         print(f"  {config.name}: up at {base} ({answer_summary(body)})", flush=True)
         for conns in args.connections:
-            item = Measurement(config.name, config.label, conns, round=round_no)
+            item = Measurement(config.name, config.label, conns, round=round_no, batch=args.batch)
             try:
                 wrk_args = {"threads": args.threads, "connections": conns}
                 if args.warmup:
@@ -224,7 +239,12 @@ def measure_config(
                 print(
                     f"  {config.name} -c{conns}: {res.requests_per_s:,.0f} req/s, "
                     f"p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms, "
-                    f"non-2xx {res.non_2xx_3xx}, socket errors {res.socket_errors} "
+                    + (
+                        f"{res.ok_requests_per_s * args.batch:,.0f} lookups/s, "
+                        if args.batch
+                        else ""
+                    )
+                    + f"non-2xx {res.non_2xx_3xx}, socket errors {res.socket_errors} "
                     f"(load before: {item.load_before})",
                     flush=True,
                 )
@@ -264,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "wrk": f"-t{args.threads} -d{args.duration}s --timeout {args.timeout:g}s --latency",
         "warmup_s": args.warmup,
         "rounds": args.rounds,
+        "batch": args.batch,
         "deploy": str(deploy) if deploy else None,
         "web_concurrency": args.web_concurrency or os.environ.get("WEB_CONCURRENCY"),
         "open_files_limit": files,
@@ -274,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("  reading the database's gaps (addresses without a record)...", flush=True)
         script = write_lua_script(
-            temp / "lookup.lua", LOOKUP_PREFIX, excluded_ranges(bundled_city_db())
+            temp / "lookup.lua",
+            BATCH_PATH if args.batch else LOOKUP_PREFIX,
+            excluded_ranges(bundled_city_db()),
+            batch=args.batch,
         )
         options = Options(deploy=deploy, web_concurrency=args.web_concurrency)
         for round_no in range(1, args.rounds + 1):

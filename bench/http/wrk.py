@@ -111,13 +111,18 @@ def parse_wrk_output(text: str) -> WrkResult:
     )
 
 
-def write_lua_script(path: Path, path_prefix: str, excluded: list[Range]) -> Path:
-    """Write the request-generating Lua script for ``path_prefix`` and the excluded ranges."""
+def write_lua_script(path: Path, path_prefix: str, excluded: list[Range], batch: int = 0) -> Path:
+    """Write the request-generating Lua script for ``path_prefix`` and the excluded ranges.
+
+    With ``batch`` > 0 every request POSTs a JSON array of that many addresses to
+    ``path_prefix`` instead of a GET of ``path_prefix`` + one address.
+    """
     if not excluded:
         raise ValueError("the excluded ranges must not be empty")
     script = (
         LUA_TEMPLATE.read_text()
         .replace("@PATH_PREFIX@", path_prefix)
+        .replace("@BATCH@", str(int(batch)))
         .replace("@STARTS@", ",".join(str(first) for first, _ in excluded))
         .replace("@ENDS@", ",".join(str(last) for _, last in excluded))
     )

@@ -362,6 +362,27 @@ class Settings:
             "1000",
         ),
     )
+    answer_cache_size: int = field(
+        default=50_000,
+        metadata=_env(
+            "IPGEO_ANSWER_CACHE_SIZE",
+            _parse_int(0, 10_000_000),
+            "Rendered lookup answers kept per worker process (LRU; dropped on a database "
+            "reload; `0` turns the cache off).",
+            "50000",
+        ),
+    )
+    lean_path: bool = field(
+        default=True,
+        metadata=_env(
+            "IPGEO_LEAN_PATH",
+            _parse_bool,
+            "Answer plain `GET /api/v1/lookup/<ip>` requests (no query string, JSON) without "
+            "Flask's request machinery, with identical answers and headers (only without an "
+            "allowlist, rate limits or restricted CORS origins).",
+            "true",
+        ),
+    )
     dns_timeout: float = field(
         default=2.0,
         metadata=_env(

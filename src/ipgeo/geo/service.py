@@ -73,6 +73,12 @@ class GeoService:
         self.resolver: HostResolver = resolver or DnsResolver()
         self.timezones: TimezoneLocator = timezones or EmbeddedTimezoneLocator()
         self.reverse_dns = reverse_dns
+        # Imported here: the bulk package imports this module.
+        from ipgeo.bulk.reserved import ReservedFilter
+
+        # ``check_public`` costs more than the database lookup (``is_global`` builds
+        # networks per call); the filter clears public addresses with one bisect.
+        self._reserved = ReservedFilter()
 
     @classmethod
     def from_settings(
@@ -249,7 +255,8 @@ class GeoService:
         hostname: str | None,
         lang: str | None,
     ) -> LookupResult:
-        check_public(ip)
+        if self._reserved.is_reserved(ip):
+            check_public(ip)
         self.refresh()
         current = self._open  # one set of readers for the whole lookup
         place = self._place(current, ip, lang)

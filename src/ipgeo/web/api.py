@@ -11,8 +11,8 @@ from flask import Blueprint, Response, current_app, request
 from ipgeo import __version__
 from ipgeo.bulk import CachedLookup
 from ipgeo.formats import render, to_json
-from ipgeo.geo import ATTRIBUTION, GeoError, GeoService, LookupResult
-from ipgeo.geo.queries import parse_ip
+from ipgeo.geo import ATTRIBUTION, FIELDS, GeoError, GeoService, LookupResult
+from ipgeo.web.answers import cached_lookup
 from ipgeo.web.errors import ApiError
 from ipgeo.web.openapi import openapi_document
 from ipgeo.web.params import language, output_format, selected_fields
@@ -42,7 +42,19 @@ def result_response(result: LookupResult) -> Response:
 @api.get("/api/v1/lookup/<path:query>")
 def lookup(query: str) -> Response:
     """Look up one IP address or domain name."""
-    return result_response(geo_service().lookup(query, lang=language()))
+    service = geo_service()
+    lang = language()
+    try:
+        fields, fmt = selected_fields(), output_format()
+    except ApiError:
+        service.lookup(query, lang=lang)  # a bad query's error comes first, as it always did
+        raise
+    answer, body, content_type = cached_lookup(
+        ("lookup", query, fields, fmt, lang), fields, fmt, lambda: service.lookup(query, lang)
+    )
+    if body is None:
+        body, content_type = answer.rendered()
+    return Response(body, content_type=content_type)
 
 
 @api.post("/api/v1/batch")
@@ -85,37 +97,24 @@ def batch_answers(
     """Answers in query order: IPs through the bulk engine's cached path, names via DNS."""
     service = geo_service()
     cached = _bulk_lookup(lang)
-    addresses = {}
-    if cached is not None:
-        for position, query in enumerate(queries):
-            ip = parse_ip(query)
-            if ip is not None:
-                addresses[position] = ip
-    entries = dict(
-        zip(addresses, cached.get_many(list(addresses.values())), strict=True)
-        if cached is not None and addresses
-        else ()
-    )
+    # IPs go through the bulk engine in one call (parsed without ``ipaddress`` objects).
+    entries = cached.get_texts(queries) if cached is not None else [None] * len(queries)
     answers: list[dict[str, Any]] = []
-    for position, query in enumerate(queries):
-        entry = entries.get(position)
+    append = answers.append
+    for query, entry in zip(queries, entries, strict=True):
         if entry is not None:
             if entry.error is not None:
-                answers.append(
-                    {"query": query, "error": {"code": entry.error, "message": entry.message}}
-                )
+                append({"query": query, "error": {"code": entry.error, "message": entry.message}})
                 continue
-            row = entry.as_dict()
+            row = dict(zip(FIELDS, entry.row, strict=True))
             row["query"] = query.strip()
-            answers.append(row if fields is None else {name: row.get(name) for name in fields})
+            append(row if fields is None else {name: row.get(name) for name in fields})
             continue
         try:
-            answers.append(service.lookup(query, lang=lang).as_dict(fields))
+            append(service.lookup(query, lang=lang).as_dict(fields))
         except GeoError as exc:
             error = ApiError.from_geo(exc)
-            answers.append(
-                {"query": query, "error": {"code": error.code, "message": error.message}}
-            )
+            append({"query": query, "error": {"code": error.code, "message": error.message}})
     return answers
 
 

@@ -6,12 +6,14 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ipgeo.geo import GeoService
 from ipgeo.logs import request_id_var
 from ipgeo.metrics import exposition, metrics
 from ipgeo.web.api import geo_service
@@ -40,10 +42,69 @@ def _endpoint() -> str:
     return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
 
 
+def request_id_from(incoming: str) -> str:
+    """The id for a request: ``incoming`` (an ``X-Request-ID``) when sane, else a new one."""
+    return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+
+def database_build(service: GeoService) -> str:
+    """The ``X-Database-Build`` header: the build time of the City database in service."""
+    return _iso_time(service.city.info.build_epoch)
+
+
+def record_request(endpoint: str, method: str, status: int, duration: float) -> None:
+    """Count one answered request and its latency."""
+    recorded = metrics()
+    recorded.requests.labels(endpoint, method, str(status)).inc()
+    recorded.request_duration.labels(endpoint).observe(duration)
+    if status == 429:
+        recorded.rate_limited.labels(endpoint).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    """What the access log says about one request."""
+
+    method: str
+    full_path: str  # path and query string
+    path: str
+    query: str
+    status: int
+    duration: float
+    client: str
+    request_id: str
+    user_agent: str
+    endpoint: str
+
+
+def log_access(record: AccessRecord) -> None:
+    """Write the one access-log line of a request."""
+    access_log.info(
+        '%s "%s %s" %d %.1f ms id=%s "%s"',
+        record.client,
+        record.method,
+        record.full_path,
+        record.status,
+        record.duration * 1000,
+        record.request_id,
+        record.user_agent,
+        extra={
+            "method": record.method,
+            "path": record.path,
+            "query": record.query,
+            "status": record.status,
+            "duration_ms": round(record.duration * 1000, 3),
+            "client_ip": record.client,
+            "request_id": record.request_id,
+            "user_agent": record.user_agent,
+            "endpoint": record.endpoint,
+        },
+    )
+
+
 def _before() -> None:
     g.request_started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    g.request_id = request_id_from(request.headers.get("X-Request-ID", ""))
     g.request_id_token = request_id_var.set(g.request_id)
 
 
@@ -52,43 +113,26 @@ def _after(response: Response) -> Response:
         _before()
     duration = time.perf_counter() - g.request_started
     response.headers["X-Request-ID"] = g.request_id
-    response.headers["X-Database-Build"] = _iso_time(geo_service().city.info.build_epoch)
+    response.headers["X-Database-Build"] = database_build(geo_service())
     endpoint = _endpoint()
-    recorded = metrics()
-    recorded.requests.labels(endpoint, request.method, str(response.status_code)).inc()
-    recorded.request_duration.labels(endpoint).observe(duration)
-    if response.status_code == 429:
-        recorded.rate_limited.labels(endpoint).inc()
+    record_request(endpoint, request.method, response.status_code, duration)
     if access_log.isEnabledFor(logging.INFO):
-        _log_request(response, duration, endpoint)
+        client = request_client_ip()
+        log_access(
+            AccessRecord(
+                method=request.method,
+                full_path=request.full_path.rstrip("?"),
+                path=request.path,
+                query=request.query_string.decode("latin-1"),
+                status=response.status_code,
+                duration=duration,
+                client=str(client) if client is not None else "-",
+                request_id=g.request_id,
+                user_agent=request.headers.get("User-Agent", ""),
+                endpoint=endpoint,
+            )
+        )
     return response
-
-
-def _log_request(response: Response, duration: float, endpoint: str) -> None:
-    client = request_client_ip()
-    client_text = str(client) if client is not None else "-"
-    agent = request.headers.get("User-Agent", "")
-    access_log.info(
-        '%s "%s %s" %d %.1f ms id=%s "%s"',
-        client_text,
-        request.method,
-        request.full_path.rstrip("?"),
-        response.status_code,
-        duration * 1000,
-        g.request_id,
-        agent,
-        extra={
-            "method": request.method,
-            "path": request.path,
-            "query": request.query_string.decode("latin-1"),
-            "status": response.status_code,
-            "duration_ms": round(duration * 1000, 3),
-            "client_ip": client_text,
-            "request_id": g.request_id,
-            "user_agent": agent,
-            "endpoint": endpoint,
-        },
-    )
 
 
 def _teardown(exc: BaseException | None) -> None:

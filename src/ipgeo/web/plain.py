@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, request
 from ipgeo.formats import render
 from ipgeo.geo import GeoError, LookupResult
 from ipgeo.geo.queries import parse_ip
+from ipgeo.web.answers import cached_lookup
 from ipgeo.web.api import geo_service, json_response
 from ipgeo.web.errors import ApiError
 from ipgeo.web.params import (
@@ -57,9 +58,21 @@ def own_json() -> Response:
     """The caller's own lookup, with ``visits``: how often this IP called (when Redis is on)."""
     fields = selected_fields(extra=("visits",))
     fmt = output_format()
-    result = own_result()
+    ip = caller_ip()
+    lang = language()
+    shown = tuple(name for name in fields if name != "visits") if fields else None
+    try:
+        answer, _, _ = cached_lookup(
+            ("own", ip, shown, fmt, lang),
+            shown,
+            fmt,
+            lambda: geo_service().lookup_ip(ip, lang=lang),
+            keep_row=True,
+        )
+        row = answer.fresh_row()
+    except GeoError:  # reserved or unknown: only the IP
+        row = LookupResult(ip=str(ip), query=str(ip), version=ip.version).as_dict(shown)
     visits = count_visit()
-    row = result.as_dict(tuple(name for name in fields if name != "visits") if fields else None)
     if visits is not None and (fields is None or "visits" in fields):
         row["visits"] = visits
     body, content_type = render(row, fmt)

@@ -47,7 +47,7 @@ def count_visit() -> int | None:
 
 def _forbidden() -> Response | None:
     settings: Settings = current_app.extensions["ipgeo.settings"]
-    if not settings.allowed or request.endpoint in OPEN_ENDPOINTS:
+    if request.endpoint in OPEN_ENDPOINTS:
         return None
     ip = request_client_ip()
     if is_allowed(ip, settings.allowed):
@@ -175,6 +175,9 @@ def init_protection(app: Flask, settings: Settings) -> None:
         app.extensions["ipgeo.visits"] = VisitCounter(client, guard, settings.visit_ttl)
         app.extensions["ipgeo.readiness"]["redis"] = guard.check
     # The allowlist runs before the rate limiter, so refused clients cost no Redis call.
-    app.before_request(_forbidden)
+    # Settings are fixed for the app's life: without an allowlist the hook would only ever
+    # return None, so it is not installed at all (one call less on every request).
+    if settings.allowed:
+        app.before_request(_forbidden)
     if settings.rate_limit:
         _init_rate_limits(app, settings, guard)
