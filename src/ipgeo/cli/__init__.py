@@ -7,6 +7,7 @@ import click
 from ipgeo import __version__
 from ipgeo.cli.bulk import bulk
 from ipgeo.cli.common import load_service, load_settings
+from ipgeo.cli.dashboard import dashboard
 from ipgeo.cli.db import db
 from ipgeo.cli.deploy import healthcheck, nginx
 from ipgeo.cli.lookup import lookup
@@ -33,3 +34,4 @@ main.add_command(worker)
 main.add_command(up)
 main.add_command(nginx)
 main.add_command(healthcheck)
+main.add_command(dashboard)
