@@ -39,6 +39,10 @@ if [ ${#todo[@]} -gt 0 ]; then
     "$PY" -m pip wheel -q --find-links wheelhouse -w wheelhouse '.[supervisor,debug]' 2>&1 \
         | grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' -e '^ *!!' -e '^ *\*\*\*' -e '^ *$' \
             -e 'corresp(' -e 'license' -e 'SPDX' -e 'Feb-18' -e 'or your builds' -e 'packaging.python.org' || true
+    # Debian's Python in the images is 3.11.2: redis needs async-timeout below 3.11.3, which a
+    # newer host Python does not pull in.
+    "$PY" -m pip wheel -q --find-links wheelhouse -w wheelhouse 'async-timeout>=4.0.3' 2>&1 \
+        | grep -v -e '^WARNING: Location' || true
     "$PY" -m pip wheel -q --no-deps -w wheelhouse . >/dev/null 2>&1
 fi
 for target in ${todo[@]+"${todo[@]}"}; do
