@@ -268,6 +268,20 @@ def test_a_dying_child_stops_the_rest(tmp_path: Path) -> None:
         proc.kill_all()
 
 
+def test_a_dying_job_worker_stops_the_rest(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port())
+    try:
+        proc.wait_ready()
+        children = proc.descendants()
+        proc.child("worker").kill()
+        assert proc.proc.wait(timeout=30) != 0
+        assert "worker ended with status" in proc.output()
+        psutil.wait_procs(children, timeout=5)
+        assert not [p for p in children if p.is_running() and p.status() != "zombie"]
+    finally:
+        proc.kill_all()
+
+
 def test_children_stop_when_ipgeo_up_is_killed(tmp_path: Path) -> None:
     proc = UpProcess(tmp_path, free_port())
     try:
@@ -390,3 +404,21 @@ def test_healthcheck_command_speaks_uwsgi_and_http(up: UpProcess) -> None:
     )
     assert down.returncode != 0
     assert "unhealthy" in down.stderr
+
+
+def test_healthcheck_command_finds_the_job_worker(up: UpProcess) -> None:
+    ipgeo = str(Path(sys.executable).parent / "ipgeo")
+    sock = up.data_dir.resolve() / "redis" / "redis.sock"
+    for url, healthy in ((f"unix://{sock}", True), ("redis://127.0.0.1:1/0", False)):
+        result = subprocess.run(
+            [ipgeo, "healthcheck", "--worker"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "IPGEO_REDIS_URL": url,
+                "IPGEO_DATA_DIR": str(up.data_dir),
+            },
+        )
+        assert (result.returncode == 0) is healthy, result.stderr
