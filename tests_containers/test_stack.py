@@ -52,7 +52,8 @@ def test_unknown_host_is_dropped(stack: Stack) -> None:
 def test_every_container_is_healthy(stack: Stack) -> None:
     for name in stack.containers():
         if "_timezones_" not in name:  # the one-shot loader has exited
-            assert stack.healthy(name), name
+            # One check may time out on a busy machine; compose allows 3 retries too.
+            stack.wait_healthy(name, timeout=30)
 
 
 def test_visit_counter(stack: Stack) -> None:
