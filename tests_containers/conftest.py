@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -15,6 +16,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTAINERS_CONF = ROOT / "deploy" / "podman" / "containers.conf"
+# The default stack (without the opt-in `updates` profile).
+SERVICES = ("nginx", "app", "worker", "dashboard", "timezones", "redis", "postgis")
 
 
 def free_port() -> int:
@@ -30,9 +33,13 @@ class Stack:
         self.project = project
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.dashboard_port = free_port()
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
+        self.dashboard_auth = ("ipgeo", secrets.token_hex(8))
         self.env = os.environ | {
             "CONTAINERS_CONF": str(CONTAINERS_CONF),
             "IPGEO_PUBLISH": f"127.0.0.1:{port}",
+            "IPGEO_DASHBOARD_PUBLISH": f"127.0.0.1:{self.dashboard_port}",
             "IPGEO_APP_REPLICAS": "2",
             "IPGEO_ENV_FILE": str(env_file),
             "IPGEO_WHEELS": "host",
@@ -63,6 +70,13 @@ class Stack:
 
     def container(self, service: str, num: int = 1) -> str:
         return f"{self.project}_{service}_{num}"
+
+    def network(self) -> str:
+        """The compose project's network (podman-compose: ``<project>_default``)."""
+        out = self.podman(
+            "inspect", "-f", "{{json .NetworkSettings.Networks}}", self.container("app")
+        )
+        return str(next(iter(json.loads(out.stdout))))
 
     def containers(self) -> list[str]:
         out = self.podman(
@@ -98,16 +112,25 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env_file = tmp_path_factory.mktemp("env") / ".env"
-    example = (ROOT / ".env.example").read_text()
-    env_file.write_text(
-        example.replace("POSTGRES_PASSWORD=change-me", f"POSTGRES_PASSWORD={secrets.token_hex(12)}")
-    )
     project = f"ipgeoci{secrets.token_hex(3)}"
     stack = Stack(project, free_port(), env_file)
+    # .env.example as a user would edit it: the passwords changed (each appears twice).
+    password = secrets.token_hex(12)
+    env_file.write_text(
+        (ROOT / ".env.example")
+        .read_text()
+        .replace(":change-me@", f":{password}@")
+        .replace("POSTGRES_PASSWORD=change-me", f"POSTGRES_PASSWORD={password}")
+        .replace(
+            "IPGEO_DASHBOARD_PASSWORD=change-me",
+            f"IPGEO_DASHBOARD_PASSWORD={stack.dashboard_auth[1]}",
+        )
+    )
     try:
-        up = stack.compose("up", "-d", check=False)
+        # Named services: podman-compose 1.0 ignores `profiles` and would start db-update too.
+        up = stack.compose("up", "-d", *SERVICES, check=False)
         assert up.returncode == 0, up.stdout + up.stderr
-        for name in ("redis", "postgis", "app"):
+        for name in ("redis", "postgis", "app", "worker", "dashboard"):
             stack.wait_healthy(stack.container(name))
         stack.wait_healthy(stack.container("app", 2))
         stack.wait_http()

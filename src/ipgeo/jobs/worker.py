@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -100,17 +101,42 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
+def worker_command(name: str | None = None) -> list[str]:
+    """The command line of ``ipgeo worker`` in this Python environment."""
+    argv = [sys.executable, "-m", "ipgeo", "worker"]
+    return [*argv, "--name", name] if name else argv
+
+
+def worker_environment(redis_url: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a worker process on ``redis_url``."""
+    return {**os.environ, **(env or {}), "IPGEO_REDIS_URL": redis_url}
+
+
+def worker_registered(redis_url: str, name: str) -> bool:
+    """Whether the worker ``name`` has registered itself in Redis (it is ready for jobs)."""
+    connection = redis.Redis.from_url(redis_url, socket_connect_timeout=0.5)
+    try:
+        return bool(connection.exists(Worker.redis_worker_namespace_prefix + name))
+    except redis.RedisError:
+        return False
+    finally:
+        connection.close()
+
+
 def start_worker_process(
-    redis_url: str, env: dict[str, str] | None = None, output: IO[bytes] | None = None
+    redis_url: str,
+    env: Mapping[str, str] | None = None,
+    output: IO[bytes] | None = None,
+    name: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``ipgeo worker`` as a child process on ``redis_url`` (stop it with ``stop_worker``).
 
     The worker gets SIGTERM (a warm shutdown) if the starting process dies without stopping it.
+    ``ipgeo up`` passes ``output`` (a pipe it prefixes) and a ``name`` to check readiness.
     """
-    environment = {**os.environ, **(env or {}), "IPGEO_REDIS_URL": redis_url}
     return subprocess.Popen(
-        [sys.executable, "-m", "ipgeo", "worker"],
-        env=environment,
+        worker_command(name),
+        env=worker_environment(redis_url, env),
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,

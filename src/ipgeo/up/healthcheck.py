@@ -60,3 +60,20 @@ def http_status(url: str, timeout: float = 3) -> int:
         return conn.getresponse().status
     finally:
         conn.close()
+
+
+def worker_registered_here(redis_url: str, hostname: str | None = None) -> bool:
+    """Whether an RQ worker running on this host (a container: its hostname) is registered."""
+    import redis
+    from rq import Worker
+
+    host = hostname or socket.gethostname()
+    connection = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        keys: set[bytes] = connection.smembers(Worker.redis_workers_keys)  # type: ignore[assignment]
+        hostnames: list[bytes | None] = [connection.hget(key.decode(), "hostname") for key in keys]  # type: ignore[misc]
+        return host.encode() in hostnames
+    except redis.RedisError:
+        return False
+    finally:
+        connection.close()

@@ -17,7 +17,7 @@ STATIC_ROOT = Path(__file__).resolve().parent.parent / "web" / "static"
 # Must match `harakiri` in deploy/uwsgi.ini and `timeout` in deploy/gunicorn.conf.py: nginx's
 # upstream timeouts are derived from it so they stay above the app server's own limit.
 REQUEST_TIMEOUT = 30
-# Used until the upload limit setting exists (IPGEO_MAX_UPLOAD, background jobs issue).
+# nginx's own default; callers pass IPGEO_MAX_UPLOAD.
 DEFAULT_MAX_BODY = 1024 * 1024
 
 

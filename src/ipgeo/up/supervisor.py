@@ -44,6 +44,10 @@ class Child:
     ready: ReadyCheck | None = None
     # The signal that asks this program for a graceful stop (nginx: SIGQUIT).
     stop_signal: signal.Signals = signal.SIGTERM
+    # Stops the process instead of ``stop_signal`` (e.g. the job worker's warm-then-cold stop).
+    stop: Callable[[subprocess.Popen[bytes]], None] | None = field(default=None, repr=False)
+    # Runs once the process is gone (removing sockets and temporary directories).
+    cleanup: Callable[[], None] | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -142,6 +146,8 @@ class Supervisor:
         proc = child.process
         if proc is None:
             return
+        if proc.poll() is None and child.stop is not None:
+            child.stop(proc)
         if proc.poll() is None:
             try:
                 proc.send_signal(child.stop_signal)
@@ -154,6 +160,8 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        if child.cleanup is not None:
+            child.cleanup()
 
     def _wait_ready(self, child: Child, ready: ReadyCheck) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -230,20 +238,6 @@ def unix_ready(path: Path) -> ReadyCheck:
             except OSError:
                 return False
             return True
-
-    return check
-
-
-def redis_ready(host: str, port: int) -> ReadyCheck:
-    """A check that passes once Redis answers PING (it accepts before loading its data)."""
-
-    def check() -> bool:
-        try:
-            with socket.create_connection((host, port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
 
     return check
 

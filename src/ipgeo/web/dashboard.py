@@ -51,7 +51,7 @@ def _authorized(settings: Settings) -> bool:
     return user_ok and password_ok
 
 
-def init_dashboard(app: Flask, settings: Settings) -> bool:
+def init_dashboard(app: Flask, settings: Settings, prefix: str = DASHBOARD_PREFIX) -> bool:
     """Mount rq-dashboard when a user, a password and Redis are configured; True if mounted."""
     if not (settings.dashboard_user and settings.dashboard_password):
         return False
@@ -69,7 +69,7 @@ def init_dashboard(app: Flask, settings: Settings) -> bool:
     app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     rq_dashboard_web.setup_rq_connection(app)
-    app.register_blueprint(rq_dashboard_web.blueprint, url_prefix=DASHBOARD_PREFIX)
+    app.register_blueprint(rq_dashboard_web.blueprint, url_prefix=prefix)
 
     @app.before_request
     def _dashboard_auth() -> Response | None:
@@ -90,3 +90,18 @@ def init_dashboard(app: Flask, settings: Settings) -> bool:
         return response
 
     return True
+
+
+def create_dashboard_app(settings: Settings) -> Flask:
+    """rq-dashboard alone (``ipgeo dashboard``), configured exactly as at ``/admin/rq``."""
+    app = Flask("ipgeo.dashboard")
+    if not init_dashboard(app, settings, prefix=""):
+        raise RuntimeError(
+            "the dashboard needs IPGEO_DASHBOARD_USER, IPGEO_DASHBOARD_PASSWORD and IPGEO_REDIS_URL"
+        )
+
+    @app.get("/healthz")
+    def _healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    return app
