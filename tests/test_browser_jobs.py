@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,14 +13,14 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from tests import test_browser
-from tests.conftest import free_port
+from tests import browser_harness
+from tests.browser_harness import Visit, serve
 from tests.fakedns import FakeDnsServer
 from tests.test_jobs_acceptance import BAD_EVERY, write_log
 
-browser = test_browser.browser
-visit = test_browser.visit
-Visit = test_browser.Visit
+browser = browser_harness.browser
+visit = browser_harness.visit
+
 LINES = 150_000
 
 # Records every value the job page's progress bar shows, across the reload into the result.
@@ -45,7 +42,6 @@ document.addEventListener("DOMContentLoaded", () => {
 @pytest.fixture(scope="module")
 def server(fake_dns: FakeDnsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`ipgeo serve` as `make run` runs it: embedded Redis and one job worker."""
-    port = free_port()
     tmp = tmp_path_factory.mktemp("serve-jobs")
     env = {key: value for key, value in os.environ.items() if not key.startswith("IPGEO_")}
     env |= {
@@ -54,33 +50,7 @@ def server(fake_dns: FakeDnsServer, tmp_path_factory: pytest.TempPathFactory) ->
         "IPGEO_DATA_DIR": str(tmp / "data"),
         "IPGEO_JOB_PROGRESS_INTERVAL": "0.1",
     }
-    log_path = tmp / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ipgeo", "serve", "--port", str(port), "--workers", "1"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:
-                if response.status == 200 and b"Worker" in log_path.read_bytes():
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"ipgeo serve did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.1)
-    yield base
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    yield from serve(env, tmp / "serve.log", ready_log=b"Worker", stop_timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +60,7 @@ def upload_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     return path, bad
 
 
-def _progress_seen(v: test_browser.Visit) -> list[float]:
+def _progress_seen(v: Visit) -> list[float]:
     try:
         values = v.page.evaluate("JSON.parse(sessionStorage.getItem('progress') || '[]')")
     except PlaywrightError:
@@ -99,7 +69,7 @@ def _progress_seen(v: test_browser.Visit) -> list[float]:
 
 
 def test_upload_progress_result_map_and_download(
-    visit: Callable[..., test_browser.Visit], upload_file: tuple[Path, int], tmp_path: Path
+    visit: Callable[..., Visit], upload_file: tuple[Path, int], tmp_path: Path
 ) -> None:
     path, bad = upload_file
     v = visit()
@@ -164,7 +134,7 @@ def test_upload_progress_result_map_and_download(
     v.check_clean()
 
 
-def test_pasted_text_on_a_narrow_screen(visit: Callable[..., test_browser.Visit]) -> None:
+def test_pasted_text_on_a_narrow_screen(visit: Callable[..., Visit]) -> None:
     v = visit(width=375)
     v.page.goto(v.base + "/jobs")
     v.page.get_by_label("…or paste addresses or log lines").fill(
@@ -181,7 +151,7 @@ def test_pasted_text_on_a_narrow_screen(visit: Callable[..., test_browser.Visit]
     v.check_clean()
 
 
-def test_empty_submit_says_what_to_do(visit: Callable[..., test_browser.Visit]) -> None:
+def test_empty_submit_says_what_to_do(visit: Callable[..., Visit]) -> None:
     v = visit()
     v.page.goto(v.base + "/jobs")
     v.page.get_by_role("button", name="Start job").click()

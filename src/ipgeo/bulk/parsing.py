@@ -179,3 +179,21 @@ def detect(sample: list[bytes | None], ip_column: str | None) -> str | None:
     if len(header) > 1 and any(name in header for name in names):
         return "csv"
     return None
+
+
+def guess_json_field(sample: list[bytes | None]) -> str | None:
+    """The usual IP field name found in the first JSON line of ``sample``, if any."""
+    for line in sample:
+        if not line or not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(value, dict):
+            return None
+        for name in IP_NAMES:
+            if isinstance(value.get(name), str):
+                return name
+        return None
+    return None

@@ -13,7 +13,7 @@ import os
 import stat
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -118,3 +118,31 @@ def read_batches(source: Source, max_line: int = MAX_LINE) -> Iterator[list[byte
             yield lines
     if carry:
         yield [carry if len(carry) <= max_line else None]
+
+
+def total_size(inputs: Sequence[Input]) -> int | None:
+    """The bytes of all inputs together, or ``None`` when one has no known size."""
+    total = 0
+    for item in inputs:
+        if isinstance(item, tuple):
+            size = _stream_size(item[1])
+            if size is None:
+                return None
+            total += size
+            continue
+        if str(item) == "-":
+            return None
+        try:
+            total += Path(item).stat().st_size
+        except OSError:
+            return None
+    return total
+
+
+def _stream_size(stream: BinaryIO) -> int | None:
+    """The size of a stream that is a regular file (an opened upload), else ``None``."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
