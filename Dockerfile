@@ -49,10 +49,11 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse
         'ipgeo[supervisor]' \
  && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/venv -depth \( -name __pycache__ -o -name tests -o -name '*.pyi' \) -exec rm -rf {} + \
- # numpy is here only for timezonefinder's arrays: drop the subpackages nothing imports
- # (checked by `python -X importtime`; tests_containers runs a polygon lookup in the image).
+ # numpy serves timezonefinder, shapely and the bulk engine: drop only its build-time parts
+ # (numpy.ma, random, fft… are imported at run time by the bulk jobs; tests_containers runs
+ # a polygon lookup and a bulk job in the image).
  && cd /opt/venv/lib/python3.11/site-packages/numpy \
- && rm -rf random f2py distutils ma polynomial fft _core/include _core/_simd.*.so _pyinstaller \
+ && rm -rf f2py distutils _core/include _pyinstaller \
  && cd / \
  # Data packages (the bundled GeoLite2 database, the time-zone polygons) go into a layer of
  # their own: they are most of the bytes and change least often.

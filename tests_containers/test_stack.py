@@ -75,7 +75,7 @@ def test_bulk_job_runs_on_the_worker_container(stack: Stack) -> None:
     }:
         assert time.monotonic() < deadline, status
         time.sleep(0.3)
-    assert status["status"] == "finished", status
+    assert status["status"] == "finished", status.get("error")
     assert status["summary"]["valid"] == 3
     # The upload went to the app container, the worker read it from the shared volume.
     worker_logs = stack.podman("logs", stack.container("worker")).stdout
