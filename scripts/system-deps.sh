@@ -6,14 +6,4 @@ packages+=(nginx)  # nginx-in-front tests, `nginx -t` on generated configs
 packages+=(chromium fonts-dejavu-core fonts-noto-color-emoji)  # browser tests (flags need emoji)
 packages+=(wrk)  # tests/test_bench_http.py drives the benchmark's Lua script with it
 packages+=(postgresql-15-postgis-3)  # private PostGIS servers for the time-zone tests
-missing=()
-for pkg in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "system-deps: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+exec bash "$(dirname "$0")/apt-install-missing.sh" system-deps "${packages[@]}"
