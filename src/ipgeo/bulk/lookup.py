@@ -187,18 +187,23 @@ class CachedLookup:
                 cache.popitem(last=False)
         return result  # type: ignore[return-value]
 
+    def _split_reserved(self, addresses: list[Address], out: list[Any]) -> dict[int, list[int]]:
+        """Answer reserved addresses into ``out``; return the other positions by IP version."""
+        public: dict[int, list[int]] = {4: [], 6: []}
+        reserved = self._reserved.is_reserved_number
+        for position, (_, version, number) in enumerate(addresses):
+            if reserved(version, number):
+                out[position] = self._slow(_ip_of(addresses[position]))
+            else:
+                public[version].append(position)
+        return public
+
     def _lookup(self, addresses: list[Address]) -> list[Entry]:
         self.lookups += len(addresses)
         if self._tree is None:
             return [self._slow(_ip_of(address)) for address in addresses]
         entries: list[Entry | None] = [None] * len(addresses)
-        public: dict[int, list[int]] = {4: [], 6: []}
-        reserved = self._reserved.is_reserved_number
-        for position, (_, version, number) in enumerate(addresses):
-            if reserved(version, number):
-                entries[position] = self._slow(_ip_of(addresses[position]))
-            else:
-                public[version].append(position)
+        public = self._split_reserved(addresses, entries)
         for version, positions in public.items():
             if not positions:
                 continue
@@ -291,13 +296,7 @@ class CachedLookup:
             if self._tree is None or self._asn:
                 return list(self._get_many(addresses))
             result: list[Entry | tuple[int, int, PlaceRow | None] | None] = [None] * len(addresses)
-            public: dict[int, list[int]] = {4: [], 6: []}
-            reserved = self._reserved.is_reserved_number
-            for position, (_, version, number) in enumerate(addresses):
-                if reserved(version, number):
-                    result[position] = self._slow(_ip_of(addresses[position]))
-                else:
-                    public[version].append(position)
+            public = self._split_reserved(addresses, result)
             if self.generation != generation:
                 known = ()  # the databases were swapped: the caller's pointers are stale
             rows: dict[int, PlaceRow] = {}
