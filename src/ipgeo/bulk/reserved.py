@@ -62,6 +62,10 @@ class ReservedFilter:
         self._exact_only = networks is None
         self._spans = {version: _merged(networks or [], version) for version in (4, 6)}
 
+    def spans(self, version: int) -> tuple[list[int], list[int]] | None:
+        """Starts and ends of the merged ranges outside which every address is public."""
+        return None if self._exact_only else self._spans[version]
+
     def is_reserved_number(self, version: int, number: int) -> bool:
         """``is_reserved`` for an address given as version and integer."""
         if not self._exact_only:
