@@ -17,9 +17,11 @@ from flask import Flask
 
 from ipgeo.bulk.json_batch import JsonBatch
 from ipgeo.bulk.mmdbtree import IPv4Walker, SearchTree
+from ipgeo.bulk.reserved import reserved_spans_v4
 from ipgeo.dbupdate.install import install
 from ipgeo.formats import to_json
 from ipgeo.geo import GeoError, GeoService
+from ipgeo.geo.queries import reserved_reason
 from ipgeo.settings import Settings
 from ipgeo.web.app import create_app
 from ipgeo.web.errors import ApiError
@@ -159,7 +161,7 @@ def test_time_zone_fill_in_from_polygons(
         tmp_path / "dbip.mmdb",
         {
             "81.2.69.0/24": city_record("United Kingdom", "GB", "London", 51.5, -0.12),
-            "89.160.20.0/24": city_record("Sweden", "SE", "Linköping", 58.4, 15.6),
+            "89.160.20.0/24": city_record("Sweden", "SE", "Linköping 100% {x} \\u0000", 58.4, 15.6),
             "2.125.160.0/20": city_record("Nowhere", "XX", "Sea", 0.0, -160.0),
             "1.0.0.0/24": {"country": {"iso_code": "AU", "names": {"en": "Australia"}}},
         },
@@ -207,3 +209,18 @@ def test_walker_equals_the_tree_walk(app: Flask, testdata: Path) -> None:
         pointers, prefixes = IPv4Walker(tree).lookup(np.array(numbers, dtype=np.int64))
         assert (pointers.tolist(), prefixes.tolist()) == tree.lookup_v4(numbers)
         tree.close()
+
+
+def test_reserved_spans_equal_reserved_reason() -> None:
+    spans = reserved_spans_v4()
+    assert spans is not None
+    starts, ends = spans
+    rng = random.Random(7)
+    numbers = [rng.getrandbits(32) for _ in range(20000)]
+    for start, end in zip(starts, ends, strict=True):  # both sides of every edge
+        numbers += [start - 1, start, end, end + 1]
+    for number in numbers:
+        if not 0 <= number < 1 << 32:
+            continue
+        inside = any(start <= number <= end for start, end in zip(starts, ends, strict=True))
+        assert inside == (reserved_reason(ipaddress.IPv4Address(number)) is not None), number

@@ -26,36 +26,33 @@ import numpy as np
 import orjson
 
 from ipgeo.bulk.mmdbtree import IntArray, IPv4Walker, SearchTree
-from ipgeo.bulk.reserved import ReservedFilter
+from ipgeo.bulk.reserved import ReservedFilter, reserved_spans_v4
 from ipgeo.geo import FIELDS, GeoService
 from ipgeo.geo.database import MaxMindDatabase, place_from_record
 from ipgeo.geo.timezones import zone_details
 
-DEFAULT_CACHE_SIZE = 32_768  # templates of ~0.5 kB each: ~25 MB per process when full
-# Per-batch values go into a record's template through these markers (orjson escapes
-# control characters, so a raw NUL never occurs in its output).
-_ZONE_MARKS = ("\0z", "\0s", "\0o", "\0t")  # time_zone, time_zone_source, utc_offset, local_time
-_ASN_MARKS = ("\0n", "\0g")  # asn, asn_org
-_MARKS = dict(
-    zip(
-        ("time_zone", "time_zone_source", "utc_offset", "local_time", "asn", "asn_org"),
-        _ZONE_MARKS + _ASN_MARKS,
-        strict=True,
-    )
-)
-_CONSTANTS = {"version": "4", "hostname": "null", "addresses": "null"}
-_SLOTS = {"ip": 0, "query": 0, "network": 1}  # per-address values: IP text, network text
-_NULL_ZONE = ("null",) * 4
+# Uniformly random addresses touch ~130,000 records per million; real traffic far fewer.
+DEFAULT_CACHE_SIZE = 65_536  # ~0.8 kB per entry: ~50 MB per process when full
+# A record's template is formatted twice: once per batch with the values of the fields in
+# ``_MARKED`` (``%s``), then per address with its IP text and network (``%%s``, ``%%d``).
+_MARKED = ("time_zone", "time_zone_source", "utc_offset", "local_time", "asn", "asn_org")
+_SLOTS = {"ip": b'"%%s"', "query": b'"%%s"', "network": b'"%%d.%%d.%%d.%%d/%%d"'}
+_CONSTANTS: dict[str, Any] = {"version": 4, "hostname": None, "addresses": None}
+# Stand-ins while the template is serialized (orjson escapes a NUL as ``\u0000``).
+_SLOT, _MARK = "\0slot", "\0mark"
+_SLOT_JSON, _MARK_JSON = b'"\\u0000slot"', b'"\\u0000mark"'
+_NULL_ZONE = (b"null",) * 4
+_NULL_ASN = (b"null",) * 2
 _pton4 = partial(socket.inet_pton, socket.AF_INET)
 
 # A record's cached part: its template and how to find its time zone (None: it has none).
 ZoneKey = tuple[str, str, float, float] | None  # (source, zone name, latitude, longitude)
-Template = tuple[str, ZoneKey]
+Template = tuple[bytes, ZoneKey]
 
 
-def _json(value: Any) -> str:
-    """A value as JSON text, safe inside a %-template."""
-    return orjson.dumps(value).decode().replace("%", "%%")
+def _json(value: Any) -> bytes:
+    """A value as JSON, safe inside a %-template."""
+    return orjson.dumps(value).replace(b"%", b"%%")
 
 
 class JsonBatch:
@@ -67,15 +64,17 @@ class JsonBatch:
         self._lock = threading.Lock()
         self._templates: OrderedDict[tuple[int, tuple[str, ...] | None, str | None], Template]
         self._templates = OrderedDict()
-        self._asn_values: dict[int, tuple[str, str]] = {}
+        self._asn_values: dict[int, tuple[bytes, bytes]] = {}
+        self._zone_keys: dict[ZoneKey, ZoneKey] = {}
         self._generation = -1
         self._city: MaxMindDatabase | None = None
         self._asn: MaxMindDatabase | None = None
         self._walkers: tuple[IPv4Walker, IPv4Walker | None] | None = None
-        spans = ReservedFilter().spans(4)
-        self._reserved_exact = ReservedFilter().is_reserved_number
+        spans = reserved_spans_v4()
+        self._reserved_exact = ReservedFilter().is_reserved_number if spans is None else None
         self._starts = np.array(spans[0] if spans else [0], dtype=np.int64)
         self._ends = np.array(spans[1] if spans else [(1 << 32) - 1], dtype=np.int64)
+        self._zone_cache: dict[ZoneKey, tuple[int, tuple[bytes, ...]]] = {}
 
     def _sync(self) -> None:
         """Follow a database reload: new trees, nothing cached from the old files."""
@@ -85,6 +84,7 @@ class JsonBatch:
             return
         self._templates.clear()
         self._asn_values.clear()
+        self._zone_keys.clear()
         self._city, self._asn = self.service.city, self.service.asn
         self._generation = generation
         city = _walker(self._city)
@@ -94,9 +94,9 @@ class JsonBatch:
 
     def answer(
         self, queries: list[str], fields: tuple[str, ...] | None, lang: str | None
-    ) -> list[str | None]:
-        """The JSON text of each query's answer, or ``None`` where the regular path answers."""
-        out: list[str | None] = [None] * len(queries)
+    ) -> list[bytes | None]:
+        """The JSON of each query's answer, or ``None`` where the regular path answers."""
+        out: list[bytes | None] = [None] * len(queries)
         if not queries:
             return out
         positions, numbers = _parse_ipv4(queries)
@@ -128,12 +128,13 @@ class JsonBatch:
         return out
 
     def _public(self, numbers: IntArray) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """False for reserved addresses (checked exactly within the candidate ranges)."""
+        """False for reserved addresses (private, loopback, multicast, …)."""
         index = np.searchsorted(self._starts, numbers, side="right") - 1
         candidate = (index >= 0) & (numbers <= self._ends[np.maximum(index, 0)])
         public = ~candidate
-        for position in np.flatnonzero(candidate).tolist():
-            public[position] = not self._reserved_exact(4, int(numbers[position]))
+        if self._reserved_exact is not None:  # candidate ranges only: check each exactly
+            for position in np.flatnonzero(candidate).tolist():
+                public[position] = not self._reserved_exact(4, int(numbers[position]))
         return public
 
     def _templates_for(
@@ -143,41 +144,45 @@ class JsonBatch:
         fields: tuple[str, ...],
         lang: str | None,
         asn_walker: IPv4Walker | None,
-    ) -> list[str] | None:
+    ) -> list[bytes] | None:
         """The template of each distinct key with this batch's zone and ASN values put in."""
         now = datetime.now(UTC)
-        zones: dict[ZoneKey, tuple[str, ...]] = {}
-        wants_zone = any(name in fields for name in _MARKS if name not in ("asn", "asn_org"))
-        wants_asn = "asn" in fields or "asn_org" in fields
-        result: list[str] = []
+        second = int(now.timestamp())
+        zones: dict[ZoneKey, tuple[bytes, ...]] = {}
+        marks = [_MARKED.index(name) for name in fields if name in _MARKED]
+        pick = itemgetter(*marks) if marks else None
+        cached = self._templates
+        result: list[bytes] = []
         for key, sample in zip(keys.tolist(), samples.tolist(), strict=True):
             pointer = key >> 32 if asn_walker is not None else key
-            found = self._template(pointer, sample, fields, lang)
+            cache_key = (pointer, fields, lang)
+            found = cached.get(cache_key)
             if found is None:
-                return None  # a record the regular path must answer: leave the whole batch to it
+                found = self._template(cache_key, sample)
+                if found is None:
+                    return None  # a record the regular path must answer: leave it the batch
+            else:
+                cached.move_to_end(cache_key)
             text, zone_key = found
-            if wants_zone:
-                values = zones.get(zone_key)
-                if values is None:
-                    values = zones[zone_key] = self._zone_values(zone_key, now)
-                for mark, value in zip(_ZONE_MARKS, values, strict=True):
-                    text = text.replace(mark, value)
-            if wants_asn:
-                asn_pointer = key & 0xFFFFFFFF if asn_walker is not None else -1
-                for mark, value in zip(_ASN_MARKS, self._asn_of(asn_pointer, sample), strict=True):
-                    text = text.replace(mark, value)
-            result.append(text)
+            if pick is None:
+                result.append(text % ())
+                continue
+            values = zones.get(zone_key)
+            if values is None:
+                values = zones[zone_key] = self._zone_values(zone_key, now, second)
+            if asn_walker is not None:
+                values += self._asn_of(key & 0xFFFFFFFF, sample)
+            else:
+                values += _NULL_ASN
+            result.append(text % pick(values))
         return result
 
     def _template(
-        self, pointer: int, sample: int, fields: tuple[str, ...], lang: str | None
+        self, cache_key: tuple[int, tuple[str, ...], str | None], sample: int
     ) -> Template | None:
-        cache_key = (pointer, fields, lang)
-        found = self._templates.get(cache_key)
-        if found is not None:
-            self._templates.move_to_end(cache_key)
-            return found
+        """Make and remember the template of a record (``None``: the regular path answers)."""
         assert self._city is not None
+        _, fields, lang = cache_key
         record = self._city.record(_ipv4(sample))
         if record is None:
             return None
@@ -187,48 +192,52 @@ class JsonBatch:
             zone_key = ("database", place.time_zone, 0.0, 0.0)
         elif place.latitude is not None and place.longitude is not None:
             zone_key = ("polygon", "", place.latitude, place.longitude)
-        pieces = []
-        for name in fields:
-            if name in _SLOTS:
-                value = '"%s"'
-            elif name in _CONSTANTS:
-                value = _CONSTANTS[name]
-            elif name in _MARKS:
-                value = _MARKS[name]
-            else:
-                value = _json(getattr(place, name))
-            pieces.append(f'"{name}":{value}')
-        found = ("{" + ",".join(pieces) + "}", zone_key)
+        row = {
+            name: _SLOT
+            if name in _SLOTS
+            else _MARK
+            if name in _MARKED
+            else _CONSTANTS[name]
+            if name in _CONSTANTS
+            else getattr(place, name)
+            for name in fields
+        }
+        text = orjson.dumps(row).replace(b"%", b"%%%%").replace(_MARK_JSON, b"%s")
+        pieces = text.split(_SLOT_JSON)
+        slots = iter([_SLOTS[name] for name in fields if name in _SLOTS])
+        text = pieces[0] + b"".join(next(slots) + piece for piece in pieces[1:])
+        found = (text, self._zone_keys.setdefault(zone_key, zone_key))  # one copy per zone
         self._templates[cache_key] = found
         if len(self._templates) > self.cache_size:
             self._templates.popitem(last=False)
         return found
 
-    def _zone_values(self, zone_key: ZoneKey, now: datetime) -> tuple[str, ...]:
-        """JSON texts of time_zone, time_zone_source, utc_offset, local_time (as ``lookup_ip``)."""
+    def _zone_values(self, zone_key: ZoneKey, now: datetime, second: int) -> tuple[bytes, ...]:
+        """JSON of time_zone, time_zone_source, utc_offset, local_time (as ``lookup_ip``)."""
         if zone_key is None:
             return _NULL_ZONE
         source, name, latitude, longitude = zone_key
-        if source == "polygon":
-            name = self.service.timezones.locate(latitude, longitude) or ""
-            if not name:
-                return _NULL_ZONE
-        zone = zone_details(name, source, now)
-        if zone is None:
-            return _NULL_ZONE
-        return tuple(
-            _json(value) for value in (zone.name, zone.source, zone.utc_offset, zone.local_time)
-        )
+        if source == "database":
+            # The same within one second of UTC (zone offsets are whole seconds); polygon
+            # zones are looked up again per batch, as the locator's state may change.
+            cached = self._zone_cache.get(zone_key)
+            if cached is None or cached[0] != second:
+                if len(self._zone_cache) > 4096:
+                    self._zone_cache.clear()
+                cached = self._zone_cache[zone_key] = (second, _zone_json(name, source, now))
+            return cached[1]
+        name = self.service.timezones.locate(latitude, longitude) or ""
+        return _zone_json(name, source, now) if name else _NULL_ZONE
 
-    def _asn_of(self, pointer: int, sample: int) -> tuple[str, str]:
+    def _asn_of(self, pointer: int, sample: int) -> tuple[bytes, bytes]:
         """JSON texts of asn and asn_org (as ``GeoService.asn_of``)."""
         if self._asn is None or pointer <= self._asn.info.node_count:
-            return "null", "null"
+            return _NULL_ASN
         found = self._asn_values.get(pointer)
         if found is None:
             record = self._asn.record(_ipv4(sample))
             if not record:
-                return "null", "null"
+                return _NULL_ASN
             found = (
                 _json(record.get("autonomous_system_number")),
                 _json(record.get("autonomous_system_organization")),
@@ -271,38 +280,44 @@ def _parse_ipv4(queries: list[str]) -> tuple[list[int], IntArray]:
 
 
 def _fill(
-    out: list[str | None],
+    out: list[bytes | None],
     queries: list[str],
     positions: list[int],
-    templates: list[str],
+    templates: list[bytes],
     numbers: IntArray,
     prefixes: IntArray,
     fields: tuple[str, ...],
 ) -> None:
-    """Put the per-address values into each address's template."""
-    slots = [_SLOTS[name] for name in fields if name in _SLOTS]
-    texts = [queries[position] for position in positions]
-    if not slots:
-        answers = templates
+    """Put the per-address values (IP text, network) into each address's template."""
+    columns: list[list[Any]] = []
+    texts: list[bytes] = []
+    octets: list[list[int]] = []
+    for name in fields:
+        if name in ("ip", "query"):
+            texts = texts or [queries[position].encode() for position in positions]
+            columns.append(texts)
+        elif name == "network":
+            if not octets:
+                masks = (0xFFFFFFFF << (32 - prefixes)) & 0xFFFFFFFF
+                network = (numbers & masks).astype(">u4").view(np.uint8).reshape(-1, 4).T
+                octets = [*network.tolist(), prefixes.tolist()]
+            columns.extend(octets)
+    if columns:
+        answers = [
+            template % values
+            for template, values in zip(templates, zip(*columns, strict=True), strict=True)
+        ]
     else:
-        networks: list[str] | list[None] = [None] * len(texts)
-        if 1 in slots:
-            masks = (0xFFFFFFFF << (32 - prefixes)) & 0xFFFFFFFF
-            octets = (numbers & masks).astype(">u4").view(np.uint8).reshape(-1, 4).T.tolist()
-            networks = [
-                "%d.%d.%d.%d/%d" % values  # noqa: UP031 (the fastest formatting here)
-                for values in zip(*octets, prefixes.tolist(), strict=True)
-            ]
-        if slots == [0, 0, 1]:
-            answers = [
-                template % (text, text, network)
-                for template, text, network in zip(templates, texts, networks, strict=True)
-            ]
-        else:
-            pick = itemgetter(*slots)
-            answers = [
-                template % pick((text, network))
-                for template, text, network in zip(templates, texts, networks, strict=True)
-            ]
+        answers = [template % () for template in templates]
     for position, answer in zip(positions, answers, strict=True):
         out[position] = answer
+
+
+def _zone_json(name: str, source: str, now: datetime) -> tuple[bytes, ...]:
+    """The four zone fields' JSON for zone ``name`` at ``now``."""
+    zone = zone_details(name, source, now)
+    if zone is None:
+        return _NULL_ZONE
+    return tuple(
+        _json(value) for value in (zone.name, zone.source, zone.utc_offset, zone.local_time)
+    )

@@ -98,15 +98,15 @@ def batch_body(queries: list[str], fields: tuple[str, ...] | None, lang: str | N
     Byte for byte ``to_json(batch_answers(queries, fields, lang))`` (tests compare them).
     """
     fast = _json_batch()
-    texts: list[str | None] = (
+    texts: list[bytes | None] = (
         fast.answer(queries, fields, lang) if fast is not None else [None] * len(queries)
     )
     missing = [position for position, text in enumerate(texts) if text is None]
     if missing:
         answers = batch_answers([queries[position] for position in missing], fields, lang)
         for position, answer in zip(missing, answers, strict=True):
-            texts[position] = to_json(answer).decode()
-    return ("[" + ",".join(texts) + "]").encode()  # type: ignore[arg-type]
+            texts[position] = to_json(answer)
+    return b"[" + b",".join(texts) + b"]"  # type: ignore[arg-type]
 
 
 def _bulk_lookup(lang: str | None) -> CachedLookup | None:
