@@ -4,11 +4,12 @@ Per batch: the texts are parsed with ``inet_pton`` in one ``map``, reserved rang
 checked with one ``searchsorted``, the City (and ASN) search trees are walked for all
 addresses at once (``mmdbtree.IPv4Walker``). Each database record's part of the answer is
 kept as a JSON template in an LRU keyed by (record pointer, fields, language) for the
-database generation in service; per address only the IP and network texts are put in it.
-Offset and local time come from one clock per batch. The text equals what ``orjson``
-makes of the regular batch answer (``web.api.batch_answers``) for the same query; queries
-this path does not answer (IPv6, names, reserved addresses, addresses without a City
-record, odd spellings) are left to the regular path (``None``).
+database generation in service; per batch the zone and ASN values go into the templates
+of its distinct records (offset and local time from one clock per batch), then per address
+its IP text and network (one ``%`` each). The result equals what ``orjson`` makes of the
+regular batch answer (``web.api.batch_answers``) for the same query; queries this path
+does not answer (IPv6, names, reserved addresses, addresses without a City record, odd
+spellings) are left to the regular path (``None``).
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class JsonBatch:
         self._templates.clear()
         self._asn_values.clear()
         self._zone_keys.clear()
+        for walker in self._walkers or ():
+            if walker is not None:
+                walker.tree.close()
         self._city, self._asn = self.service.city, self.service.asn
         self._generation = generation
         city = _walker(self._city)
@@ -97,7 +101,7 @@ class JsonBatch:
     ) -> list[bytes | None]:
         """The JSON of each query's answer, or ``None`` where the regular path answers."""
         out: list[bytes | None] = [None] * len(queries)
-        if not queries:
+        if not queries or self.service.reverse_dns:  # hostnames: the regular path
             return out
         positions, numbers = _parse_ipv4(queries)
         with self._lock:
