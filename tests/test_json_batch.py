@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,23 @@ def test_reserved_spans_equal_reserved_reason() -> None:
             continue
         inside = any(start <= number <= end for start, end in zip(starts, ends, strict=True))
         assert inside == (reserved_reason(ipaddress.IPv4Address(number)) is not None), number
+
+
+def test_concurrent_batches_get_their_own_answers(app: Flask) -> None:
+    service: GeoService = app.extensions["ipgeo.geo"]
+    fields = "ip,network,city,country_iso,asn"
+    batches = [random_ipv4(random.Random(seed), 400) for seed in range(8)]
+    expected = [per_query(service, queries, fields, None) for queries in batches]
+    results: dict[int, bytes] = {}
+
+    def post(index: int) -> None:
+        client = app.test_client()
+        response = client.post(f"/api/v1/batch?fields={fields}", json=batches[index])
+        results[index] = response.data
+
+    threads = [threading.Thread(target=post, args=(index,)) for index in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[index] for index in range(len(batches))] == expected

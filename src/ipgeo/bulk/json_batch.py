@@ -24,6 +24,7 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from ipgeo.bulk.mmdbtree import IntArray, IPv4Walker, SearchTree
@@ -117,10 +118,10 @@ class JsonBatch:
                 numbers, pointers, prefixes = numbers[keep], pointers[keep], prefixes[keep]
             if not positions:
                 return out
-            keys = pointers
-            if asn_walker is not None:
-                asn_pointers = asn_walker.lookup(numbers)[0]
-                keys = pointers << 32 | asn_pointers
+            keys: npt.NDArray[np.integer[Any]] = pointers
+            if asn_walker is not None:  # both pointers in one key (each below 2**32)
+                asn_pointers = asn_walker.lookup(numbers)[0].astype(np.uint64)
+                keys = pointers.astype(np.uint64) << np.uint64(32) | asn_pointers
             distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
             texts = self._templates_for(
                 distinct, numbers[first], fields or FIELDS, lang, asn_walker
@@ -143,7 +144,7 @@ class JsonBatch:
 
     def _templates_for(
         self,
-        keys: IntArray,
+        keys: npt.NDArray[np.integer[Any]],
         samples: IntArray,
         fields: tuple[str, ...],
         lang: str | None,
