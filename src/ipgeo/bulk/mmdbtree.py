@@ -126,3 +126,62 @@ class SearchTree:
         """Release the mapping."""
         del self._tree
         self._map.close()
+
+
+class IPv4Walker:
+    """Array walks of IPv4 addresses through a ``SearchTree``; the first 16 levels are a table.
+
+    Numpy pays per operation, not per element: a batch of a thousand addresses costs about as
+    much per level as one address does. Looking the node at depth 16 up in a 65,536-entry
+    table (built once, ~1 MB) halves the levels walked per batch.
+    """
+
+    TABLE_BITS = 16
+
+    def __init__(self, tree: SearchTree) -> None:
+        self.tree = tree
+        top = np.arange(1 << self.TABLE_BITS, dtype=np.int64) << (32 - self.TABLE_BITS)
+        start = np.full(len(top), tree._ipv4_start, dtype=np.int64)
+        self._nodes, self._depths = self._descend(
+            start, np.zeros(len(top), dtype=np.int64), top, 0, self.TABLE_BITS
+        )
+
+    def _descend(
+        self, nodes: IntArray, depths: IntArray, numbers: IntArray, first: int, last: int
+    ) -> tuple[IntArray, IntArray]:
+        """Follow bits ``first`` … ``last - 1`` of ``numbers`` from ``nodes`` (not in place).
+
+        Returns the node or record pointer reached and the depth of each (``last`` for
+        walks still inside the tree; those that met a record keep the depth they met it at).
+        """
+        node_count = self.tree.node_count
+        nodes = nodes.copy()
+        depths = depths.copy()
+        index = np.flatnonzero(nodes < node_count)
+        current = nodes[index]
+        for depth in range(first, last):
+            if not index.size:
+                break
+            bits = (numbers[index] >> (31 - depth)) & 1
+            current = self.tree._records(current, bits)
+            done = current >= node_count
+            if done.any():
+                nodes[index[done]] = current[done]
+                depths[index[done]] = depth + 1
+                keep = ~done
+                index = index[keep]
+                current = current[keep]
+        nodes[index] = current
+        depths[index] = last
+        return nodes, depths
+
+    def lookup(self, numbers: IntArray) -> tuple[IntArray, IntArray]:
+        """``SearchTree.lookup_v4`` for an array of IPv4 integers, as arrays."""
+        top = numbers >> (32 - self.TABLE_BITS)
+        nodes, depths = self._descend(
+            self._nodes[top], self._depths[top], numbers, self.TABLE_BITS, 32
+        )
+        inside = nodes < self.tree.node_count  # ran out of bits without a record
+        nodes[inside] = self.tree.node_count
+        depths[inside] = 0
+        return nodes, depths

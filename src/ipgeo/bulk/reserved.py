@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 from typing import Any
 
 from ipgeo.geo.queries import _SPECIAL_NETS, reserved_reason
@@ -81,3 +82,33 @@ class ReservedFilter:
             if index < 0 or number > ends[index]:
                 return False
         return reserved_reason(ip) is not None
+
+
+def reserved_spans_v4() -> tuple[list[int], list[int]] | None:
+    """Exactly the IPv4 addresses ``reserved_reason`` names, as merged inclusive ranges.
+
+    ``reserved_reason`` only tests membership in the candidate networks, so it is constant
+    between consecutive network boundaries: one check per stretch decides it for all.
+    """
+    networks = _candidate_networks()
+    if networks is None:
+        return None
+    shared: Any = getattr(getattr(ipaddress, "_IPv4Constants", None), "_shared_address_space", None)
+    if shared is not None:
+        networks.append(shared)
+    bounds = {0, 1 << 32}
+    for network in networks:
+        if network.version == 4:
+            bounds.update((int(network.network_address), int(network.broadcast_address) + 1))
+    points = sorted(bounds)
+    starts: list[int] = []
+    ends: list[int] = []
+    for low, high in itertools.pairwise(points):
+        if reserved_reason(ipaddress.IPv4Address(low)) is None:
+            continue
+        if ends and ends[-1] == low - 1:
+            ends[-1] = high - 1
+        else:
+            starts.append(low)
+            ends.append(high - 1)
+    return starts, ends

@@ -10,8 +10,10 @@ from flask import Blueprint, Response, current_app, request
 
 from ipgeo import __version__
 from ipgeo.bulk import CachedLookup
+from ipgeo.bulk.json_batch import JsonBatch
 from ipgeo.formats import render, to_json
 from ipgeo.geo import ATTRIBUTION, FIELDS, GeoError, GeoService, LookupResult
+from ipgeo.geo.timezones import zone_details
 from ipgeo.web.answers import cached_lookup
 from ipgeo.web.errors import ApiError
 from ipgeo.web.openapi import openapi_document
@@ -73,7 +75,38 @@ def batch() -> Response:
         raise ApiError(
             413, "too_many_queries", f"a batch holds at most {limit} queries, not {len(queries)}"
         )
-    return json_response(batch_answers(queries, selected_fields(), language()))
+    fields = selected_fields()
+    body = batch_body(queries, fields, language())
+    return Response(body, status=200, mimetype="application/json")
+
+
+def _json_batch() -> JsonBatch | None:
+    """The app's fast batch path (``None`` when answers depend on reverse DNS)."""
+    service = geo_service()
+    if service.reverse_dns:
+        return None
+    fast: JsonBatch | None = current_app.extensions.get("ipgeo.json_batch")
+    if fast is None:
+        with _LOOKUPS_LOCK:
+            fast = current_app.extensions.setdefault("ipgeo.json_batch", JsonBatch(service))
+    return fast
+
+
+def batch_body(queries: list[str], fields: tuple[str, ...] | None, lang: str | None) -> bytes:
+    """The batch answer as JSON: plain IPv4 addresses via ``JsonBatch``, the rest as before.
+
+    Byte for byte ``to_json(batch_answers(queries, fields, lang))`` (tests compare them).
+    """
+    fast = _json_batch()
+    texts: list[bytes | None] = (
+        fast.answer(queries, fields, lang) if fast is not None else [None] * len(queries)
+    )
+    missing = [position for position, text in enumerate(texts) if text is None]
+    if missing:
+        answers = batch_answers([queries[position] for position in missing], fields, lang)
+        for position, answer in zip(missing, answers, strict=True):
+            texts[position] = to_json(answer)
+    return b"[" + b",".join(texts) + b"]"  # type: ignore[arg-type]
 
 
 def _bulk_lookup(lang: str | None) -> CachedLookup | None:
@@ -108,6 +141,10 @@ def batch_answers(
                 continue
             row = dict(zip(FIELDS, entry.row, strict=True))
             row["query"] = query.strip()
+            if row["time_zone"]:  # the engine's LRU keeps entries longer than their clock
+                zone = zone_details(row["time_zone"], row["time_zone_source"])
+                if zone is not None:
+                    row["utc_offset"], row["local_time"] = zone.utc_offset, zone.local_time
             append(row if fields is None else {name: row.get(name) for name in fields})
             continue
         try:
