@@ -13,7 +13,9 @@ if ls "$wheelhouse/noblas/numpy-$version-"*.whl >/dev/null 2>&1; then
     exit 0
 fi
 echo "numpy-noblas-wheel: building numpy $version without BLAS (once, several minutes)"
-"$py" -m pip wheel -q --no-deps --no-binary numpy "numpy==$version" -w "$wheelhouse/noblas" \
+# No wheel cache: a cached numpy built with other options must not stand in for this one.
+"$py" -m pip wheel -q --no-cache-dir --no-deps --no-binary numpy "numpy==$version" \
+    -w "$wheelhouse/noblas" \
     -Csetup-args=-Dallow-noblas=true -Csetup-args=-Dblas=none -Csetup-args=-Dlapack=none 2>&1 \
     | grep -v -e '^WARNING: Location' || true
 ls "$wheelhouse/noblas/numpy-$version-"*.whl >/dev/null
