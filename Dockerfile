@@ -34,7 +34,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY deploy ./deploy
 COPY src ./src
+COPY scripts/numpy-noblas-wheel.sh ./scripts/
 RUN /opt/venv/bin/pip wheel --no-cache-dir -w /wheelhouse '.[supervisor,debug]'
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc g++ python3-dev \
+ && bash scripts/numpy-noblas-wheel.sh /wheelhouse /opt/venv/bin/python
 
 # Wheels built on the host into ./wheelhouse.
 FROM scratch AS wheels-host
@@ -45,15 +49,20 @@ FROM wheels-${WHEELS} AS wheels
 FROM builder AS venv
 # COPY, not a bind mount: the build cache must notice a changed wheel.
 COPY --from=wheels /wheelhouse /wheelhouse
-RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse \
+# numpy without BLAS first (scripts/numpy-noblas-wheel.sh: PyPI's wheel bundles a 28 MB
+# OpenBLAS that nothing here uses); ipgeo's install then finds numpy already satisfied.
+# psycopg runs its pure-Python implementation on Debian's libpq5 (ipgeo-base) instead of
+# psycopg-binary's bundled libpq, OpenSSL and Kerberos (12 MB).
+RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse/noblas numpy \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse \
         'ipgeo[supervisor]' \
- && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
+ && /opt/venv/bin/pip uninstall -y pip setuptools wheel psycopg-binary \
  && find /opt/venv -depth \( -name __pycache__ -o -name tests -o -name '*.pyi' \) -exec rm -rf {} + \
  # numpy serves timezonefinder, shapely and the bulk engine: drop only its build-time parts
  # (numpy.ma, random, fft… are imported at run time by the bulk jobs; tests_containers runs
  # a polygon lookup and a bulk job in the image).
  && cd /opt/venv/lib/python3.11/site-packages/numpy \
- && rm -rf f2py distutils _core/include _pyinstaller \
+ && rm -rf f2py distutils _core/include _pyinstaller _core/_simd.*.so \
  && cd / \
  # Data packages (the bundled GeoLite2 database, the time-zone polygons) go into a layer of
  # their own: they are most of the bytes and change least often.
@@ -67,7 +76,10 @@ RUN /opt/venv/bin/python -m ensurepip >/dev/null \
 
 # The user and directories every ipgeo image has.
 FROM base AS ipgeo-base
-RUN groupadd --system --gid 10001 ipgeo \
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpq5 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+ && groupadd --system --gid 10001 ipgeo \
  && useradd --system --uid 10001 --gid ipgeo --home-dir /var/lib/ipgeo --shell /usr/sbin/nologin ipgeo \
  && install -d -o ipgeo -g ipgeo -m 0750 /var/lib/ipgeo /run/ipgeo
 
@@ -85,11 +97,20 @@ RUN rm -rf /usr/bin/perl* /usr/lib/x86_64-linux-gnu/perl-base /usr/share/perl5 \
         /usr/lib/python3.11/turtledemo /usr/lib/python3.11/lib-dynload/_sqlite3.* \
         /usr/lib/python3.11/lib-dynload/_dbm.* \
         /usr/lib/python3.11/distutils /usr/lib/x86_64-linux-gnu/libsqlite3.so* /usr/bin/openssl \
-        /usr/bin/gpgv /usr/lib/x86_64-linux-gnu/libgnutls* /usr/lib/x86_64-linux-gnu/libp11-kit* \
+        /usr/bin/gpgv \
         /var/log/* /var/cache/* /tmp/* \
- # Fail the build if anything left needs a library that was just removed.
- && ! { find /opt/venv /usr/lib/python3.11/lib-dynload /usr/bin /usr/sbin -type f \
-          \( -name '*.so*' -o -perm -u+x \) -exec ldd {} + 2>/dev/null | grep 'not found'; }
+ # The standard library as bytecode only (legacy .pyc next to where the .py was): tracebacks
+ # show no source lines for stdlib frames; ipgeo's and the other packages' sources stay.
+ && python3 -m compileall -q -b -j 0 /usr/lib/python3.11 \
+ && find /usr/lib/python3.11 -name '*.py' -delete \
+ && find /usr/lib/python3.11 -name __pycache__ -prune -exec rm -rf {} + \
+ # Fail the build if anything left needs a library that was just removed, if numpy is not
+ # the build without BLAS, or if psycopg cannot load libpq.
+ && ! { find /opt/venv /usr/lib/python3.11/lib-dynload /usr/bin /usr/sbin \
+          /usr/lib/x86_64-linux-gnu/libpq.so.5.* -type f \
+          \( -name '*.so*' -o -perm -u+x \) -exec ldd {} + 2>/dev/null | grep 'not found'; } \
+ && test ! -e /opt/venv/lib/python3.11/site-packages/numpy.libs \
+ && /opt/venv/bin/python -c 'import numpy, psycopg; print("libpq", psycopg.pq.version())'
 
 FROM scratch AS runtime
 ARG VERSION=0.1.0

