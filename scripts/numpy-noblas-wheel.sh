@@ -9,7 +9,14 @@ wheelhouse="$1"
 py="${2:-python3}"
 wheel="$(ls "$wheelhouse"/numpy-*.whl | sort -V | tail -n 1)"
 version="$(basename "$wheel" | cut -d- -f2)"
+# Kept outside the checkout as well, so that a fresh clone on the same machine reuses it.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/ipgeo/numpy-noblas"
 if ls "$wheelhouse/noblas/numpy-$version-"*.whl >/dev/null 2>&1; then
+    exit 0
+fi
+if ls "$cache/numpy-$version-"*.whl >/dev/null 2>&1; then
+    mkdir -p "$wheelhouse/noblas"
+    cp "$cache/numpy-$version-"*.whl "$wheelhouse/noblas/"
     exit 0
 fi
 echo "numpy-noblas-wheel: building numpy $version without BLAS (once, several minutes)"
@@ -19,3 +26,5 @@ echo "numpy-noblas-wheel: building numpy $version without BLAS (once, several mi
     -Csetup-args=-Dallow-noblas=true -Csetup-args=-Dblas=none -Csetup-args=-Dlapack=none 2>&1 \
     | grep -v -e '^WARNING: Location' || true
 ls "$wheelhouse/noblas/numpy-$version-"*.whl >/dev/null
+mkdir -p "$cache"
+cp "$wheelhouse/noblas/numpy-$version-"*.whl "$cache/"
