@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import operator
+import socket
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
+from itertools import compress, repeat
 from typing import BinaryIO
+
+import numpy as np
 
 from ipgeo.bulk.distinct import DistinctIPs
 from ipgeo.bulk.lookup import Address, CachedLookup, Entry, network_text, parse_address
@@ -20,6 +25,7 @@ from ipgeo.geo import GeoService
 
 _FRAGMENT_CACHE_SIZE = 1 << 18
 _TAIL = operator.attrgetter("tail")
+_PTON4 = partial(socket.inet_pton, socket.AF_INET)
 
 
 class BatchProcessor:
@@ -205,6 +211,64 @@ class BatchProcessor:
 
     def _resolve_located(self, pending: list[tuple[bytes, Token]], texts: list[str]) -> None:
         """``_resolve`` for per-line rows in the default CSV layout: rows from fragments."""
+        if len(self.fragments) > _FRAGMENT_CACHE_SIZE:
+            self.fragments.clear()
+        plain = list(map(operator.not_, map(operator.contains, texts, repeat(":"))))
+        if any(plain):
+            v4_pending = list(compress(pending, plain))
+            if self._resolve_v4(v4_pending, list(compress(texts, plain))):
+                if all(plain):
+                    return
+                others = list(map(operator.not_, plain))
+                pending, texts = list(compress(pending, others)), list(compress(texts, others))
+        self._resolve_each(pending, texts)
+
+    def _resolve_v4(self, pending: list[tuple[bytes, Token]], texts: list[str]) -> bool:
+        """``_resolve_located`` for IPv4 texts, vectorised; False (nothing done) unless every
+        text is a canonical IPv4 address and the lookup answers by record pointers."""
+        try:
+            packed = b"".join(map(_PTON4, texts))
+        except (OSError, ValueError):
+            return False
+        numbers = np.frombuffer(packed, dtype=">u4").astype(np.int64)
+        located = self.lookup.locate_v4(numbers, self.now, self.fragments)
+        if located is None:
+            return False
+        pointers, prefixes, rows, others = located
+        if self.lookup.generation != self._fragments_generation:
+            self._fragments_generation = self.lookup.generation
+            self.fragments.clear()
+        fragments = self.fragments
+        writer = self.writer
+        for pointer, place in rows.items():
+            if pointer not in fragments:
+                fragments[pointer] = (writer.place_fragment(place[0]), place[1])
+        self.distinct.add_packed_v4(packed)
+        memo, known = self.memo, self.known
+        if others:
+            for position, entry in others.items():
+                raw, token = pending[position]
+                token.entry = entry
+                token.tail = writer.tail(token.text, entry)
+                memo[raw] = known[raw] = token
+            keep = [position not in others for position in range(len(pending))]
+            pending = list(compress(pending, keep))
+            pointers = list(compress(pointers, keep))
+            prefixes = list(compress(prefixes, keep))
+            numbers = numbers[np.array(keep, dtype=bool)]
+            if not pending:
+                return True
+        found = list(map(fragments.__getitem__, pointers))
+        raws = [item[0] for item in pending]
+        tails = writer.ipv4_tails(raws, numbers, prefixes, [item[0] for item in found])
+        for (raw, token), tail, (_, facet) in zip(pending, tails, found, strict=True):
+            token.entry = Entry(token.text, (), facet, None, None)
+            token.tail = tail
+            memo[raw] = known[raw] = token
+        return True
+
+    def _resolve_each(self, pending: list[tuple[bytes, Token]], texts: list[str]) -> None:
+        """``_resolve_located`` one address after the other (any IP version)."""
         memo = self.memo
         addresses: list[Address] = []
         tokens: list[tuple[bytes, Token]] = []
@@ -215,8 +279,6 @@ class BatchProcessor:
             else:
                 addresses.append(address)
                 tokens.append(item)
-        if len(self.fragments) > _FRAGMENT_CACHE_SIZE:
-            self.fragments.clear()
         answers = self.lookup.locate(addresses, self.now, self.fragments)
         if self.lookup.generation != self._fragments_generation:
             self._fragments_generation = self.lookup.generation

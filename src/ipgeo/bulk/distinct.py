@@ -30,6 +30,12 @@ class DistinctIPs:
             if len(self._pending4) >= 4 * _MERGE_AT:
                 self._merge()
 
+    def add_packed_v4(self, packed: bytes) -> None:
+        """``add`` for IPv4 addresses given as 4 packed bytes each, back to back."""
+        self._pending4 += packed
+        if len(self._pending4) >= 4 * _MERGE_AT:
+            self._merge()
+
     def _merge(self) -> None:
         if self._pending4:
             fresh4 = np.frombuffer(bytes(self._pending4), dtype=">u4").astype(np.uint32)

@@ -16,6 +16,9 @@ from collections.abc import Container, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from ipgeo.bulk.errors import BulkError
 from ipgeo.bulk.mmdbtree import SearchTree
 from ipgeo.bulk.reserved import ReservedFilter
@@ -76,6 +79,8 @@ class CachedLookup:
         self._places: dict[int, tuple[Place, tuple[Any, ...], int]] = {}
         self._zones: dict[tuple[str, str], tuple[int, TimeZoneInfo | None]] = {}
         self._zone_names: dict[int, tuple[str, str]] = {}
+        # zone details at one fixed moment, by (name, source, moment)
+        self._fixed_zones: dict[tuple[str, str, datetime], tuple[Any, ...]] = {}
         self.facets: list[tuple[Any, ...]] = [(), ()]
         self._facet_ids: dict[tuple[Any, ...], int] = {}
         self._tree = self._open_tree()
@@ -319,13 +324,72 @@ class CachedLookup:
                     result[position] = (pointer, prefix, row)
             return result  # type: ignore[return-value]
 
+    def locate_v4(
+        self, numbers: npt.NDArray[np.int64], now: datetime, known: Container[int]
+    ) -> tuple[list[int], list[int], dict[int, PlaceRow], dict[int, Entry]] | None:
+        """``locate`` for IPv4 addresses given as integers, vectorised: every address's record
+        pointer and prefix, the place rows of the pointers that are not in ``known``, and the
+        ``Entry`` of every position answered otherwise (reserved, no record, reference path).
+        ``None`` where ``locate`` answers with entries alone (no search tree, ASN data)."""
+        with self._lock:
+            generation = self.generation
+            self._sync()
+            if self._tree is None or self._asn:
+                return None
+            if self.generation != generation:
+                known = ()
+            others: dict[int, Entry] = {}
+            for position in self._reserved.candidates_v4(numbers).tolist():
+                number = int(numbers[position])
+                if self._reserved.is_reserved_number(4, number):
+                    others[position] = self._slow(ipaddress.IPv4Address(number))
+            pointer_array, prefix_array = self._tree.walk_v4(numbers)
+            pointers: list[int] = pointer_array.tolist()
+            prefixes: list[int] = prefix_array.tolist()
+            self.lookups += len(pointers)
+            # one position per pointer (its last), reserved positions left out
+            sample = dict(zip(pointers, range(len(pointers)), strict=True))
+            if others:
+                sample = {}
+                for position, pointer in enumerate(pointers):
+                    if position not in others:
+                        sample[pointer] = position
+            rows: dict[int, PlaceRow] = {}
+            failed: set[int] = set()
+            node_count = self._tree.node_count
+            for pointer, position in sample.items():
+                if pointer in known:
+                    continue
+                if pointer > node_count:
+                    entry = self._assemble(_v4(int(numbers[position])), pointer, prefixes[position])
+                    if entry.place_key is not None:
+                        rows[pointer] = self._place_row(pointer, now)
+                        continue
+                failed.add(pointer)  # no record, or the reference path answered
+            if failed:
+                for position, pointer in enumerate(pointers):
+                    if pointer in failed and position not in others:
+                        address = _v4(int(numbers[position]))
+                        others[position] = self._assemble(address, pointer, prefixes[position])
+            return pointers, prefixes, rows, others
+
     def _place_row(self, pointer: int, now: datetime) -> PlaceRow:
         _, values, facet = self._places[pointer]
         name, source = self._zone_names[pointer]
-        zone = zone_details(name, source, now) if name else None
-        if zone is None:
+        if not name:
             return (*values, None, None, None, None), facet
-        return (*values, zone.name, zone.source, zone.utc_offset, zone.local_time), facet
+        key = (name, source, now)
+        zone = self._fixed_zones.get(key)
+        if zone is None:
+            if len(self._fixed_zones) > 4096:
+                self._fixed_zones.clear()
+            details = zone_details(name, source, now)
+            zone = self._fixed_zones[key] = (
+                (None, None, None, None)
+                if details is None
+                else (details.name, details.source, details.utc_offset, details.local_time)
+            )
+        return (*values, *zone), facet
 
     def _zone(self, key: int, place: Place) -> TimeZoneInfo | None:
         # ``lookup_ip`` computes offset and local time at call time; within one second of
@@ -393,6 +457,10 @@ def _generation(service: GeoService) -> int:
     """The service's database generation (services that reload files count their swaps)."""
     generation = getattr(service, "generation", 0)
     return generation if isinstance(generation, int) else 0
+
+
+def _v4(number: int) -> Address:
+    return str(ipaddress.IPv4Address(number)), 4, number
 
 
 def _ip_of(address: Address) -> IPAddress:

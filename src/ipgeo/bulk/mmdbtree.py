@@ -104,9 +104,13 @@ class SearchTree:
 
     def lookup_v4(self, addresses: list[int]) -> tuple[list[int], list[int]]:
         """Record pointers (``node_count`` = no record) and prefix lengths of IPv4 addresses."""
-        words = [np.array(addresses, dtype=np.uint64) << np.uint64(32)]
-        pointers, prefixes = self._walk(words, 32, self._ipv4_start)
+        pointers, prefixes = self.walk_v4(np.array(addresses, dtype=np.uint64))
         return pointers.tolist(), prefixes.tolist()
+
+    def walk_v4(self, numbers: npt.NDArray[np.integer]) -> tuple[IntArray, IntArray]:
+        """``lookup_v4`` for an array of IPv4 addresses as integers, answered as arrays."""
+        words = [numbers.astype(np.uint64) << np.uint64(32)]
+        return self._walk(words, 32, self._ipv4_start)
 
     def lookup_v6(self, addresses: list[int]) -> tuple[list[int], list[int]]:
         """Record pointers and prefix lengths of IPv6 addresses (IPv6 trees only)."""

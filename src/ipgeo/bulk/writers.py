@@ -25,6 +25,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from ipgeo.bulk.errors import BulkError
@@ -62,6 +64,10 @@ _PLACE_START = FIELDS.index("continent")
 _PLACE_END = FIELDS.index("utc_offset")
 _EU_OFFSET = FIELDS.index("country_eu") - _PLACE_START
 PLACE_CACHE_SIZE = 65_536
+_FIRST_OCTETS = np.array([b",4,%d." % number for number in range(256)], dtype=object)
+_OCTETS = np.array([b"%d." % number for number in range(256)], dtype=object)
+_LAST_OCTETS = np.array([b"%d/" % number for number in range(256)], dtype=object)
+_PREFIXES = np.array([b"%d" % number for number in range(33)], dtype=object)
 
 
 def _csv_text(value: Any) -> str:
@@ -202,6 +208,33 @@ class RowWriter:
             fragment,
             self._end,
         )
+
+    def ipv4_tails(
+        self,
+        texts: list[bytes],
+        numbers: npt.NDArray[np.int64],
+        prefixes: list[int],
+        fragments: list[bytes],
+    ) -> list[bytes]:
+        """``record_tail`` of many canonical IPv4 addresses at once (C-level loops): their
+        texts, integers, network prefix lengths and their records' fragments."""
+        prefix = np.array(prefixes, dtype=np.int64)
+        network = numbers & ~((np.int64(1) << (32 - prefix)) - 1)
+        parts = np.empty((len(texts), 12), dtype=object)
+        parts[:, 0] = self._lead
+        parts[:, 1] = texts
+        parts[:, 2] = b","
+        parts[:, 3] = parts[:, 1]
+        parts[:, 4] = b","
+        parts[:, 5] = parts[:, 1]
+        parts[:, 6] = _FIRST_OCTETS[network >> 24]
+        parts[:, 7] = _OCTETS[network >> 16 & 255]
+        parts[:, 8] = _OCTETS[network >> 8 & 255]
+        parts[:, 9] = _LAST_OCTETS[network & 255]
+        parts[:, 10] = _PREFIXES[prefix]
+        parts[:, 11] = fragments
+        parts[:, 11] += self._end
+        return list(map(b"".join, parts.tolist()))
 
     def _csv_line(self, values: list[Any]) -> bytes:
         buffer = self._buffer
