@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from ipgeo.geo.queries import _SPECIAL_NETS, reserved_reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
