@@ -446,3 +446,30 @@ def test_distinct_count_is_exact() -> None:
     assert len(counter) == len(set(ips))
     counter.add(ips[0])
     assert len(counter) == len(set(ips))
+
+
+@pytest.mark.parametrize("odd", ["", "01.2.3.4"])
+def test_vectorised_ipv4_rows_equal_core_lookup(service: GeoService, odd: str) -> None:
+    """Fresh IPv4 addresses of a batch are looked up together (parse, reserved check, tree walk,
+    row tails as arrays); with a non-canonical token in the batch, one by one: same rows."""
+    from ipgeo.formats import cell
+
+    rng = random.Random(11)
+    ips = public_ips(rng, 3000)
+    ips += ["10.1.2.3", "127.0.0.1", "100.64.1.1", "192.0.2.7", "0.1.2.3", "255.255.255.255"]
+    ips += ["192.88.99.1", "224.0.0.1", "2001:db8::1", "2a00:1450:4001:80b::200e", "::ffff:8.8.8.8"]
+    ips += [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(3000)]
+    rng.shuffle(ips)
+    lines = [*ips, odd, *ips[:50]]
+    out = io.BytesIO()
+    summary = run(service, [("ips", io.BytesIO("\n".join(lines).encode()))], Options(), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
+    expected_inputs = [line for line in lines if line and line != odd]
+    assert [row["input"] for row in rows] == expected_inputs
+    for row in rows:
+        expected = {key: cell(value) for key, value in _reference(service, row["input"]).items()}
+        assert _same(row, expected), (row, expected)
+    assert summary.unparseable == (1 if odd else 0)
+    assert summary.distinct_ips == len(set(ips))
+    assert summary.reserved == sum(row["error"] == "reserved_address" for row in rows)
+    assert summary.not_found == sum(row["error"] == "not_found" for row in rows)
