@@ -41,6 +41,11 @@ _FACET_FIELDS = (
     "country_iso", "country", "region_code", "region", "city", "asn", "asn_org", "time_zone",
 )  # fmt: skip
 _FACET_POSITIONS = tuple(FIELDS.index(name) for name in _FACET_FIELDS)
+# positions of the facet fields in a ``PlaceRow``'s columns (-1: ASN columns, never there)
+_ROW_FACET = tuple(
+    FIELDS.index(name) - FIELDS.index("continent") if name not in ("asn", "asn_org") else -1
+    for name in _FACET_FIELDS
+)
 _PLACE_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("accuracy_radius_km") + 1]
 
 
@@ -361,17 +366,41 @@ class CachedLookup:
                 if pointer in known:
                     continue
                 if pointer > node_count:
-                    entry = self._assemble(_v4(int(numbers[position])), pointer, prefixes[position])
-                    if entry.place_key is not None:
-                        rows[pointer] = self._place_row(pointer, now)
+                    row = self._record_row(pointer, int(numbers[position]), now)
+                    if row is not None:
+                        rows[pointer] = row
                         continue
-                failed.add(pointer)  # no record, or the reference path answered
+                failed.add(pointer)  # no record, or the reference path answers
             if failed:
                 for position, pointer in enumerate(pointers):
                     if pointer in failed and position not in others:
                         address = _v4(int(numbers[position]))
                         others[position] = self._assemble(address, pointer, prefixes[position])
             return pointers, prefixes, rows, others
+
+    def _record_row(self, pointer: int, number: int, now: datetime) -> PlaceRow | None:
+        """``_place_row`` of the record at ``pointer`` (of IPv4 ``number``), decoding and mapping
+        it if needed; ``None`` when the reference path must answer (no ASN database here)."""
+        cached = self._places.get(pointer)
+        if cached is None:
+            record = self.service.city.record(ipaddress.IPv4Address(number))
+            if record is None:
+                return None
+            # what ``GeoService.place`` does, minus the network it computes and we do not need
+            place = place_from_record(record, None, self._languages)
+            if len(self._places) >= PLACE_CACHE_SIZE:
+                self._places.clear()
+                self._zone_names.clear()
+            values = tuple(getattr(place, name) for name in _PLACE_FIELDS)
+            self._places[pointer] = cached = (place, values, -1)
+        place, values, facet = cached
+        self._zone_name(pointer, place)
+        row, _ = self._place_row(pointer, now)
+        if facet < 0:
+            # the facet ``_assemble`` finds (the zone name is the same at every moment)
+            facet = self._facet_id(tuple(None if at < 0 else row[at] for at in _ROW_FACET))
+            self._places[pointer] = (place, values, facet)
+        return row, facet
 
     def _place_row(self, pointer: int, now: datetime) -> PlaceRow:
         _, values, facet = self._places[pointer]
@@ -396,6 +425,16 @@ class CachedLookup:
         # wall-clock time the answer is the same, so details are memoised per zone and second
         # (the zone name of a record, found from polygons when needed, never changes).
         second = int(time.time())
+        named = self._zone_name(key, place)
+        if not named[0]:
+            return None
+        cached = self._zones.get(named)
+        if cached is None or cached[0] != second:
+            cached = self._zones[named] = (second, zone_details(named[0], named[1]))
+        return cached[1]
+
+    def _zone_name(self, key: int, place: Place) -> tuple[str, str]:
+        """The zone name (``""`` for none) and its source of the record ``key``, memoised."""
         named = self._zone_names.get(key)
         if named is None:
             name, source = place.time_zone, "database"
@@ -405,18 +444,15 @@ class CachedLookup:
                     "polygon",
                 )
             self._zone_names[key] = named = (name or "", source)
-        if not named[0]:
-            return None
-        cached = self._zones.get(named)
-        if cached is None or cached[0] != second:
-            cached = self._zones[named] = (second, zone_details(named[0], named[1]))
-        return cached[1]
+        return named
 
     def _facet(self, result: LookupResult) -> int:
         return self._facet_of(_row(result))
 
     def _facet_of(self, row: tuple[Any, ...]) -> int:
-        facet = tuple(row[position] for position in _FACET_POSITIONS)
+        return self._facet_id(tuple(row[position] for position in _FACET_POSITIONS))
+
+    def _facet_id(self, facet: tuple[Any, ...]) -> int:
         found = self._facet_ids.get(facet)
         if found is None:
             found = len(self.facets)
