@@ -22,8 +22,8 @@ import numpy.typing as npt
 from ipgeo.bulk.errors import BulkError
 from ipgeo.bulk.mmdbtree import SearchTree
 from ipgeo.bulk.reserved import ReservedFilter
-from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult, Place
-from ipgeo.geo.database import place_from_record
+from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult
+from ipgeo.geo.database import PLACE_VALUES, place_values
 from ipgeo.geo.errors import NotFound
 from ipgeo.geo.models import TimeZoneInfo
 from ipgeo.geo.queries import parse_ip
@@ -46,7 +46,10 @@ _ROW_FACET = tuple(
     FIELDS.index(name) - FIELDS.index("continent") if name not in ("asn", "asn_org") else -1
     for name in _FACET_FIELDS
 )
-_PLACE_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("accuracy_radius_km") + 1]
+# ``place_values`` columns: ``FIELDS`` from continent to accuracy_radius_km, then time_zone
+_ZONE_AT = PLACE_VALUES.index("time_zone")
+_LATITUDE_AT, _LONGITUDE_AT = PLACE_VALUES.index("latitude"), PLACE_VALUES.index("longitude")
+assert PLACE_VALUES[:_ZONE_AT] == FIELDS[FIELDS.index("continent") : FIELDS.index("time_zone")]
 
 
 class Entry:
@@ -81,7 +84,7 @@ class CachedLookup:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Entry] = OrderedDict()
         self._reserved = ReservedFilter()
-        self._places: dict[int, tuple[Place, tuple[Any, ...], int]] = {}
+        self._places: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int]] = {}
         self._zones: dict[tuple[str, str], tuple[int, TimeZoneInfo | None]] = {}
         self._zone_names: dict[int, tuple[str, str]] = {}
         # zone details at one fixed moment, by (name, source, moment)
@@ -253,11 +256,11 @@ class CachedLookup:
             if record is None:
                 return self._slow(ip)
             # what ``GeoService.place`` does, minus the network it computes and we do not need
-            place = place_from_record(record, None, self._languages)
+            place = place_values(record, self._languages)
             if len(self._places) >= PLACE_CACHE_SIZE:
                 self._places.clear()
                 self._zone_names.clear()
-            values = tuple(getattr(place, name) for name in _PLACE_FIELDS)
+            values = place[:_ZONE_AT]
             self._places[pointer] = cached = (place, values, -1)
         place, values, facet = cached
         zone = self._zone(pointer, place)
@@ -387,11 +390,11 @@ class CachedLookup:
             if record is None:
                 return None
             # what ``GeoService.place`` does, minus the network it computes and we do not need
-            place = place_from_record(record, None, self._languages)
+            place = place_values(record, self._languages)
             if len(self._places) >= PLACE_CACHE_SIZE:
                 self._places.clear()
                 self._zone_names.clear()
-            values = tuple(getattr(place, name) for name in _PLACE_FIELDS)
+            values = place[:_ZONE_AT]
             self._places[pointer] = cached = (place, values, -1)
         place, values, facet = cached
         self._zone_name(pointer, place)
@@ -420,7 +423,7 @@ class CachedLookup:
             )
         return (*values, *zone), facet
 
-    def _zone(self, key: int, place: Place) -> TimeZoneInfo | None:
+    def _zone(self, key: int, place: tuple[Any, ...]) -> TimeZoneInfo | None:
         # ``lookup_ip`` computes offset and local time at call time; within one second of
         # wall-clock time the answer is the same, so details are memoised per zone and second
         # (the zone name of a record, found from polygons when needed, never changes).
@@ -433,16 +436,14 @@ class CachedLookup:
             cached = self._zones[named] = (second, zone_details(named[0], named[1]))
         return cached[1]
 
-    def _zone_name(self, key: int, place: Place) -> tuple[str, str]:
+    def _zone_name(self, key: int, place: tuple[Any, ...]) -> tuple[str, str]:
         """The zone name (``""`` for none) and its source of the record ``key``, memoised."""
         named = self._zone_names.get(key)
         if named is None:
-            name, source = place.time_zone, "database"
-            if not name and place.latitude is not None and place.longitude is not None:
-                name, source = (
-                    self.service.timezones.locate(place.latitude, place.longitude),
-                    "polygon",
-                )
+            name, source = place[_ZONE_AT], "database"
+            latitude, longitude = place[_LATITUDE_AT], place[_LONGITUDE_AT]
+            if not name and latitude is not None and longitude is not None:
+                name, source = self.service.timezones.locate(latitude, longitude), "polygon"
             self._zone_names[key] = named = (name or "", source)
         return named
 
