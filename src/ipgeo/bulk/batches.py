@@ -200,6 +200,7 @@ class BatchProcessor:
                 memo[raw] = Token(BAD, reason="not an IP address")
                 continue
             token.entry = entry
+            token.facet = entry.facet
             if unique:
                 if entry.key not in seen:
                     seen[entry.key] = 0
@@ -249,6 +250,7 @@ class BatchProcessor:
             for position, entry in others.items():
                 raw, token = pending[position]
                 token.entry = entry
+                token.facet = entry.facet
                 token.tail = writer.tail(token.text, entry)
                 memo[raw] = known[raw] = token
             keep = [position not in others for position in range(len(pending))]
@@ -261,10 +263,11 @@ class BatchProcessor:
         found = list(map(fragments.__getitem__, pointers))
         raws = [item[0] for item in pending]
         tails = writer.ipv4_tails(raws, numbers, prefixes, [item[0] for item in found])
-        for (raw, token), tail, (_, facet) in zip(pending, tails, found, strict=True):
-            token.entry = Entry(token.text, (), facet, None, None)
+        for (_, token), tail, (_, facet) in zip(pending, tails, found, strict=True):
+            token.facet = facet
             token.tail = tail
-            memo[raw] = known[raw] = token
+        memo.update(pending)
+        known.update(pending)
         return True
 
     def _resolve_each(self, pending: list[tuple[bytes, Token]], texts: list[str]) -> None:
@@ -294,12 +297,13 @@ class BatchProcessor:
                 if place is not None and pointer not in fragments:
                     fragments[pointer] = (writer.place_fragment(place[0]), place[1])
                 fragment, facet = fragments[pointer]
-                token.entry = Entry(key, (), facet, None, None)
+                token.facet = facet
                 network = network_text(version, number, prefix)
                 token.tail = writer.record_tail(token.text, key, version, network, fragment)
             else:
                 assert isinstance(answer, Entry)
                 token.entry = answer
+                token.facet = answer.facet
                 token.tail = writer.tail(token.text, answer)
             memo[raw] = token
             self.known[raw] = token
@@ -319,10 +323,11 @@ class BatchProcessor:
         seen = self.seen if self.options.unique else None
         facet_hits = self.facet_hits
         for token in tokens:
-            if token.hits and token.entry is not None:
+            if token.hits and token.facet >= 0:
                 if seen is not None:
+                    assert token.entry is not None  # unique mode: every IP token has its entry
                     seen[token.entry.key] += token.hits
-                facet_hits[token.entry.facet] += token.hits
+                facet_hits[token.facet] += token.hits
                 token.hits = 0
 
     def _count(self, entry: Entry) -> None:
