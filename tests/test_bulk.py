@@ -496,3 +496,18 @@ def test_place_values_are_the_place_fields(service: GeoService) -> None:
             assert (place.network, *place_values(record, languages)) == tuple(
                 getattr(place, field.name) for field in fields(Place)
             )
+
+
+def test_place_fragments_equal_one_by_one() -> None:
+    """Record cells rendered for a whole batch equal those rendered one record at a time."""
+    from ipgeo.bulk.writers import PER_LINE_DEFAULT, RowWriter
+
+    writer = RowWriter(io.BytesIO(), "csv", PER_LINE_DEFAULT)
+    places = [
+        ("Europe", "EU", "Germany", "DE", True, "Bavaria", "BY", "Mün,chen", "8\n03\r31", 48.1,
+         11.5, 100, "Europe/Berlin", "database", "+01:00", "2026-01-01T00:00:00+01:00"),
+        ("A", None, None, None, None, None, None, 'Say "hi"', "", None, -0.5, 0, None, None,
+         None, None),
+    ]  # fmt: skip
+    assert writer.place_fragments(places) == [writer.place_fragment(place) for place in places]
+    assert writer.place_fragments([]) == []

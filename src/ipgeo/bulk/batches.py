@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import operator
 import socket
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from typing import BinaryIO
 
 import numpy as np
@@ -241,9 +241,10 @@ class BatchProcessor:
             self.fragments.clear()
         fragments = self.fragments
         writer = self.writer
-        for pointer, place in rows.items():
-            if pointer not in fragments:
-                fragments[pointer] = (writer.place_fragment(place[0]), place[1])
+        fresh = [(pointer, row) for pointer, row in rows.items() if pointer not in fragments]
+        rendered = writer.place_fragments([place for _, (place, _) in fresh])
+        for (pointer, (_, facet)), fragment in zip(fresh, rendered, strict=True):
+            fragments[pointer] = (fragment, facet)
         self.distinct.add_packed_v4(packed)
         memo, known = self.memo, self.known
         if others:
@@ -309,14 +310,9 @@ class BatchProcessor:
             self.known[raw] = token
 
     def _evict(self, count: int) -> None:
-        victims = []
-        for key in self.memo:
-            victims.append(key)
-            if len(victims) >= count:
-                break
-        for key in victims:
-            self.known.pop(key, None)
-        self._fold([self.memo.pop(key) for key in victims])
+        victims = list(islice(self.memo, count))  # the oldest
+        deque(map(self.known.pop, victims, repeat(None)), maxlen=0)
+        self._fold(list(map(self.memo.pop, victims)))
 
     def _fold(self, tokens: list[Token]) -> None:
         """Move pending hit counts of tokens into the per-IP and per-place totals."""

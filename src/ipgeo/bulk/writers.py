@@ -196,6 +196,27 @@ class RowWriter:
             values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
         return b",," + self._csv_line(values) + b",,,"
 
+    def place_fragments(self, places: list[tuple[Any, ...]]) -> list[bytes]:
+        """``place_fragment`` of many records, written by one CSV writer into one buffer."""
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        write, tell = self._csv_writer.writerow, buffer.tell
+        ends = []
+        for place in places:
+            values = list(place)
+            if type(values[_EU_OFFSET]) is bool:
+                values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
+            write(values)
+            ends.append(tell())
+        text = buffer.getvalue()
+        starts = [0, *ends][:-1]
+        # each row ends with the writer's "\n" (a newline inside a quoted cell stays inside)
+        return [
+            b",," + text[start : end - 1].encode() + b",,,"
+            for start, end in zip(starts, ends, strict=True)
+        ]
+
     def record_tail(self, text: str, ip: str, version: int, network: str, fragment: bytes) -> bytes:
         """``tail`` of a row made of its per-address columns and its record's fragment."""
         lead = self._lead + (_csv_text(text) + ",").encode() if self._has_input else self._lead
