@@ -511,3 +511,20 @@ def test_place_fragments_equal_one_by_one() -> None:
     ]  # fmt: skip
     assert writer.place_fragments(places) == [writer.place_fragment(place) for place in places]
     assert writer.place_fragments([]) == []
+
+
+def test_odd_items_in_a_batch_of_new_ips(service: GeoService) -> None:
+    """Items with a newline inside, non-ASCII ones and ranges take the item-by-item path."""
+    values = ["8.8.8.8", "1.2.3.4\n5.6.7.8", "81.2.69.142", "ünï", "9.9.9.9", "1.1.1.1"]
+    data = b"".join(orjson.dumps({"ip": value}) + b"\n" for value in values)
+    out = io.BytesIO()
+    summary = run(service, [("j", io.BytesIO(data))], Options(input_format="jsonl"), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
+    assert [row["input"] for row in rows] == ["8.8.8.8", "81.2.69.142", "9.9.9.9", "1.1.1.1"]
+    assert [bad.line for bad in summary.unparseable_lines] == [2, 4]
+    listing = b"8.8.8.8\n81.2.69.0/30\n9.9.9.9\n"
+    out = io.BytesIO()
+    summary = run(service, [("l", io.BytesIO(listing))], Options(input_format="ips"), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
+    assert [row["input"] for row in rows] == ["8.8.8.8", "81.2.69.0/30", "9.9.9.9"]
+    assert summary.unparseable == 0

@@ -113,7 +113,13 @@ class BatchProcessor:
             found = [None] * len(lines)
             missing = range(len(lines))
         items: list[bytes | Token] = []
-        for index in missing:
+        if simple and None not in lines:
+            # the log and list extractors never raise
+            items.extend(map(extract, map(lines.__getitem__, missing)))  # type: ignore[arg-type]
+            missing_lines: Sequence[int] = ()
+        else:
+            missing_lines = missing
+        for index in missing_lines:
             line = lines[index]
             if line is None:
                 items.append(overlong(self.options.max_line))
@@ -174,7 +180,15 @@ class BatchProcessor:
             return
         pending: list[tuple[bytes, Token]] = []
         texts: list[str] = []
-        for raw in missing:
+        raws = list(missing)
+        joined = b"\n".join(raws)
+        plain = joined.isascii() and joined.count(b"\n") == len(raws) - 1 and b"" not in missing
+        if plain and not (ranges and (b"/" in joined or b"-" in joined)):
+            # the usual batch: every new item is an IP candidate (C-level loops)
+            texts = joined.decode("ascii").split("\n")
+            pending = list(zip(raws, map(Token, repeat(IP), texts), strict=True))
+            raws = []
+        for raw in raws:
             assert isinstance(raw, bytes)
             if not raw:
                 memo[raw] = SKIP_TOKEN

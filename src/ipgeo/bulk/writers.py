@@ -255,7 +255,10 @@ class RowWriter:
         parts[:, 10] = _PREFIXES[prefix]
         parts[:, 11] = fragments
         parts[:, 11] += self._end
-        return list(map(b"".join, parts.tolist()))
+        block = b"".join(parts.ravel().tolist())
+        if self._end == b"\n" and block.count(b"\n") == len(texts) and b"\r" not in block:
+            return block.splitlines(keepends=True)  # one tail a line
+        return list(map(b"".join, parts.tolist()))  # a cell holds a line break
 
     def _csv_line(self, values: list[Any]) -> bytes:
         buffer = self._buffer
