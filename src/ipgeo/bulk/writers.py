@@ -64,10 +64,6 @@ _PLACE_START = FIELDS.index("continent")
 _PLACE_END = FIELDS.index("utc_offset")
 _EU_OFFSET = FIELDS.index("country_eu") - _PLACE_START
 PLACE_CACHE_SIZE = 65_536
-_FIRST_OCTETS = np.array([b",4,%d." % number for number in range(256)], dtype=object)
-_OCTETS = np.array([b"%d." % number for number in range(256)], dtype=object)
-_LAST_OCTETS = np.array([b"%d/" % number for number in range(256)], dtype=object)
-_PREFIXES = np.array([b"%d" % number for number in range(33)], dtype=object)
 
 
 def _csv_text(value: Any) -> str:
@@ -241,24 +237,11 @@ class RowWriter:
         texts, integers, network prefix lengths and their records' fragments."""
         prefix = np.array(prefixes, dtype=np.int64)
         network = numbers & ~((np.int64(1) << (32 - prefix)) - 1)
-        parts = np.empty((len(texts), 12), dtype=object)
-        parts[:, 0] = self._lead
-        parts[:, 1] = texts
-        parts[:, 2] = b","
-        parts[:, 3] = parts[:, 1]
-        parts[:, 4] = b","
-        parts[:, 5] = parts[:, 1]
-        parts[:, 6] = _FIRST_OCTETS[network >> 24]
-        parts[:, 7] = _OCTETS[network >> 16 & 255]
-        parts[:, 8] = _OCTETS[network >> 8 & 255]
-        parts[:, 9] = _LAST_OCTETS[network & 255]
-        parts[:, 10] = _PREFIXES[prefix]
-        parts[:, 11] = fragments
-        parts[:, 11] += self._end
-        block = b"".join(parts.ravel().tolist())
-        if self._end == b"\n" and block.count(b"\n") == len(texts) and b"\r" not in block:
-            return block.splitlines(keepends=True)  # one tail a line
-        return list(map(b"".join, parts.tolist()))  # a cell holds a line break
+        lead, end = self._lead.replace(b"%", b"%%"), self._end.replace(b"%", b"%%")
+        render = (lead + b"%s,%s,%s,4,%d.%d.%d.%d/%d%s" + end).__mod__
+        octets = [(network >> shift & 255).tolist() for shift in (24, 16, 8, 0)]
+        columns = zip(texts, texts, texts, *octets, prefixes, fragments, strict=True)
+        return list(map(render, columns))
 
     def _csv_line(self, values: list[Any]) -> bytes:
         buffer = self._buffer
