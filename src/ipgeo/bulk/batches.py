@@ -25,6 +25,7 @@ from ipgeo.geo import GeoService
 
 _FRAGMENT_CACHE_SIZE = 1 << 18
 _TAIL = operator.attrgetter("tail")
+_KIND = operator.attrgetter("kind")
 _PTON4 = partial(socket.inet_pton, socket.AF_INET)
 
 
@@ -130,6 +131,10 @@ class BatchProcessor:
                 items.append(Token(BAD, reason=str(exc)))
         self._resolve(items, ranges=fmt in ("ips", "cidrs"))
         memo = self.memo
+        if len(items) == len(found) and set(map(type, items)) == {bytes}:
+            # every line was new or missed the cache, and each gave an item (C-level loops)
+            tokens: list[Token] = list(map(memo.__getitem__, items))  # type: ignore[arg-type]
+            return tokens, set(map(_KIND, tokens)) == {IP}
         all_ips = True
         for index, item in zip(missing, items, strict=True):
             token = memo[item] if type(item) is bytes else item
