@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import operator
-from collections import Counter
+import socket
+from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
+from itertools import compress, islice, repeat
 from typing import BinaryIO
+
+import numpy as np
 
 from ipgeo.bulk.distinct import DistinctIPs
 from ipgeo.bulk.lookup import Address, CachedLookup, Entry, network_text, parse_address
@@ -20,6 +25,8 @@ from ipgeo.geo import GeoService
 
 _FRAGMENT_CACHE_SIZE = 1 << 18
 _TAIL = operator.attrgetter("tail")
+_KIND = operator.attrgetter("kind")
+_PTON4 = partial(socket.inet_pton, socket.AF_INET)
 
 
 class BatchProcessor:
@@ -107,7 +114,13 @@ class BatchProcessor:
             found = [None] * len(lines)
             missing = range(len(lines))
         items: list[bytes | Token] = []
-        for index in missing:
+        if simple and None not in lines:
+            # the log and list extractors never raise
+            items.extend(map(extract, map(lines.__getitem__, missing)))  # type: ignore[arg-type]
+            missing_lines: Sequence[int] = ()
+        else:
+            missing_lines = missing
+        for index in missing_lines:
             line = lines[index]
             if line is None:
                 items.append(overlong(self.options.max_line))
@@ -118,6 +131,10 @@ class BatchProcessor:
                 items.append(Token(BAD, reason=str(exc)))
         self._resolve(items, ranges=fmt in ("ips", "cidrs"))
         memo = self.memo
+        if len(items) == len(found) and set(map(type, items)) == {bytes}:
+            # every line was new or missed the cache, and each gave an item (C-level loops)
+            tokens: list[Token] = list(map(memo.__getitem__, items))  # type: ignore[arg-type]
+            return tokens, set(map(_KIND, tokens)) == {IP}
         all_ips = True
         for index, item in zip(missing, items, strict=True):
             token = memo[item] if type(item) is bytes else item
@@ -168,7 +185,15 @@ class BatchProcessor:
             return
         pending: list[tuple[bytes, Token]] = []
         texts: list[str] = []
-        for raw in missing:
+        raws = list(missing)
+        joined = b"\n".join(raws)
+        plain = joined.isascii() and joined.count(b"\n") == len(raws) - 1 and b"" not in missing
+        if plain and not (ranges and (b"/" in joined or b"-" in joined)):
+            # the usual batch: every new item is an IP candidate (C-level loops)
+            texts = joined.decode("ascii").split("\n")
+            pending = list(zip(raws, map(Token, repeat(IP), texts), strict=True))
+            raws = []
+        for raw in raws:
             assert isinstance(raw, bytes)
             if not raw:
                 memo[raw] = SKIP_TOKEN
@@ -194,6 +219,7 @@ class BatchProcessor:
                 memo[raw] = Token(BAD, reason="not an IP address")
                 continue
             token.entry = entry
+            token.facet = entry.facet
             if unique:
                 if entry.key not in seen:
                     seen[entry.key] = 0
@@ -205,6 +231,67 @@ class BatchProcessor:
 
     def _resolve_located(self, pending: list[tuple[bytes, Token]], texts: list[str]) -> None:
         """``_resolve`` for per-line rows in the default CSV layout: rows from fragments."""
+        if len(self.fragments) > _FRAGMENT_CACHE_SIZE:
+            self.fragments.clear()
+        plain = list(map(operator.not_, map(operator.contains, texts, repeat(":"))))
+        if any(plain):
+            v4_pending = list(compress(pending, plain))
+            if self._resolve_v4(v4_pending, list(compress(texts, plain))):
+                if all(plain):
+                    return
+                others = list(map(operator.not_, plain))
+                pending, texts = list(compress(pending, others)), list(compress(texts, others))
+        self._resolve_each(pending, texts)
+
+    def _resolve_v4(self, pending: list[tuple[bytes, Token]], texts: list[str]) -> bool:
+        """``_resolve_located`` for IPv4 texts, vectorised; False (nothing done) unless every
+        text is a canonical IPv4 address and the lookup answers by record pointers."""
+        try:
+            packed = b"".join(map(_PTON4, texts))
+        except (OSError, ValueError):
+            return False
+        numbers = np.frombuffer(packed, dtype=">u4").astype(np.int64)
+        located = self.lookup.locate_v4(numbers, self.now, self.fragments)
+        if located is None:
+            return False
+        pointers, prefixes, rows, others = located
+        if self.lookup.generation != self._fragments_generation:
+            self._fragments_generation = self.lookup.generation
+            self.fragments.clear()
+        fragments = self.fragments
+        writer = self.writer
+        fresh = [(pointer, row) for pointer, row in rows.items() if pointer not in fragments]
+        rendered = writer.place_fragments([place for _, (place, _) in fresh])
+        for (pointer, (_, facet)), fragment in zip(fresh, rendered, strict=True):
+            fragments[pointer] = (fragment, facet)
+        self.distinct.add_packed_v4(packed)
+        memo, known = self.memo, self.known
+        if others:
+            for position, entry in others.items():
+                raw, token = pending[position]
+                token.entry = entry
+                token.facet = entry.facet
+                token.tail = writer.tail(token.text, entry)
+                memo[raw] = known[raw] = token
+            keep = [position not in others for position in range(len(pending))]
+            pending = list(compress(pending, keep))
+            pointers = list(compress(pointers, keep))
+            prefixes = list(compress(prefixes, keep))
+            numbers = numbers[np.array(keep, dtype=bool)]
+            if not pending:
+                return True
+        found = list(map(fragments.__getitem__, pointers))
+        raws = [item[0] for item in pending]
+        tails = writer.ipv4_tails(raws, numbers, prefixes, [item[0] for item in found])
+        for (_, token), tail, (_, facet) in zip(pending, tails, found, strict=True):
+            token.facet = facet
+            token.tail = tail
+        memo.update(pending)
+        known.update(pending)
+        return True
+
+    def _resolve_each(self, pending: list[tuple[bytes, Token]], texts: list[str]) -> None:
+        """``_resolve_located`` one address after the other (any IP version)."""
         memo = self.memo
         addresses: list[Address] = []
         tokens: list[tuple[bytes, Token]] = []
@@ -215,8 +302,6 @@ class BatchProcessor:
             else:
                 addresses.append(address)
                 tokens.append(item)
-        if len(self.fragments) > _FRAGMENT_CACHE_SIZE:
-            self.fragments.clear()
         answers = self.lookup.locate(addresses, self.now, self.fragments)
         if self.lookup.generation != self._fragments_generation:
             self._fragments_generation = self.lookup.generation
@@ -232,35 +317,32 @@ class BatchProcessor:
                 if place is not None and pointer not in fragments:
                     fragments[pointer] = (writer.place_fragment(place[0]), place[1])
                 fragment, facet = fragments[pointer]
-                token.entry = Entry(key, (), facet, None, None)
+                token.facet = facet
                 network = network_text(version, number, prefix)
                 token.tail = writer.record_tail(token.text, key, version, network, fragment)
             else:
                 assert isinstance(answer, Entry)
                 token.entry = answer
+                token.facet = answer.facet
                 token.tail = writer.tail(token.text, answer)
             memo[raw] = token
             self.known[raw] = token
 
     def _evict(self, count: int) -> None:
-        victims = []
-        for key in self.memo:
-            victims.append(key)
-            if len(victims) >= count:
-                break
-        for key in victims:
-            self.known.pop(key, None)
-        self._fold([self.memo.pop(key) for key in victims])
+        victims = list(islice(self.memo, count))  # the oldest
+        deque(map(self.known.pop, victims, repeat(None)), maxlen=0)
+        self._fold(list(map(self.memo.pop, victims)))
 
     def _fold(self, tokens: list[Token]) -> None:
         """Move pending hit counts of tokens into the per-IP and per-place totals."""
         seen = self.seen if self.options.unique else None
         facet_hits = self.facet_hits
         for token in tokens:
-            if token.hits and token.entry is not None:
+            if token.hits and token.facet >= 0:
                 if seen is not None:
+                    assert token.entry is not None  # unique mode: every IP token has its entry
                     seen[token.entry.key] += token.hits
-                facet_hits[token.entry.facet] += token.hits
+                facet_hits[token.facet] += token.hits
                 token.hits = 0
 
     def _count(self, entry: Entry) -> None:

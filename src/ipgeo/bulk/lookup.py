@@ -16,11 +16,14 @@ from collections.abc import Container, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from ipgeo.bulk.errors import BulkError
 from ipgeo.bulk.mmdbtree import SearchTree
 from ipgeo.bulk.reserved import ReservedFilter
-from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult, Place
-from ipgeo.geo.database import place_from_record
+from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult
+from ipgeo.geo.database import PLACE_VALUES, place_values
 from ipgeo.geo.errors import NotFound
 from ipgeo.geo.models import TimeZoneInfo
 from ipgeo.geo.queries import parse_ip
@@ -38,7 +41,15 @@ _FACET_FIELDS = (
     "country_iso", "country", "region_code", "region", "city", "asn", "asn_org", "time_zone",
 )  # fmt: skip
 _FACET_POSITIONS = tuple(FIELDS.index(name) for name in _FACET_FIELDS)
-_PLACE_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("accuracy_radius_km") + 1]
+# positions of the facet fields in a ``PlaceRow``'s columns (-1: ASN columns, never there)
+_ROW_FACET = tuple(
+    FIELDS.index(name) - FIELDS.index("continent") if name not in ("asn", "asn_org") else -1
+    for name in _FACET_FIELDS
+)
+# ``place_values`` columns: ``FIELDS`` from continent to accuracy_radius_km, then time_zone
+_ZONE_AT = PLACE_VALUES.index("time_zone")
+_LATITUDE_AT, _LONGITUDE_AT = PLACE_VALUES.index("latitude"), PLACE_VALUES.index("longitude")
+assert PLACE_VALUES[:_ZONE_AT] == FIELDS[FIELDS.index("continent") : FIELDS.index("time_zone")]
 
 
 class Entry:
@@ -73,9 +84,11 @@ class CachedLookup:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Entry] = OrderedDict()
         self._reserved = ReservedFilter()
-        self._places: dict[int, tuple[Place, tuple[Any, ...], int]] = {}
+        self._places: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int]] = {}
         self._zones: dict[tuple[str, str], tuple[int, TimeZoneInfo | None]] = {}
         self._zone_names: dict[int, tuple[str, str]] = {}
+        # zone details at one fixed moment, by (name, source, moment)
+        self._fixed_zones: dict[tuple[str, str, datetime], tuple[Any, ...]] = {}
         self.facets: list[tuple[Any, ...]] = [(), ()]
         self._facet_ids: dict[tuple[Any, ...], int] = {}
         self._tree = self._open_tree()
@@ -243,11 +256,11 @@ class CachedLookup:
             if record is None:
                 return self._slow(ip)
             # what ``GeoService.place`` does, minus the network it computes and we do not need
-            place = place_from_record(record, None, self._languages)
+            place = place_values(record, self._languages)
             if len(self._places) >= PLACE_CACHE_SIZE:
                 self._places.clear()
                 self._zone_names.clear()
-            values = tuple(getattr(place, name) for name in _PLACE_FIELDS)
+            values = place[:_ZONE_AT]
             self._places[pointer] = cached = (place, values, -1)
         place, values, facet = cached
         zone = self._zone(pointer, place)
@@ -319,28 +332,103 @@ class CachedLookup:
                     result[position] = (pointer, prefix, row)
             return result  # type: ignore[return-value]
 
+    def locate_v4(
+        self, numbers: npt.NDArray[np.int64], now: datetime, known: Container[int]
+    ) -> tuple[list[int], list[int], dict[int, PlaceRow], dict[int, Entry]] | None:
+        """``locate`` for IPv4 addresses given as integers, vectorised: every address's record
+        pointer and prefix, the place rows of the pointers that are not in ``known``, and the
+        ``Entry`` of every position answered otherwise (reserved, no record, reference path).
+        ``None`` where ``locate`` answers with entries alone (no search tree, ASN data)."""
+        with self._lock:
+            generation = self.generation
+            self._sync()
+            if self._tree is None or self._asn:
+                return None
+            if self.generation != generation:
+                known = ()
+            others: dict[int, Entry] = {}
+            for position in self._reserved.candidates_v4(numbers).tolist():
+                number = int(numbers[position])
+                if self._reserved.is_reserved_number(4, number):
+                    others[position] = self._slow(ipaddress.IPv4Address(number))
+            pointer_array, prefix_array = self._tree.walk_v4(numbers)
+            pointers: list[int] = pointer_array.tolist()
+            prefixes: list[int] = prefix_array.tolist()
+            self.lookups += len(pointers)
+            # one position per pointer (its last), reserved positions left out
+            sample = dict(zip(pointers, range(len(pointers)), strict=True))
+            if others:
+                sample = {}
+                for position, pointer in enumerate(pointers):
+                    if position not in others:
+                        sample[pointer] = position
+            rows: dict[int, PlaceRow] = {}
+            failed: set[int] = set()
+            node_count = self._tree.node_count
+            for pointer, position in sample.items():
+                if pointer in known:
+                    continue
+                if pointer > node_count:
+                    row = self._record_row(pointer, int(numbers[position]), now)
+                    if row is not None:
+                        rows[pointer] = row
+                        continue
+                failed.add(pointer)  # no record, or the reference path answers
+            if failed:
+                for position, pointer in enumerate(pointers):
+                    if pointer in failed and position not in others:
+                        address = _v4(int(numbers[position]))
+                        others[position] = self._assemble(address, pointer, prefixes[position])
+            return pointers, prefixes, rows, others
+
+    def _record_row(self, pointer: int, number: int, now: datetime) -> PlaceRow | None:
+        """``_place_row`` of the record at ``pointer`` (of IPv4 ``number``), decoding and mapping
+        it if needed; ``None`` when the reference path must answer (no ASN database here)."""
+        cached = self._places.get(pointer)
+        if cached is None:
+            record = self.service.city.record(ipaddress.IPv4Address(number))
+            if record is None:
+                return None
+            # what ``GeoService.place`` does, minus the network it computes and we do not need
+            place = place_values(record, self._languages)
+            if len(self._places) >= PLACE_CACHE_SIZE:
+                self._places.clear()
+                self._zone_names.clear()
+            values = place[:_ZONE_AT]
+            self._places[pointer] = cached = (place, values, -1)
+        place, values, facet = cached
+        self._zone_name(pointer, place)
+        row, _ = self._place_row(pointer, now)
+        if facet < 0:
+            # the facet ``_assemble`` finds (the zone name is the same at every moment)
+            facet = self._facet_id(tuple(None if at < 0 else row[at] for at in _ROW_FACET))
+            self._places[pointer] = (place, values, facet)
+        return row, facet
+
     def _place_row(self, pointer: int, now: datetime) -> PlaceRow:
         _, values, facet = self._places[pointer]
         name, source = self._zone_names[pointer]
-        zone = zone_details(name, source, now) if name else None
-        if zone is None:
+        if not name:
             return (*values, None, None, None, None), facet
-        return (*values, zone.name, zone.source, zone.utc_offset, zone.local_time), facet
+        key = (name, source, now)
+        zone = self._fixed_zones.get(key)
+        if zone is None:
+            if len(self._fixed_zones) > 4096:
+                self._fixed_zones.clear()
+            details = zone_details(name, source, now)
+            zone = self._fixed_zones[key] = (
+                (None, None, None, None)
+                if details is None
+                else (details.name, details.source, details.utc_offset, details.local_time)
+            )
+        return (*values, *zone), facet
 
-    def _zone(self, key: int, place: Place) -> TimeZoneInfo | None:
+    def _zone(self, key: int, place: tuple[Any, ...]) -> TimeZoneInfo | None:
         # ``lookup_ip`` computes offset and local time at call time; within one second of
         # wall-clock time the answer is the same, so details are memoised per zone and second
         # (the zone name of a record, found from polygons when needed, never changes).
         second = int(time.time())
-        named = self._zone_names.get(key)
-        if named is None:
-            name, source = place.time_zone, "database"
-            if not name and place.latitude is not None and place.longitude is not None:
-                name, source = (
-                    self.service.timezones.locate(place.latitude, place.longitude),
-                    "polygon",
-                )
-            self._zone_names[key] = named = (name or "", source)
+        named = self._zone_name(key, place)
         if not named[0]:
             return None
         cached = self._zones.get(named)
@@ -348,11 +436,24 @@ class CachedLookup:
             cached = self._zones[named] = (second, zone_details(named[0], named[1]))
         return cached[1]
 
+    def _zone_name(self, key: int, place: tuple[Any, ...]) -> tuple[str, str]:
+        """The zone name (``""`` for none) and its source of the record ``key``, memoised."""
+        named = self._zone_names.get(key)
+        if named is None:
+            name, source = place[_ZONE_AT], "database"
+            latitude, longitude = place[_LATITUDE_AT], place[_LONGITUDE_AT]
+            if not name and latitude is not None and longitude is not None:
+                name, source = self.service.timezones.locate(latitude, longitude), "polygon"
+            self._zone_names[key] = named = (name or "", source)
+        return named
+
     def _facet(self, result: LookupResult) -> int:
         return self._facet_of(_row(result))
 
     def _facet_of(self, row: tuple[Any, ...]) -> int:
-        facet = tuple(row[position] for position in _FACET_POSITIONS)
+        return self._facet_id(tuple(row[position] for position in _FACET_POSITIONS))
+
+    def _facet_id(self, facet: tuple[Any, ...]) -> int:
         found = self._facet_ids.get(facet)
         if found is None:
             found = len(self.facets)
@@ -393,6 +494,10 @@ def _generation(service: GeoService) -> int:
     """The service's database generation (services that reload files count their swaps)."""
     generation = getattr(service, "generation", 0)
     return generation if isinstance(generation, int) else 0
+
+
+def _v4(number: int) -> Address:
+    return str(ipaddress.IPv4Address(number)), 4, number
 
 
 def _ip_of(address: Address) -> IPAddress:

@@ -31,7 +31,11 @@ class SearchTree:
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         if len(self._map) < tree_bytes:
             raise ValueError("the file is shorter than its search tree")
-        self._tree: npt.NDArray[np.uint8] = np.frombuffer(self._map, dtype=np.uint8)[:tree_bytes]
+        # Every 4 bytes of the file read as one big-endian integer, at any byte offset (an
+        # overlapping strided view): one gather per level of the walk reads a record.
+        self._words: npt.NDArray[np.uint32] = np.ndarray(
+            (len(self._map) - 3,), dtype=">u4", buffer=self._map, strides=(1,)
+        )
         self._ipv4_start, self._ipv4_depth = self._find_ipv4_start()
 
     def _find_ipv4_start(self) -> tuple[int, int]:
@@ -44,35 +48,19 @@ class SearchTree:
             depth += 1
         return node, depth
 
-    def _records(self, nodes: IntArray, bits: IntArray) -> IntArray:
+    def _records(self, nodes: IntArray, bits: npt.NDArray[np.integer]) -> IntArray:
         """The left (bit 0) or right (bit 1) record of each node."""
-        tree = self._tree
+        words = self._words
         if self.record_size == 24:
-            base = nodes * 6 + bits * 3
-            result: IntArray = (
-                tree[base].astype(np.int64) << 16
-                | tree[base + 1].astype(np.int64) << 8
-                | tree[base + 2].astype(np.int64)
-            )
+            # 3 bytes at node * 6 + bit * 3: the top 24 bits of the word there
+            result: IntArray = (words[nodes * 6 + bits * 3] >> 8).astype(np.int64)
         elif self.record_size == 28:
-            base = nodes * 7
-            middle = tree[base + 3].astype(np.int64)
-            high = np.where(bits == 1, middle & 0x0F, middle >> 4)
-            start = base + bits * 4
-            result = (
-                high << 24
-                | tree[start].astype(np.int64) << 16
-                | tree[start + 1].astype(np.int64) << 8
-                | tree[start + 2].astype(np.int64)
-            )
+            # left: bytes 0-2, high nibble of byte 3 on top; right: low nibble of byte 3, 4-6
+            word = words[nodes * 7 + bits * 3].astype(np.int64)
+            left = word >> 8 | (word & 0xF0) << 20
+            result = np.where(bits == 1, word & 0x0FFFFFFF, left)
         else:
-            base = nodes * 8 + bits * 4
-            result = (
-                tree[base].astype(np.int64) << 24
-                | tree[base + 1].astype(np.int64) << 16
-                | tree[base + 2].astype(np.int64) << 8
-                | tree[base + 3].astype(np.int64)
-            )
+            result = words[nodes * 8 + bits * 4].astype(np.int64)
         return result
 
     def _walk(
@@ -84,29 +72,36 @@ class SearchTree:
         if start >= self.node_count:
             pointers[:] = start
             return pointers, prefixes
+        # the bits of every address, one row per depth
+        shifts = np.arange(63, 63 - min(width, 64), -1, dtype=np.uint64)[:, None]
+        bits_by_depth = np.concatenate(
+            [((word[None, :] >> shifts) & np.uint64(1)).astype(np.uint8) for word in words]
+        )
         index = np.arange(count)
         nodes = np.full(count, start, dtype=np.int64)
         for depth in range(width):
-            if not index.size:
-                break
-            word = words[depth // 64][index]
-            shift = np.uint64(63 - depth % 64)
-            bits = ((word >> shift) & np.uint64(1)).astype(np.int64)
-            nodes = self._records(nodes, bits)
+            nodes = self._records(nodes, bits_by_depth[depth, index])
             done = nodes >= self.node_count
             if done.any():
-                pointers[index[done]] = nodes[done]
-                prefixes[index[done]] = depth + 1
+                finished = index[done]
+                pointers[finished] = nodes[done]
+                prefixes[finished] = depth + 1
                 keep = ~done
                 index = index[keep]
+                if not index.size:
+                    break
                 nodes = nodes[keep]
         return pointers, prefixes
 
     def lookup_v4(self, addresses: list[int]) -> tuple[list[int], list[int]]:
         """Record pointers (``node_count`` = no record) and prefix lengths of IPv4 addresses."""
-        words = [np.array(addresses, dtype=np.uint64) << np.uint64(32)]
-        pointers, prefixes = self._walk(words, 32, self._ipv4_start)
+        pointers, prefixes = self.walk_v4(np.array(addresses, dtype=np.uint64))
         return pointers.tolist(), prefixes.tolist()
+
+    def walk_v4(self, numbers: npt.NDArray[np.integer]) -> tuple[IntArray, IntArray]:
+        """``lookup_v4`` for an array of IPv4 addresses as integers, answered as arrays."""
+        words = [numbers.astype(np.uint64) << np.uint64(32)]
+        return self._walk(words, 32, self._ipv4_start)
 
     def lookup_v6(self, addresses: list[int]) -> tuple[list[int], list[int]]:
         """Record pointers and prefix lengths of IPv6 addresses (IPv6 trees only)."""
@@ -124,7 +119,7 @@ class SearchTree:
 
     def close(self) -> None:
         """Release the mapping."""
-        del self._tree
+        del self._words
         self._map.close()
 
 

@@ -13,6 +13,9 @@ import ipaddress
 import itertools
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from ipgeo.geo.queries import _SPECIAL_NETS, reserved_reason
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -62,6 +65,18 @@ class ReservedFilter:
         networks = _candidate_networks()
         self._exact_only = networks is None
         self._spans = {version: _merged(networks or [], version) for version in (4, 6)}
+        starts, ends = self._spans[4]
+        self._starts4 = np.array(starts, dtype=np.int64)
+        self._ends4 = np.array(ends, dtype=np.int64)
+
+    def candidates_v4(self, numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        """Positions of the IPv4 addresses (integers) that may be reserved: only these need
+        ``is_reserved_number``, every other one is public."""
+        if self._exact_only:
+            return np.arange(len(numbers))
+        index = np.searchsorted(self._starts4, numbers, side="right") - 1
+        inside = (index >= 0) & (numbers <= self._ends4[np.maximum(index, 0)])
+        return np.flatnonzero(inside)
 
     def is_reserved_number(self, version: int, number: int) -> bool:
         """``is_reserved`` for an address given as version and integer."""

@@ -13,13 +13,14 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class Token:
     """What one distinct input item (as bytes) turned out to be, plus its pending hit count."""
 
-    __slots__ = ("bounds", "entry", "hits", "kind", "reason", "tail", "text")
+    __slots__ = ("bounds", "entry", "facet", "hits", "kind", "reason", "tail", "text")
 
     def __init__(self, kind: int, text: str = "", reason: str = "") -> None:
         self.kind = kind
         self.text = text
         self.reason = reason
-        self.entry: Entry | None = None
+        self.entry: Entry | None = None  # set where rows are rendered from it
+        self.facet = -1  # the summary facet of an IP's answer, once known
         self.tail = b""
         self.hits = 0
         self.bounds: tuple[IPAddress, IPAddress] | None = None

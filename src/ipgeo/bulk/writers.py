@@ -25,6 +25,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from ipgeo.bulk.errors import BulkError
@@ -190,6 +192,27 @@ class RowWriter:
             values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
         return b",," + self._csv_line(values) + b",,,"
 
+    def place_fragments(self, places: list[tuple[Any, ...]]) -> list[bytes]:
+        """``place_fragment`` of many records, written by one CSV writer into one buffer."""
+        buffer = self._buffer
+        buffer.seek(0)
+        buffer.truncate()
+        write, tell = self._csv_writer.writerow, buffer.tell
+        ends = []
+        for place in places:
+            values = list(place)
+            if type(values[_EU_OFFSET]) is bool:
+                values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
+            write(values)
+            ends.append(tell())
+        text = buffer.getvalue()
+        starts = [0, *ends][:-1]
+        # each row ends with the writer's "\n" (a newline inside a quoted cell stays inside)
+        return [
+            b",," + text[start : end - 1].encode() + b",,,"
+            for start, end in zip(starts, ends, strict=True)
+        ]
+
     def record_tail(self, text: str, ip: str, version: int, network: str, fragment: bytes) -> bytes:
         """``tail`` of a row made of its per-address columns and its record's fragment."""
         lead = self._lead + (_csv_text(text) + ",").encode() if self._has_input else self._lead
@@ -202,6 +225,23 @@ class RowWriter:
             fragment,
             self._end,
         )
+
+    def ipv4_tails(
+        self,
+        texts: list[bytes],
+        numbers: npt.NDArray[np.int64],
+        prefixes: list[int],
+        fragments: list[bytes],
+    ) -> list[bytes]:
+        """``record_tail`` of many canonical IPv4 addresses at once (C-level loops): their
+        texts, integers, network prefix lengths and their records' fragments."""
+        prefix = np.array(prefixes, dtype=np.int64)
+        network = numbers & ~((np.int64(1) << (32 - prefix)) - 1)
+        lead, end = self._lead.replace(b"%", b"%%"), self._end.replace(b"%", b"%%")
+        render = (lead + b"%s,%s,%s,4,%d.%d.%d.%d/%d%s" + end).__mod__
+        octets = [(network >> shift & 255).tolist() for shift in (24, 16, 8, 0)]
+        columns = zip(texts, texts, texts, *octets, prefixes, fragments, strict=True)
+        return list(map(render, columns))
 
     def _csv_line(self, values: list[Any]) -> bytes:
         buffer = self._buffer

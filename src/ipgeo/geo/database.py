@@ -53,37 +53,58 @@ def _name(names: Mapping[str, str] | None, languages: tuple[str, ...]) -> str | 
 
 def _dig(record: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = record.get(key)
-    return value if isinstance(value, Mapping) else {}
+    # ``type(...) is dict`` first: the readers give dicts, and the ABC check costs more
+    return value if type(value) is dict or isinstance(value, Mapping) else {}
+
+
+# The fields of ``Place`` after ``network``, in order: what ``place_values`` returns.
+PLACE_VALUES = (
+    "continent", "continent_code", "country", "country_iso", "country_eu", "region",
+    "region_code", "city", "postal_code", "latitude", "longitude", "accuracy_radius_km",
+    "time_zone",
+)  # fmt: skip
 
 
 def place_from_record(
     record: Mapping[str, Any], network: str | None, languages: tuple[str, ...]
 ) -> Place:
     """Map a GeoIP2/GeoLite2/DB-IP style record (or an IPinfo lite one) to a ``Place``."""
-    if "country_code" in record and "country" in record and isinstance(record["country"], str):
+    if _is_ipinfo(record):
         return _place_from_ipinfo(record, network)
+    return Place(network, *place_values(record, languages))
+
+
+def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple[Any, ...]:
+    """The ``PLACE_VALUES`` fields of ``place_from_record(record, ...)`` (without a ``Place``)."""
+    if _is_ipinfo(record):
+        place = _place_from_ipinfo(record, None)
+        return tuple(getattr(place, name) for name in PLACE_VALUES)
     continent = _dig(record, "continent")
     country = _dig(record, "country") or _dig(record, "registered_country")
     subdivisions = record.get("subdivisions") or [{}]
-    region = subdivisions[0] if isinstance(subdivisions[0], Mapping) else {}
+    first = subdivisions[0]
+    region = first if type(first) is dict or isinstance(first, Mapping) else {}
     location = _dig(record, "location")
     iso = country.get("iso_code")
-    return Place(
-        network=network,
-        continent=_name(continent.get("names"), languages),
-        continent_code=continent.get("code"),
-        country=_name(country.get("names"), languages),
-        country_iso=iso,
-        country_eu=bool(country.get("is_in_european_union", False)) if iso else None,
-        region=_name(region.get("names"), languages),
-        region_code=region.get("iso_code"),
-        city=_name(_dig(record, "city").get("names"), languages),
-        postal_code=_dig(record, "postal").get("code"),
-        latitude=location.get("latitude"),
-        longitude=location.get("longitude"),
-        accuracy_radius_km=location.get("accuracy_radius"),
-        time_zone=location.get("time_zone"),
+    return (
+        _name(continent.get("names"), languages),
+        continent.get("code"),
+        _name(country.get("names"), languages),
+        iso,
+        bool(country.get("is_in_european_union", False)) if iso else None,
+        _name(region.get("names"), languages),
+        region.get("iso_code"),
+        _name(_dig(record, "city").get("names"), languages),
+        _dig(record, "postal").get("code"),
+        location.get("latitude"),
+        location.get("longitude"),
+        location.get("accuracy_radius"),
+        location.get("time_zone"),
     )
+
+
+def _is_ipinfo(record: Mapping[str, Any]) -> bool:
+    return "country_code" in record and "country" in record and isinstance(record["country"], str)
 
 
 def _place_from_ipinfo(record: Mapping[str, Any], network: str | None) -> Place:
