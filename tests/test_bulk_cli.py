@@ -164,3 +164,12 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
     assert b"lines/s" in result.stdout  # the rich progress bar was drawn on the terminal
     assert (tmp_path / "o.csv").read_text().count("\n") == 20001
+
+
+def test_bulk_does_not_import_web_or_dns_libraries() -> None:
+    code = (
+        "import sys; import ipgeo.cli.bulk, ipgeo.geo; "
+        "print(sorted(m for m in ('flask', 'dns.resolver', 'redis') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert result.stdout.strip() == b"[]"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Protocol
-
-import dns.exception
-import dns.nameserver
-import dns.resolver
-import dns.reversename
+from typing import TYPE_CHECKING, Protocol
 
 from ipgeo.geo.errors import Unresolvable
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -37,6 +35,10 @@ class DnsResolver:
         self._resolver: dns.resolver.Resolver | None = None
 
     def _get(self) -> dns.resolver.Resolver:
+        # dnspython is imported on first use: most runs (bulk, plain IP lookups) never need it.
+        import dns.nameserver
+        import dns.resolver
+
         if self._resolver is None:
             try:
                 resolver = dns.resolver.Resolver(configure=not self._servers)
@@ -54,6 +56,9 @@ class DnsResolver:
 
     def resolve(self, name: str) -> list[IPAddress]:
         """Return every A and AAAA address of ``name``; raise ``Unresolvable``."""
+        import dns.exception
+        import dns.resolver
+
         resolver = self._get()
         deadline = time.monotonic() + self.timeout
         addresses: list[IPAddress] = []
@@ -86,6 +91,9 @@ class DnsResolver:
 
     def reverse(self, ip: IPAddress) -> str | None:
         """Return the PTR name of ``ip``, or ``None``."""
+        import dns.exception
+        import dns.reversename
+
         try:
             answer = self._get().resolve(
                 dns.reversename.from_address(str(ip)), "PTR", lifetime=self.timeout
