@@ -16,13 +16,12 @@ from typing import Any
 
 from ipgeo.formats import render, to_json
 from ipgeo.geo.models import LookupResult
+from ipgeo.geo.quick import QuickAnswer
 from ipgeo.geo.service import GeoService
 from ipgeo.geo.timezones import zone_details
 from ipgeo.metrics import labelled
 
 CLOCK_FIELDS = ("utc_offset", "local_time")
-# All fields of one answer and its (time zone, source): what ``GeoService.quick_ipv4`` gives.
-QuickRow = tuple[dict[str, Any], tuple[str, str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +84,15 @@ def cached_answer(
     return CachedAnswer(fmt, body, content_type), body, content_type
 
 
+def _quick_json(made: QuickAnswer) -> CachedAnswer:
+    """The cached form of a quick answer in JSON with every field."""
+    if made.zone is None:
+        head, middle, tail = made.json_parts
+        return CachedAnswer("json", head + b"null" + middle + b"null" + tail, _JSON)
+    return CachedAnswer("json", None, _JSON, made.row, made.zone, made.json_parts)
+
+
+_JSON = "application/json"
 # Stand-ins for the clock values while rendering the rest of an answer once; orjson writes
 # NUL as \u0000, which no rendered value of the other fields can contain unescaped.
 _MARKS = {"utc_offset": "\x00ipgeo:utc_offset\x00", "local_time": "\x00ipgeo:local_time\x00"}
@@ -154,15 +162,15 @@ def cached_lookup(
     fmt: str,
     lookup: Callable[[], LookupResult],
     keep_row: bool = False,
-    quick: Callable[[], QuickRow | None] | None = None,
+    quick: Callable[[], QuickAnswer | None] | None = None,
 ) -> tuple[CachedAnswer, bytes | None, str]:
     """The answer for ``key``: cached, or made by ``lookup`` (which may raise ``GeoError``).
 
     Returns the answer and, when just computed, its rendered body and content type (a
     cached answer renders itself with a fresh clock). Only IP lookups whose time zone
     comes from the database (or that have none) are kept. ``quick``, when given, is tried
-    before ``lookup``: all fields of the same answer and its (time zone, source), or ``None``
-    to leave it to ``lookup`` (``GeoService.quick_ipv4``).
+    before ``lookup``: the same answer made faster, or ``None`` to leave it to ``lookup``
+    (``GeoService.quick_ipv4``).
     """
     generation = 0
     if cache is not None:
@@ -175,10 +183,12 @@ def cached_lookup(
         labelled("lookup_cache", "miss").inc()
     made = quick() if quick is not None else None
     if made is not None:
-        row, zone = made
-        if fields is not None:
-            row = {name: row[name] for name in fields}
-        answer, body, content_type = cached_answer(row, fmt, zone, keep_row)
+        if fields is None and fmt == "json" and not keep_row:
+            answer = _quick_json(made)
+            body, content_type = answer.rendered()
+        else:
+            row = made.row if fields is None else {name: made.row[name] for name in fields}
+            answer, body, content_type = cached_answer(row, fmt, made.zone, keep_row)
         if cache is not None:
             cache.put(key, generation, answer)
         return answer, body, content_type

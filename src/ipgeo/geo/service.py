@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from ipgeo.geo.database import DatabaseError, MaxMindDatabase, bundled_city_db, place_from_record
 from ipgeo.geo.dns import DnsResolver, HostResolver
 from ipgeo.geo.errors import DatabaseUnavailable, GeoError, NotFound
-from ipgeo.geo.models import FIELDS, DatabaseInfo, LookupResult, Place, TimeZoneInfo
+from ipgeo.geo.models import DatabaseInfo, LookupResult, Place, TimeZoneInfo
 from ipgeo.geo.queries import check_public, normalize_domain, parse_ip
+from ipgeo.geo.quick import QuickAnswer, QuickLookups
 from ipgeo.geo.timezones import EmbeddedTimezoneLocator, TimezoneLocator, zone_details
 from ipgeo.metrics import labelled
 from ipgeo.settings import Settings
@@ -81,6 +81,7 @@ class GeoService:
         # ``check_public`` costs more than the database lookup (``is_global`` builds
         # networks per call); the filter clears public addresses with one bisect.
         self._reserved = ReservedFilter()
+        self._quick = QuickLookups(self)
 
     @classmethod
     def from_settings(
@@ -293,9 +294,9 @@ class GeoService:
             asn_org=asn_org,
         )
 
-    def quick_ipv4(self, text: str) -> tuple[dict[str, Any], tuple[str, str] | None] | None:
-        """``lookup_ip(ip, query=text).as_dict()`` and its (time zone, source) for a canonical
-        public IPv4 ``text``, without ``ipaddress`` objects or a ``LookupResult``.
+    def quick_ipv4(self, text: str) -> QuickAnswer | None:
+        """``lookup_ip(ip, query=text)`` for a canonical public IPv4 ``text``, as its fields,
+        (time zone, source) and JSON, without ``ipaddress`` objects or a ``LookupResult``.
 
         ``None`` whenever the regular lookup must answer instead: not a canonical dotted quad,
         a reserved or unknown address, an unreadable database, a time zone from polygons.
@@ -308,61 +309,10 @@ class GeoService:
         if self._reserved.is_reserved_number(4, number):
             return None
         self.refresh()
-        current = self._open
-        try:
-            record, prefix = current.city.get_text(text)
-        except ValueError:
-            return None
-        if record is None:
-            return None
-        place = place_from_record(record, None, self.languages)
-        asn: int | None = None
-        asn_org: str | None = None
-        if current.asn is not None:
-            asn_record = current.asn.record(text)
-            if asn_record:
-                asn = asn_record.get("autonomous_system_number")
-                asn_org = asn_record.get("autonomous_system_organization")
-        zone: TimeZoneInfo | None = None
-        if place.time_zone:
-            zone = zone_details(place.time_zone, "database")
-        elif place.latitude is not None and place.longitude is not None:
-            return None  # the locator's answer (its state) is the regular path's business
-        network = number >> (32 - prefix) << (32 - prefix) if prefix else 0
-        row = dict(
-            zip(
-                FIELDS,
-                (
-                    text,
-                    text,
-                    4,
-                    f"{socket.inet_ntoa(network.to_bytes(4, 'big'))}/{prefix}",
-                    None,
-                    place.continent,
-                    place.continent_code,
-                    place.country,
-                    place.country_iso,
-                    place.country_eu,
-                    place.region,
-                    place.region_code,
-                    place.city,
-                    place.postal_code,
-                    place.latitude,
-                    place.longitude,
-                    place.accuracy_radius_km,
-                    *(
-                        (zone.name, zone.source, zone.utc_offset, zone.local_time)
-                        if zone
-                        else (None, None, None, None)
-                    ),
-                    asn,
-                    asn_org,
-                ),
-                strict=True,
-            )
-        )
-        labelled("lookups", "found").inc()
-        return row, (zone.name, zone.source) if zone else None
+        answer = self._quick.answer(text, number, self._open)
+        if answer is not None:
+            labelled("lookups", "found").inc()
+        return answer
 
     def place(self, ip: IPAddress, lang: str | None = None) -> Place | None:
         """Return the raw place of ``ip`` from the City/Country database."""
