@@ -14,6 +14,8 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ipgeo.formats import render, to_json
 from ipgeo.geo.models import LookupResult
 from ipgeo.geo.quick import QuickAnswer
@@ -53,6 +55,9 @@ class CachedAnswer:
 
     def fresh_row(self) -> dict[str, Any]:
         """The answer's fields with ``utc_offset`` / ``local_time`` as of now."""
+        if self.row is None and self.json_parts is not None:
+            fresh: dict[str, Any] = orjson.loads(self.rendered()[0])  # clock already fresh
+            return fresh
         row = dict(self.row or {})
         if self.zone is not None:
             details = zone_details(*self.zone)
@@ -89,7 +94,7 @@ def _quick_json(made: QuickAnswer) -> CachedAnswer:
     if made.zone is None:
         head, middle, tail = made.json_parts
         return CachedAnswer("json", head + b"null" + middle + b"null" + tail, _JSON)
-    return CachedAnswer("json", None, _JSON, made.row, made.zone, made.json_parts)
+    return CachedAnswer("json", None, _JSON, None, made.zone, made.json_parts)
 
 
 _JSON = "application/json"

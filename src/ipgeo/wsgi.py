@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import shutil
@@ -48,10 +49,15 @@ def _build() -> object:
         settings = Settings.from_env()
         setup_logging(settings.log_format)
         _prepare_uwsgi()
-        return create_app(settings)
+        app = create_app(settings)
     except (SettingsError, DatabaseError) as exc:
         print(f"ipgeo: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    # What loading made (modules, the app, the readers) lives as long as the process: keep
+    # it out of every garbage collection. uWSGI forks its workers right after this, so the
+    # collector does not touch (and copy) those shared pages either.
+    gc.freeze()
+    return app
 
 
 app = _build()

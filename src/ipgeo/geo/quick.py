@@ -45,15 +45,20 @@ class RecordAnswer:
 
 @dataclass(frozen=True, slots=True)
 class QuickAnswer:
-    """One IPv4 answer: all fields, its (time zone, source), and its JSON around the clock.
+    """One IPv4 answer: its fields, (time zone, source), and its JSON around the clock.
 
     ``json_parts`` joined with the JSON of ``utc_offset`` and ``local_time`` between them
     is ``orjson.dumps(row)`` (with the clock as of the moment it is joined).
     """
 
-    row: dict[str, Any]
+    values: tuple[Any, ...]  # of every field in ``FIELDS`` order
     zone: tuple[str, str] | None
     json_parts: tuple[bytes, bytes, bytes]
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The answer's fields (made on demand: the JSON is what most callers need)."""
+        return dict(zip(FIELDS, self.values, strict=True))
 
 
 class _Tree:
@@ -224,13 +229,7 @@ class QuickLookups:
                 b'"time_zone":' + orjson.dumps(details.name) + b',"time_zone_source":"database",'
                 b'"utc_offset":'
             )
-        row = dict(
-            zip(
-                FIELDS,
-                (text, text, 4, network, None, *record.values, *clock, asn, asn_org),
-                strict=True,
-            )
-        )
+        values = (text, text, 4, network, None, *record.values, *clock, asn, asn_org)
         head = b'{"ip":"%s","query":"%s","version":4,"network":"%s","hostname":null,%s,%s' % (
             text.encode(),
             text.encode(),
@@ -239,7 +238,7 @@ class QuickLookups:
             zone_json,
         )
         tail = b',"asn":%s,"asn_org":%s}' % (orjson.dumps(asn), orjson.dumps(asn_org))
-        return QuickAnswer(row, zone, (head, b',"local_time":', tail))
+        return QuickAnswer(values, zone, (head, b',"local_time":', tail))
 
 
 def record_answer(record: Mapping[str, Any], languages: tuple[str, ...]) -> RecordAnswer | None:
