@@ -213,3 +213,18 @@ def test_not_installed_where_flask_hooks_matter(
 ) -> None:
     app = create_app(make_settings(**env))
     assert not isinstance(app.wsgi_app, LeanLookups)
+
+
+@pytest.mark.parametrize("lean", ["true", "false"])
+def test_access_log_can_be_left_to_nginx(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture, lean: str
+) -> None:
+    requests = metrics().requests.labels("/api/v1/lookup/<path:query>", "GET", "200")
+    for setting, lines in (("true", 1), ("false", 0)):
+        app = create_app(make_settings(IPGEO_LEAN_PATH=lean, IPGEO_ACCESS_LOG=setting))
+        before = requests._value.get()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="ipgeo.access"):
+            assert app.test_client().get("/api/v1/lookup/81.2.69.142").status_code == 200
+        assert len([r for r in caplog.records if r.name == "ipgeo.access"]) == lines
+        assert requests._value.get() - before == 1  # metrics either way

@@ -83,6 +83,7 @@ class LeanLookups:
         self.visits: VisitCounter | None = app.extensions.get("ipgeo.visits")
         self.trusted = settings.trusted_proxies
         self.cors = settings.cors_origins == ("*",)
+        self.access_log = settings.access_log
         # (peer, X-Forwarded-For, X-Real-IP) -> client address: a few clients send most requests
         self._clients: dict[tuple[str, str | None, str | None], IPAddress | None] = {}
 
@@ -152,7 +153,7 @@ class LeanLookups:
             start_response(_STATUS_LINES[status], headers)
             duration = time.perf_counter() - started
             record_request(endpoint, "GET", status, duration)
-            if access_log.isEnabledFor(logging.INFO):
+            if self.access_log and access_log.isEnabledFor(logging.INFO):
                 self._log(environ, path, endpoint, status, duration, rid)
             return [body]
         finally:

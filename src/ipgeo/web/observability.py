@@ -115,7 +115,9 @@ def _after(response: Response) -> Response:
     response.headers["X-Database-Build"] = database_build(geo_service())
     endpoint = _endpoint()
     record_request(endpoint, request.method, response.status_code, duration)
-    if access_log.isEnabledFor(logging.INFO):
+    if current_app.extensions["ipgeo.settings"].access_log and access_log.isEnabledFor(
+        logging.INFO
+    ):
         client = request_client_ip()
         log_access(
             AccessRecord(
