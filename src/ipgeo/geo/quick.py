@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # The fields a City record decides, between the per-address ones and the clock.
 RECORD_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("time_zone")]
-RECORDS_LIMIT = 200_000  # per process; cleared when full (the cache refills from use)
+RECORDS_LIMIT = 65_536  # per process (~0.5 kB each); cleared when full, refills from use
 _TOP_BITS = 16  # the first levels of the tree are walked once per 16-bit prefix
 
 
