@@ -6,10 +6,13 @@ The benchmark itself is never run here (it is timed); see docs/benchmarks.md.
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import shutil
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 
 from bench.http.addresses import database_gaps, excluded_ranges, is_excluded, merge
 from bench.http.deploy import deploy_dir, render_nginx, render_templates
+from bench.http.processes import Stack
 from bench.http.report import Measurement, add_ratios, markdown_table, median_rounds
 from bench.http.wrk import WrkError, parse_wrk_output, run_wrk, write_lua_script
 from ipgeo.geo.database import bundled_city_db
@@ -77,6 +81,9 @@ def test_report_ratios_use_successful_answers() -> None:
     table = markdown_table(items, ("b3", "b1"))
     assert "| B0 | 100 | 26,865 | 26,865 | 3.44 | 15.4 | 0 | 0/0/0/0 |" in table
     assert "failed: did not start" in table
+    assert table.splitlines()[0].endswith("| server CPU µs/req |")
+    items[1].cpu_us = {"nginx": 20.4, "uwsgi": 80.0}
+    assert "| 100 (nginx 20, uwsgi 80) |" in markdown_table(items, ("b3", "b1"))
 
 
 def test_merge_joins_adjacent_and_overlapping() -> None:
@@ -272,3 +279,16 @@ def test_batch_mode_posts_arrays_the_api_answers(tmp_path: Path, make_settings: 
     assert result.requests > 3
     assert result.non_2xx_3xx == 0
     assert seen and min(seen) > 50 * 8  # 50 dotted quads per body
+
+
+def test_stack_counts_the_cpu_time_of_its_process_groups(tmp_path: Path) -> None:
+    busy = "import os, time\nos.fork()\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\ntime.sleep(30)\n"  # noqa: E501
+    with Stack(tmp_path, {"PATH": os.environ.get("PATH", "")}) as stack:
+        stack.start("busy", [sys.executable, "-c", busy])
+        stack.start("idle", [sys.executable, "-c", "import time; time.sleep(30)"])
+        deadline = time.monotonic() + 20
+        while stack.cpu_seconds()["busy"] < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        used = stack.cpu_seconds()
+    assert used["busy"] >= 0.5  # both processes of the group: parent and forked child
+    assert used["idle"] < 0.3

@@ -102,6 +102,7 @@ def render_templates(deploy: Path, run_dir: Path, port: int, socket: Path) -> Pa
         # bench overrides: where it listens, the socket, the private run dir
         "listens": [f"127.0.0.1:{port}"],
         "upstream_servers": [f"unix:{socket}"],
+        "resolver": None,  # a fixed upstream, no DNS re-resolution
         "run_dir": str(run_dir),
         "access_log": str(run_dir / "access.log"),
         "user": worker_user(),

@@ -96,6 +96,25 @@ class Stack:
         logs = "\n".join(f"--- {item.name}:\n{tail(item.log)}" for item in self.started)
         raise StartError(f"{url} not ready after {timeout_s:g} s ({last_error})\n{logs}")
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each started process and its workers.
+
+        Each started process leads its own process group; workers that already exited are
+        not counted (Linux ``/proc``; empty elsewhere).
+        """
+        groups = {item.proc.pid: item.name for item in self.started}
+        used = dict.fromkeys(groups.values(), 0.0)
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        for entry in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = entry.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            name = groups.get(int(fields[2]))  # the process group
+            if name is not None:
+                used[name] += (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
     def stop(self, grace_s: float = 10) -> None:
         """Stop everything in reverse start order: the stop signal, then SIGKILL."""
         while self.started:

@@ -21,6 +21,8 @@ class Measurement:
     load_before: float | None = None  # 1-minute load average just before the run
     batch: int = 0  # addresses per request in batch mode (0: one GET lookup per request)
     ratios: dict[str, float | None] = field(default_factory=dict)
+    # CPU µs per request of each server process group (nginx, uwsgi, ...) during the run
+    cpu_us: dict[str, float] = field(default_factory=dict)
 
 
 def median_rounds(measurements: list[Measurement]) -> list[Measurement]:
@@ -80,12 +82,13 @@ def markdown_table(measurements: list[Measurement], references: tuple[str, ...])
         head += [f"lookups/s ({batch} per request)"]
     head += ["socket err c/r/w/t"]
     head += [f"ok vs {ref.upper()}" for ref in references]
+    head += ["server CPU µs/req"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for item in measurements:
         if item.result is None:
             row = [item.label, str(item.connections), f"failed: {item.error}"] + [""] * 5
             row += [""] if batch else []
-            row += ["—"] * len(references)
+            row += ["—"] * (len(references) + 1)
         else:
             res = item.result
             errors = f"{res.connect_errors}/{res.read_errors}/{res.write_errors}/{res.timeouts}"
@@ -101,8 +104,17 @@ def markdown_table(measurements: list[Measurement], references: tuple[str, ...])
                 errors,
             ]
             row += [_ratio(item.ratios.get(ref)) for ref in references]
+            row += [cpu_summary(item.cpu_us)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cpu_summary(cpu_us: dict[str, float]) -> str:
+    """``total (name part, ...)`` of server CPU µs per request, or ``—`` when unknown."""
+    if not cpu_us:
+        return "—"
+    parts = ", ".join(f"{name} {value:.0f}" for name, value in cpu_us.items())
+    return f"{sum(cpu_us.values()):.0f} ({parts})"
 
 
 def json_document(
@@ -130,4 +142,5 @@ def _as_json(item: Measurement) -> dict[str, Any]:
         "error": item.error,
         "wrk": item.result.as_dict() if item.result else None,
         "ratios": item.ratios,
+        "cpu_us_per_request": item.cpu_us,
     }

@@ -46,6 +46,7 @@ from bench.http.processes import Stack, StartError
 from bench.http.report import (
     Measurement,
     add_ratios,
+    cpu_summary,
     json_document,
     markdown_table,
     median_rounds,
@@ -227,6 +228,7 @@ def measure_config(
                 if args.warmup:
                     run_wrk(base + "/", script, duration_s=args.warmup, **wrk_args)
                 item.load_before = round(os.getloadavg()[0], 2)
+                cpu_before = stack.cpu_seconds()
                 item.result, raw = run_wrk(
                     base + "/",
                     script,
@@ -234,8 +236,16 @@ def measure_config(
                     timeout_s=args.timeout,
                     **wrk_args,
                 )
+                cpu_after = stack.cpu_seconds()
                 (workdir / f"wrk-c{conns}.txt").write_text(raw)
                 res = item.result
+                if res.requests:
+                    item.cpu_us = {
+                        name: round(
+                            (cpu_after[name] - cpu_before.get(name, 0.0)) / res.requests * 1e6, 1
+                        )
+                        for name in cpu_after
+                    }
                 print(
                     f"  {config.name} -c{conns}: {res.requests_per_s:,.0f} req/s, "
                     f"p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms, "
@@ -244,7 +254,8 @@ def measure_config(
                         if args.batch
                         else ""
                     )
-                    + f"non-2xx {res.non_2xx_3xx}, socket errors {res.socket_errors} "
+                    + f"non-2xx {res.non_2xx_3xx}, socket errors {res.socket_errors}, "
+                    f"server CPU µs/req {cpu_summary(item.cpu_us)} "
                     f"(load before: {item.load_before})",
                     flush=True,
                 )

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     REGISTRY,
@@ -59,6 +59,23 @@ def metrics() -> Metrics:
         if not _created:
             _created.append(_create_metrics())
     return _created[0]
+
+
+# Labelled children by (metric field of ``Metrics``, label values): ``labels()`` costs more
+# than the increment itself, and the children live as long as their metric.
+_children: dict[tuple[str, tuple[str, ...]], Any] = {}
+_CHILDREN_LIMIT = 4096  # label values come from requests (methods): never grow without bound
+
+
+def labelled(metric: str, *labels: str) -> Any:
+    """``metrics().<metric>.labels(*labels)``, looked up once per label values."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        if len(_children) >= _CHILDREN_LIMIT:
+            _children.clear()
+        child = _children[key] = getattr(metrics(), metric).labels(*labels)
+    return child
 
 
 def _create_metrics() -> Metrics:

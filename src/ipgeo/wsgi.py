@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import shutil
@@ -43,15 +44,38 @@ def _prepare_uwsgi() -> None:
         setattr(uwsgi, "atexit", lambda: mark_process_dead(os.getpid()))  # noqa: B010
 
 
+# Settings defaults a uWSGI config may give as placeholders (``set-placeholder =
+# ipgeo-access-log=false``): uWSGI's ``env`` option does not reach ``os.environ`` under pyuwsgi,
+# whose Python starts before the config is read. The environment still wins.
+UWSGI_DEFAULTS = {"ipgeo-access-log": "IPGEO_ACCESS_LOG"}
+
+
+def _uwsgi_defaults() -> None:
+    try:
+        uwsgi = importlib.import_module("uwsgi")
+    except ImportError:
+        return
+    for option, name in UWSGI_DEFAULTS.items():
+        value = uwsgi.opt.get(option)
+        if value is not None and name not in os.environ:
+            os.environ[name] = value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _build() -> object:
     try:
+        _uwsgi_defaults()
         settings = Settings.from_env()
         setup_logging(settings.log_format)
         _prepare_uwsgi()
-        return create_app(settings)
+        app = create_app(settings)
     except (SettingsError, DatabaseError) as exc:
         print(f"ipgeo: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    # What loading made (modules, the app, the readers) lives as long as the process: keep
+    # it out of every garbage collection. uWSGI forks its workers right after this, so the
+    # collector does not touch (and copy) those shared pages either.
+    gc.freeze()
+    return app
 
 
 app = _build()

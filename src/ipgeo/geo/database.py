@@ -171,8 +171,19 @@ class MaxMindDatabase:
         network = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
         return record, str(network)
 
-    def record(self, ip: IPAddress) -> Mapping[str, Any] | None:
-        """The raw record of ``ip`` alone (cheaper than ``get``, which also builds the network)."""
+    def get_text(self, text: str) -> tuple[Mapping[str, Any] | None, int]:
+        """``get`` for a canonical IPv4 text: the record (``None`` when absent) and prefix length.
+
+        Raises ``ValueError`` when the database cannot be read; no ``ipaddress`` objects.
+        """
+        try:
+            record, prefix = self._reader.get_with_prefix_len(text)
+        except InvalidDatabaseError:
+            return None, 0
+        return (record if isinstance(record, Mapping) else None), prefix
+
+    def record(self, ip: IPAddress | str) -> Mapping[str, Any] | None:
+        """The raw record of ``ip`` (or its text) alone (cheaper than ``get``: no network)."""
         try:
             record = self._reader.get(ip)
         except (InvalidDatabaseError, ValueError):

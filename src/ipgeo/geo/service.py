@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -17,8 +18,9 @@ from ipgeo.geo.dns import DnsResolver, HostResolver
 from ipgeo.geo.errors import DatabaseUnavailable, GeoError, NotFound
 from ipgeo.geo.models import DatabaseInfo, LookupResult, Place, TimeZoneInfo
 from ipgeo.geo.queries import check_public, normalize_domain, parse_ip
+from ipgeo.geo.quick import QuickAnswer, QuickLookups
 from ipgeo.geo.timezones import EmbeddedTimezoneLocator, TimezoneLocator, zone_details
-from ipgeo.metrics import metrics
+from ipgeo.metrics import labelled
 from ipgeo.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -79,6 +81,7 @@ class GeoService:
         # ``check_public`` costs more than the database lookup (``is_global`` builds
         # networks per call); the filter clears public addresses with one bisect.
         self._reserved = ReservedFilter()
+        self._quick = QuickLookups(self)
 
     @classmethod
     def from_settings(
@@ -216,9 +219,9 @@ class GeoService:
         try:
             result = self._lookup(query, lang)
         except GeoError as exc:
-            metrics().lookups.labels(exc.code).inc()
+            labelled("lookups", exc.code).inc()
             raise
-        metrics().lookups.labels("found").inc()
+        labelled("lookups", "found").inc()
         return result
 
     def _lookup(self, query: str, lang: str | None) -> LookupResult:
@@ -243,9 +246,9 @@ class GeoService:
         try:
             result = self._lookup_ip(ip, query, hostname, lang)
         except GeoError as exc:
-            metrics().lookups.labels(exc.code).inc()
+            labelled("lookups", exc.code).inc()
             raise
-        metrics().lookups.labels("found").inc()
+        labelled("lookups", "found").inc()
         return result
 
     def _lookup_ip(
@@ -290,6 +293,26 @@ class GeoService:
             asn=asn,
             asn_org=asn_org,
         )
+
+    def quick_ipv4(self, text: str) -> QuickAnswer | None:
+        """``lookup_ip(ip, query=text)`` for a canonical public IPv4 ``text``, as its fields,
+        (time zone, source) and JSON, without ``ipaddress`` objects or a ``LookupResult``.
+
+        ``None`` whenever the regular lookup must answer instead: not a canonical dotted quad,
+        a reserved or unknown address, an unreadable database, a time zone from polygons.
+        """
+        try:
+            # inet_pton accepts exactly the canonical dotted quads ipaddress accepts
+            number = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+        except (OSError, ValueError, TypeError):
+            return None
+        if self._reserved.is_reserved_number(4, number):
+            return None
+        self.refresh()
+        answer = self._quick.answer(text, number, self._open)
+        if answer is not None:
+            labelled("lookups", "found").inc()
+        return answer
 
     def place(self, ip: IPAddress, lang: str | None = None) -> Place | None:
         """Return the raw place of ``ip`` from the City/Country database."""

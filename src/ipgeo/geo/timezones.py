@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Protocol
@@ -63,12 +64,33 @@ def format_offset(seconds: int) -> str:
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+# (zone name, source) -> (Unix second, details at that second): answers within one second
+# share the work (local time has whole seconds, and offsets change on whole seconds).
+_CLOCK: dict[tuple[str, str], tuple[int, TimeZoneInfo | None]] = {}
+_CLOCK_SIZE = 4096
+
+
 def zone_details(name: str, source: str, now: datetime | None = None) -> TimeZoneInfo | None:
     """Return offset and local time for zone ``name`` at ``now`` (``None`` for unknown zones)."""
+    if now is not None:
+        return _zone_details(name, source, now)
+    second = int(time.time())
+    key = (name, source)
+    known = _CLOCK.get(key)
+    if known is not None and known[0] == second:
+        return known[1]
+    details = _zone_details(name, source, datetime.fromtimestamp(second, UTC))
+    if len(_CLOCK) >= _CLOCK_SIZE:
+        _CLOCK.clear()
+    _CLOCK[key] = (second, details)
+    return details
+
+
+def _zone_details(name: str, source: str, now: datetime) -> TimeZoneInfo | None:
     zone = _zone(name)
     if zone is None:
         return None
-    local = (now or datetime.now(UTC)).astimezone(zone).replace(microsecond=0)
+    local = now.astimezone(zone).replace(microsecond=0)
     offset = local.utcoffset()
     seconds = int(offset.total_seconds()) if offset is not None else 0
     return TimeZoneInfo(

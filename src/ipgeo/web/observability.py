@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ipgeo.geo import GeoService
 from ipgeo.logs import request_id_var
-from ipgeo.metrics import exposition, metrics
+from ipgeo.metrics import exposition, labelled
 from ipgeo.web.api import geo_service
 from ipgeo.web.errors import ApiError
 from ipgeo.web.params import request_client_ip
@@ -54,11 +54,10 @@ def database_build(service: GeoService) -> str:
 
 def record_request(endpoint: str, method: str, status: int, duration: float) -> None:
     """Count one answered request and its latency."""
-    recorded = metrics()
-    recorded.requests.labels(endpoint, method, str(status)).inc()
-    recorded.request_duration.labels(endpoint).observe(duration)
+    labelled("requests", endpoint, method, str(status)).inc()
+    labelled("request_duration", endpoint).observe(duration)
     if status == 429:
-        recorded.rate_limited.labels(endpoint).inc()
+        labelled("rate_limited", endpoint).inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +115,9 @@ def _after(response: Response) -> Response:
     response.headers["X-Database-Build"] = database_build(geo_service())
     endpoint = _endpoint()
     record_request(endpoint, request.method, response.status_code, duration)
-    if access_log.isEnabledFor(logging.INFO):
+    if current_app.extensions["ipgeo.settings"].access_log and access_log.isEnabledFor(
+        logging.INFO
+    ):
         client = request_client_ip()
         log_access(
             AccessRecord(
