@@ -17,11 +17,11 @@ import pytest
 from flask import Flask
 
 from ipgeo.bulk.json_batch import JsonBatch
-from ipgeo.bulk.mmdbtree import IPv4Walker, SearchTree
 from ipgeo.bulk.reserved import reserved_spans_v4
 from ipgeo.dbupdate.install import install
 from ipgeo.formats import to_json
 from ipgeo.geo import GeoError, GeoService
+from ipgeo.geo.mmdbtree import IPv4Walker, SearchTree
 from ipgeo.geo.queries import reserved_reason
 from ipgeo.settings import Settings
 from ipgeo.web.app import create_app
@@ -207,8 +207,14 @@ def test_walker_equals_the_tree_walk(app: Flask, testdata: Path) -> None:
         with maxminddb.open_database(str(path)) as reader:
             meta = reader.metadata()
         tree = SearchTree(Path(path), meta.node_count, meta.record_size, meta.ip_version)
-        pointers, prefixes = IPv4Walker(tree).lookup(np.array(numbers, dtype=np.int64))
+        walker = IPv4Walker(tree)
+        pointers, prefixes = walker.lookup(np.array(numbers, dtype=np.int64))
         assert (pointers.tolist(), prefixes.tolist()) == tree.lookup_v4(numbers)
+        for number, pointer, prefix in zip(
+            numbers, pointers.tolist(), prefixes.tolist(), strict=True
+        ):
+            found = walker.find(number)  # one address in plain Python: the same record
+            assert found == (pointer, prefix) or (found[0] <= meta.node_count == pointer)
         tree.close()
 
 

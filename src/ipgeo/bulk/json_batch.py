@@ -27,10 +27,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ipgeo.bulk.mmdbtree import IntArray, IPv4Walker, SearchTree
 from ipgeo.bulk.reserved import ReservedFilter, reserved_spans_v4
 from ipgeo.geo import FIELDS, GeoService
 from ipgeo.geo.database import MaxMindDatabase, place_from_record
+from ipgeo.geo.mmdbtree import IntArray, IPv4Walker, SearchTree
 from ipgeo.geo.timezones import zone_details
 
 # Uniformly random addresses touch ~130,000 records per million; real traffic far fewer.

@@ -20,16 +20,18 @@ import numpy as np
 import numpy.typing as npt
 
 from ipgeo.bulk.errors import BulkError
-from ipgeo.bulk.mmdbtree import SearchTree
 from ipgeo.bulk.reserved import ReservedFilter
 from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult
 from ipgeo.geo.database import PLACE_VALUES, place_values
 from ipgeo.geo.errors import NotFound
+from ipgeo.geo.mmdbtree import SearchTree
 from ipgeo.geo.models import TimeZoneInfo
 from ipgeo.geo.queries import parse_ip
 from ipgeo.geo.timezones import zone_details
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# a record's place values, those before the zone fields, and its summary facet (-1: not yet)
+CachedPlace = tuple[tuple[Any, ...], tuple[Any, ...], int]
 Address = tuple[str, int, int]  # canonical text, version, integer value
 # The columns ``continent`` … ``local_time`` of one record, and its facet id.
 PlaceRow = tuple[tuple[Any, ...], int]
@@ -84,7 +86,7 @@ class CachedLookup:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Entry] = OrderedDict()
         self._reserved = ReservedFilter()
-        self._places: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], int]] = {}
+        self._places: dict[int, CachedPlace] = {}
         self._zones: dict[tuple[str, str], tuple[int, TimeZoneInfo | None]] = {}
         self._zone_names: dict[int, tuple[str, str]] = {}
         # zone details at one fixed moment, by (name, source, moment)
@@ -249,19 +251,9 @@ class CachedLookup:
             # what ``lookup_ip`` raises for a public address without a record
             return self._error(ip, NotFound(f"{ip} is not in the database"))
         key, version, number = address
-        cached = self._places.get(pointer)
+        cached = self._place_of(pointer, _ip_of(address))
         if cached is None:
-            ip = _ip_of(address)
-            record = self.service.city.record(ip)
-            if record is None:
-                return self._slow(ip)
-            # what ``GeoService.place`` does, minus the network it computes and we do not need
-            place = place_values(record, self._languages)
-            if len(self._places) >= PLACE_CACHE_SIZE:
-                self._places.clear()
-                self._zone_names.clear()
-            values = place[:_ZONE_AT]
-            self._places[pointer] = cached = (place, values, -1)
+            return self._slow(_ip_of(address))
         place, values, facet = cached
         zone = self._zone(pointer, place)
         if self._asn:
@@ -381,12 +373,12 @@ class CachedLookup:
                         others[position] = self._assemble(address, pointer, prefixes[position])
             return pointers, prefixes, rows, others
 
-    def _record_row(self, pointer: int, number: int, now: datetime) -> PlaceRow | None:
-        """``_place_row`` of the record at ``pointer`` (of IPv4 ``number``), decoding and mapping
-        it if needed; ``None`` when the reference path must answer (no ASN database here)."""
+    def _place_of(self, pointer: int, ip: IPAddress) -> CachedPlace | None:
+        """The cached (place, values, facet) of the record at ``pointer`` that ``ip`` is in,
+        decoded and mapped on first sight; ``None`` when the database has no record for it."""
         cached = self._places.get(pointer)
         if cached is None:
-            record = self.service.city.record(ipaddress.IPv4Address(number))
+            record = self.service.city.record(ip)
             if record is None:
                 return None
             # what ``GeoService.place`` does, minus the network it computes and we do not need
@@ -394,8 +386,15 @@ class CachedLookup:
             if len(self._places) >= PLACE_CACHE_SIZE:
                 self._places.clear()
                 self._zone_names.clear()
-            values = place[:_ZONE_AT]
-            self._places[pointer] = cached = (place, values, -1)
+            self._places[pointer] = cached = (place, place[:_ZONE_AT], -1)
+        return cached
+
+    def _record_row(self, pointer: int, number: int, now: datetime) -> PlaceRow | None:
+        """``_place_row`` of the record at ``pointer`` (of IPv4 ``number``), decoding and mapping
+        it if needed; ``None`` when the reference path must answer (no ASN database here)."""
+        cached = self._place_of(pointer, ipaddress.IPv4Address(number))
+        if cached is None:
+            return None
         place, values, facet = cached
         self._zone_name(pointer, place)
         row, _ = self._place_row(pointer, now)

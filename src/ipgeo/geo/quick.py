@@ -2,26 +2,26 @@
 
 A City record costs ~10 µs to decode and as much again to map to the answer's fields, while
 many addresses share one record (most random public addresses land on a record seen before).
-So the search tree is walked here, in Python over the file's bytes (the layout is fixed by
-the MaxMind DB spec), to find the record's *pointer*; each pointer's fields and their JSON
-are made once per database generation. Only the per-address parts (address, network, ASN)
-and the clock (offset, local time) are filled in per request.
+So the search tree is walked here (``mmdbtree.IPv4Walker.find``: a table for the first 16
+levels, then plain Python over the file's bytes) to find the record's *pointer*; each
+pointer's fields and their JSON are made once per database generation. Only the per-address
+parts (address, network, ASN) and the clock (offset, local time) are filled in per request.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from ipgeo.geo.database import place_from_record
+from ipgeo.geo.mmdbtree import IPv4Walker, SearchTree
 from ipgeo.geo.models import FIELDS
 from ipgeo.geo.timezones import zone_details
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 # The fields a City record decides, between the per-address ones and the clock.
 RECORD_FIELDS = FIELDS[FIELDS.index("continent") : FIELDS.index("time_zone")]
 RECORDS_LIMIT = 65_536  # per process (~0.5 kB each); cleared when full, refills from use
-_TOP_BITS = 16  # the first levels of the tree are walked once per 16-bit prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,93 +60,6 @@ class QuickAnswer:
         return dict(zip(FIELDS, self.values, strict=True))
 
 
-class _Tree:
-    """The search tree of one opened file: IPv4 text -> (record pointer, prefix length)."""
-
-    def __init__(self, path: str, node_count: int, record_size: int, ip_version: int) -> None:
-        if record_size not in (24, 28, 32):
-            raise ValueError(f"unsupported record size {record_size}")
-        with open(path, "rb") as handle:
-            self.stat = os.fstat(handle.fileno())
-            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        self.node_count = node_count
-        self._node_bytes = record_size // 4
-        self._record_size = record_size
-        if len(self._map) < self._node_bytes * node_count:
-            raise ValueError("the file is shorter than its search tree")
-        self._start, _ = self._descend(0, 0, 0, 96 if ip_version == 6 else 0)
-        self._top = self._top_levels()
-
-    def _child(self, node: int, bit: int) -> int:
-        base = node * self._node_bytes
-        tree = self._map
-        if self._record_size == 24:
-            base += bit * 3
-            return int.from_bytes(tree[base : base + 3], "big")
-        if self._record_size == 28:
-            middle = tree[base + 3]
-            if bit:
-                return (middle & 0x0F) << 24 | int.from_bytes(tree[base + 4 : base + 7], "big")
-            return (middle & 0xF0) << 20 | int.from_bytes(tree[base : base + 3], "big")
-        base += bit * 4
-        return int.from_bytes(tree[base : base + 4], "big")
-
-    def _top_levels(self) -> list[tuple[int, int]]:
-        """(node or record, depth) after the first 16 bits of each 16-bit prefix (numpy)."""
-        tree = np.frombuffer(self._map, dtype=np.uint8)
-        prefixes = np.arange(1 << _TOP_BITS, dtype=np.int64)
-        nodes = np.full(prefixes.size, self._start, dtype=np.int64)
-        depths = np.zeros(prefixes.size, dtype=np.int64)
-        for depth in range(_TOP_BITS):
-            walking = nodes < self.node_count
-            if not walking.any():
-                break
-            bits = (prefixes[walking] >> (_TOP_BITS - 1 - depth)) & 1
-            nodes[walking] = self._children(tree, nodes[walking], bits)
-            depths[walking] = depth + 1
-        del tree  # no export of the map may outlive this call (close() needs none)
-        return list(zip(nodes.tolist(), depths.tolist(), strict=True))
-
-    def _children(self, tree: Any, nodes: Any, bits: Any) -> Any:
-        """``_child`` for arrays of nodes and bits."""
-        base = nodes * self._node_bytes
-        if self._record_size == 28:
-            middle = tree[base + 3].astype(np.int64)
-            high = np.where(bits == 1, (middle & 0x0F) << 24, (middle & 0xF0) << 20)
-            start = base + bits * 4
-        else:
-            width = self._record_size // 8
-            high = np.zeros(nodes.size, dtype=np.int64)
-            start = base + bits * width
-            if width == 4:
-                high = tree[start].astype(np.int64) << 24
-                start = start + 1
-        return (
-            high
-            | tree[start].astype(np.int64) << 16
-            | tree[start + 1].astype(np.int64) << 8
-            | tree[start + 2].astype(np.int64)
-        )
-
-    def _descend(self, node: int, number: int, depth: int, bits: int) -> tuple[int, int]:
-        """Follow the top ``bits`` bits of the 32-bit (or zero) ``number`` from ``node``."""
-        node_count = self.node_count
-        while depth < bits and node < node_count:
-            node = self._child(node, number >> (31 - depth) & 1 if bits <= 32 else 0)
-            depth += 1
-        return node, depth
-
-    def find(self, number: int) -> tuple[int, int]:
-        """The record pointer (``node_count``: none) and prefix length of an IPv4 number."""
-        node, depth = self._top[number >> (32 - _TOP_BITS)]
-        if node >= self.node_count:
-            return node, depth
-        return self._descend(node, number, depth, 32)
-
-    def close(self) -> None:
-        self._map.close()
-
-
 class QuickLookups:
     """``GeoService.quick_ipv4``'s engine: per-generation tree and per-record answers."""
 
@@ -155,26 +67,28 @@ class QuickLookups:
         self.service = service
         self._lock = threading.Lock()
         self._generation = -1
-        self._tree: _Tree | None = None
+        self._tree: IPv4Walker | None = None
         self._records: dict[int, RecordAnswer | None] = {}  # None: the regular path answers
 
-    def _sync(self, current: OpenDatabases) -> _Tree | None:
+    def _sync(self, current: OpenDatabases) -> IPv4Walker | None:
         with self._lock:
             if self._generation == current.generation:
                 return self._tree
             info = current.city.info
+            walker: IPv4Walker | None = None
             try:
-                tree: _Tree | None = _Tree(
-                    info.path, info.node_count, info.record_size, info.ip_version
+                tree = SearchTree(
+                    Path(info.path), info.node_count, info.record_size, info.ip_version
                 )
             except (OSError, ValueError):
                 tree = None
             if tree is not None and _signature(tree.stat) != current.signatures[0]:
                 tree.close()  # replaced since the reader opened it: not the same tree
-                tree = None
-            self._tree, self._records = tree, {}
+            elif tree is not None:
+                walker = IPv4Walker(tree)
+            self._tree, self._records = walker, {}
             self._generation = current.generation
-            return tree
+            return walker
 
     def answer(self, text: str, number: int, current: OpenDatabases) -> QuickAnswer | None:
         """The answer for a public IPv4 address, or ``None`` to leave it to the regular path."""
@@ -182,7 +96,7 @@ class QuickLookups:
         if tree is None:
             return None
         pointer, prefix = tree.find(number)
-        if pointer <= tree.node_count:
+        if pointer <= tree.tree.node_count:
             return None  # no record: the regular path raises NotFound
         records = self._records
         try:

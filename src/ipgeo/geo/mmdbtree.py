@@ -1,14 +1,15 @@
 """Vectorised walks of a MaxMind DB search tree: many addresses → record pointers at once.
 
 Decoding a City record costs more than the whole tree walk, and most addresses share records,
-so the bulk engine first finds each address's *record pointer* and prefix length for a whole
-batch with numpy (the tree layout is fixed by the MaxMind DB spec), then decodes each distinct
-record only once through the regular reader.
+so the bulk engine, the batch endpoint and the quick single lookup first find each address's
+*record pointer* and prefix length (for a whole batch with numpy; the tree layout is fixed by
+the MaxMind DB spec), then decode each distinct record only once through the regular reader.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ class SearchTree:
             raise ValueError(f"unsupported record size {self.record_size}")
         tree_bytes = self.record_size * 2 // 8 * self.node_count
         with path.open("rb") as handle:
+            self.stat = os.fstat(handle.fileno())  # of the file mapped, whatever replaces it
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         if len(self._map) < tree_bytes:
             raise ValueError("the file is shorter than its search tree")
@@ -113,6 +115,21 @@ class SearchTree:
         pointers, prefixes = self._walk([high, low], 128, 0)
         return pointers.tolist(), prefixes.tolist()
 
+    def child(self, node: int, bit: int) -> int:
+        """The left (bit 0) or right (bit 1) record of one node, read without numpy."""
+        tree = self._map
+        if self.record_size == 24:
+            base = node * 6 + bit * 3
+            return int.from_bytes(tree[base : base + 3], "big")
+        if self.record_size == 28:
+            base = node * 7
+            middle = tree[base + 3]
+            if bit:
+                return (middle & 0x0F) << 24 | int.from_bytes(tree[base + 4 : base + 7], "big")
+            return (middle & 0xF0) << 20 | int.from_bytes(tree[base : base + 3], "big")
+        base = node * 8 + bit * 4
+        return int.from_bytes(tree[base : base + 4], "big")
+
     def has_record(self, pointer: int) -> bool:
         """True when ``pointer`` points into the data section."""
         return pointer > self.node_count
@@ -140,6 +157,7 @@ class IPv4Walker:
         self._nodes, self._depths = self._descend(
             start, np.zeros(len(top), dtype=np.int64), top, 0, self.TABLE_BITS
         )
+        self._table: list[tuple[int, int]] | None = None  # the same, for ``find``
 
     def _descend(
         self, nodes: IntArray, depths: IntArray, numbers: IntArray, first: int, last: int
@@ -180,3 +198,22 @@ class IPv4Walker:
         nodes[inside] = self.tree.node_count
         depths[inside] = 0
         return nodes, depths
+
+    def find(self, number: int) -> tuple[int, int]:
+        """``lookup`` of one IPv4 integer in plain Python (no numpy call for a single address).
+
+        Returns the node reached (a record pointer; ``node_count`` or below: no record) and
+        the prefix length.
+        """
+        table = self._table
+        if table is None:
+            table = self._table = list(
+                zip(self._nodes.tolist(), self._depths.tolist(), strict=True)
+            )
+        node, depth = table[number >> (32 - self.TABLE_BITS)]
+        node_count = self.tree.node_count
+        child = self.tree.child
+        while depth < 32 and node < node_count:
+            node = child(node, number >> (31 - depth) & 1)
+            depth += 1
+        return node, depth
