@@ -206,7 +206,8 @@ class Settings:
             p.parse_bool,
             "Write one access-log line per request (logger `ipgeo.access`). Behind nginx, "
             "which logs every request itself, `false` avoids the duplicate line (about a third "
-            "of the app's CPU time per lookup); `deploy/uwsgi.ini` defaults it to `false`.",
+            "of the app's CPU time per lookup). Default: `true`; `deploy/uwsgi.ini` makes it "
+            "`false`.",
             "false",
         ),
     )
