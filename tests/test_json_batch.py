@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 
 from ipgeo.bulk.json_batch import JsonBatch
-from ipgeo.bulk.reserved import reserved_spans_v4
+from ipgeo.bulk.reserved import ReservedFilter, reserved_spans_v4
 from ipgeo.dbupdate.install import install
 from ipgeo.formats import to_json
 from ipgeo.geo import GeoError, GeoService
@@ -231,6 +231,9 @@ def test_reserved_spans_equal_reserved_reason() -> None:
             continue
         inside = any(start <= number <= end for start, end in zip(starts, ends, strict=True))
         assert inside == (reserved_reason(ipaddress.IPv4Address(number)) is not None), number
+    valid = np.array([number for number in numbers if 0 <= number < 1 << 32], dtype=np.int64)
+    expected = [reserved_reason(ipaddress.IPv4Address(n)) is not None for n in valid.tolist()]
+    assert ReservedFilter().reserved_v4(valid).tolist() == expected
 
 
 def test_concurrent_batches_get_their_own_answers(app: Flask) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from ipgeo.bulk.reserved import ReservedFilter, reserved_spans_v4
+from ipgeo.bulk.reserved import ReservedFilter
 from ipgeo.geo import FIELDS, GeoService
 from ipgeo.geo.database import MaxMindDatabase, place_from_record
 from ipgeo.geo.mmdbtree import IntArray, IPv4Walker, SearchTree
@@ -72,10 +72,7 @@ class JsonBatch:
         self._city: MaxMindDatabase | None = None
         self._asn: MaxMindDatabase | None = None
         self._walkers: tuple[IPv4Walker, IPv4Walker | None] | None = None
-        spans = reserved_spans_v4()
-        self._reserved_exact = ReservedFilter().is_reserved_number if spans is None else None
-        self._starts = np.array(spans[0] if spans else [0], dtype=np.int64)
-        self._ends = np.array(spans[1] if spans else [(1 << 32) - 1], dtype=np.int64)
+        self._reserved = ReservedFilter()
         self._zone_cache: dict[ZoneKey, tuple[int, tuple[bytes, ...]]] = {}
 
     def _sync(self) -> None:
@@ -110,7 +107,7 @@ class JsonBatch:
             if self._walkers is None or not positions:
                 return out
             city_walker, asn_walker = self._walkers
-            keep = self._public(numbers)
+            keep = ~self._reserved.reserved_v4(numbers)
             pointers, prefixes = city_walker.lookup(numbers)
             keep &= pointers > city_walker.tree.node_count
             if not keep.all():
@@ -131,16 +128,6 @@ class JsonBatch:
         chosen = np.array(texts, dtype=object)[inverse.reshape(-1)].tolist()
         _fill(out, queries, positions, chosen, numbers, prefixes, fields or FIELDS)
         return out
-
-    def _public(self, numbers: IntArray) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """False for reserved addresses (private, loopback, multicast, …)."""
-        index = np.searchsorted(self._starts, numbers, side="right") - 1
-        candidate = (index >= 0) & (numbers <= self._ends[np.maximum(index, 0)])
-        public = ~candidate
-        if self._reserved_exact is not None:  # candidate ranges only: check each exactly
-            for position in np.flatnonzero(candidate).tolist():
-                public[position] = not self._reserved_exact(4, int(numbers[position]))
-        return public
 
     def _templates_for(
         self,

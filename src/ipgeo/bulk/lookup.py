@@ -339,10 +339,8 @@ class CachedLookup:
             if self.generation != generation:
                 known = ()
             others: dict[int, Entry] = {}
-            for position in self._reserved.candidates_v4(numbers).tolist():
-                number = int(numbers[position])
-                if self._reserved.is_reserved_number(4, number):
-                    others[position] = self._slow(ipaddress.IPv4Address(number))
+            for position in np.flatnonzero(self._reserved.reserved_v4(numbers)).tolist():
+                others[position] = self._slow(ipaddress.IPv4Address(int(numbers[position])))
             pointer_array, prefix_array = self._tree.walk_v4(numbers)
             pointers: list[int] = pointer_array.tolist()
             prefixes: list[int] = prefix_array.tolist()

@@ -3,7 +3,8 @@
 ``reserved_reason`` checks two dozen networks plus ``ipaddress``'s ``is_global``; per address
 that costs more than the database lookup. Most addresses lie outside every special-purpose
 range, so a bisect over the merged ranges answers them, and only candidates inside a range get
-the full (authoritative) check.
+the full (authoritative) check. Arrays of IPv4 addresses are checked at once against the exact
+reserved ranges (``reserved_spans_v4``), derived from ``reserved_reason`` itself.
 """
 
 from __future__ import annotations
@@ -65,18 +66,22 @@ class ReservedFilter:
         networks = _candidate_networks()
         self._exact_only = networks is None
         self._spans = {version: _merged(networks or [], version) for version in (4, 6)}
-        starts, ends = self._spans[4]
-        self._starts4 = np.array(starts, dtype=np.int64)
-        self._ends4 = np.array(ends, dtype=np.int64)
+        exact = None if self._exact_only else reserved_spans_v4()
+        self._exact4 = (
+            (np.array(exact[0], dtype=np.int64), np.array(exact[1], dtype=np.int64))
+            if exact is not None
+            else None
+        )
 
-    def candidates_v4(self, numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
-        """Positions of the IPv4 addresses (integers) that may be reserved: only these need
-        ``is_reserved_number``, every other one is public."""
-        if self._exact_only:
-            return np.arange(len(numbers))
-        index = np.searchsorted(self._starts4, numbers, side="right") - 1
-        inside = (index >= 0) & (numbers <= self._ends4[np.maximum(index, 0)])
-        return np.flatnonzero(inside)
+    def reserved_v4(self, numbers: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """``is_reserved`` of each IPv4 address (as integers) at once, exactly."""
+        if self._exact4 is None:  # ``ipaddress`` internals unknown: the authoritative check
+            return np.array(
+                [self.is_reserved_number(4, number) for number in numbers.tolist()], dtype=bool
+            )
+        starts, ends = self._exact4
+        index = np.searchsorted(starts, numbers, side="right") - 1
+        return (index >= 0) & (numbers <= ends[np.maximum(index, 0)])
 
     def is_reserved_number(self, version: int, number: int) -> bool:
         """``is_reserved`` for an address given as version and integer."""
