@@ -21,7 +21,7 @@ from tests.test_jobs_acceptance import BAD_EVERY, write_log
 browser = browser_harness.browser
 visit = browser_harness.visit
 
-LINES = 150_000
+LINES = 600_000  # a few seconds of work: the page must see the job between 0 and 100 %
 
 # Records every value the job page's progress bar shows, across the reload into the result.
 RECORD_PROGRESS = """
