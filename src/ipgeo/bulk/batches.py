@@ -13,11 +13,13 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ipgeo.bulk.blocks import KeyTable, rows_block
 from ipgeo.bulk.distinct import DistinctIPs
 from ipgeo.bulk.lookup import Address, CachedLookup, Entry, network_text, parse_address
 from ipgeo.bulk.options import Options
 from ipgeo.bulk.parsing import Extractor, Unparseable
 from ipgeo.bulk.ranges import range_entries, range_token
+from ipgeo.bulk.sources import LineBatch
 from ipgeo.bulk.summary import MAX_SAMPLES, BadLine, Summary
 from ipgeo.bulk.tokens import BAD, IP, SKIP, SKIP_TOKEN, Token, overlong
 from ipgeo.bulk.writers import RowWriter, columns_for
@@ -50,26 +52,38 @@ class BatchProcessor:
         self.fragments: dict[int, tuple[bytes, int]] = {}
         self._fragments_generation = self.lookup.generation
         self.facet_hits: Counter[int] = Counter()
+        self.keys = KeyTable()  # the IP tokens of ``memo`` that blocks of lines met
 
     # -- one batch -----------------------------------------------------------------------------
     def _batch(
         self,
         name: str,
         head: bytes,
-        lines: list[bytes | None],
+        batch: LineBatch,
         lineno: int,
         extract: Extractor | None,
         simple: bool,
         fmt: str,
-    ) -> None:
+    ) -> int:
+        """Count, look up and write the rows of one batch of lines; return its line count."""
         assert extract is not None
-        self.summary.lines += len(lines)
         if self.lookup.generation != self._generation:
             # the databases were reloaded: forget answers from the old files
             self._generation = self.lookup.generation
             self._fold(list(self.memo.values()))
             self.memo.clear()
             self.known.clear()
+            self.keys.clear()
+        if (
+            batch.buffer is not None
+            and simple
+            and (self.options.unique or self.writer.streams_rows)
+        ):
+            count = self._block(head, batch, lineno, fmt != "log")
+            if count is not None:
+                return count
+        lines = batch.lines
+        self.summary.lines += len(lines)
         found, all_ips = self._tokens(lines, extract, simple, fmt)
         unique = self.options.unique
         line_format = self.writer.line_format if self.writer.has_line else None
@@ -90,6 +104,31 @@ class BatchProcessor:
             self._rows(name, head, lines, lineno, found, line_format)
         if len(self.memo) > self.options.cache_size:
             self._evict(len(self.memo) - self.options.cache_size // 2)
+        return len(lines)
+
+    def _block(self, head: bytes, batch: LineBatch, lineno: int, whole_line: bool) -> int | None:
+        """``_batch`` for a block of lines whose keys are all IP addresses, with numpy
+        (``blocks``); ``None`` (nothing done) for any other block."""
+        assert batch.buffer is not None
+        keyed = self.keys.key(batch.buffer, batch.end, whole_line, batch.max_line)
+        if keyed is None:
+            return None
+        ids = keyed.ids
+        if keyed.new_keys:
+            self._resolve(list(keyed.new_keys), ranges=whole_line)  # as ``_tokens`` does
+            tokens = list(map(self.memo.__getitem__, keyed.new_keys))
+            if set(map(_KIND, tokens)) != {IP}:
+                return None
+            ids = self.keys.add_new(keyed, tokens, list(map(_TAIL, tokens)))
+        self.keys.count(ids)
+        self.summary.lines += keyed.lines
+        if not self.options.unique:
+            tails: list[bytes] = self.keys.tails[ids].tolist()
+            line_format = self.writer.line_format if self.writer.has_line else None
+            self.writer.extend_block(rows_block(head, line_format, lineno + 1, tails), len(tails))
+        if len(self.memo) > self.options.cache_size:
+            self._evict(len(self.memo) - self.options.cache_size // 2)
+        return keyed.lines
 
     def _tokens(
         self, lines: list[bytes | None], extract: Extractor, simple: bool, fmt: str
@@ -332,9 +371,12 @@ class BatchProcessor:
         victims = list(islice(self.memo, count))  # the oldest
         deque(map(self.known.pop, victims, repeat(None)), maxlen=0)
         self._fold(list(map(self.memo.pop, victims)))
+        self.keys.clear()  # it may hold victims
 
     def _fold(self, tokens: list[Token]) -> None:
         """Move pending hit counts of tokens into the per-IP and per-place totals."""
+        for token, hits in self.keys.take_hits():
+            token.hits += hits
         seen = self.seen if self.options.unique else None
         facet_hits = self.facet_hits
         for token in tokens:

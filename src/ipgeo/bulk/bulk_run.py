@@ -21,7 +21,7 @@ from ipgeo.bulk.parsing import (
     list_item,
     log_client,
 )
-from ipgeo.bulk.sources import Input, Source, open_source, read_batches, total_size
+from ipgeo.bulk.sources import Input, LineBatch, Source, open_source, read_batches, total_size
 from ipgeo.bulk.summary import Summary, top_places
 from ipgeo.geo import GeoService
 from ipgeo.geo.queries import parse_ip
@@ -91,18 +91,18 @@ class BulkRun(BatchProcessor):
                 return
             fmt = self._format(name, first)
             self.summary.input_formats[name] = fmt
-            extract, simple, header_pending = self._extractor(name, fmt, first)
+            extract, simple, header_pending = self._extractor(name, fmt, first.lines)
             head = self.writer.head(name)
             lineno = 0
-            for batch in _chain(first, batches):
-                lines = batch
+            for read in _chain(first, batches):
+                batch = read
                 if header_pending:
-                    lines, lineno, extract = self._take_header(name, batch, lineno)
+                    lines, lineno, extract = self._take_header(name, read.lines, lineno)
                     header_pending = extract is None
                     if extract is None:
                         continue
-                self._batch(name, head, lines, lineno, extract, simple, fmt)
-                lineno += len(lines)
+                    batch = LineBatch(None, 0, read.max_line, lines)
+                lineno += self._batch(name, head, batch, lineno, extract, simple, fmt)
                 self._report(source)
         finally:
             consumed = source.position()
@@ -112,11 +112,11 @@ class BulkRun(BatchProcessor):
             self.summary.bytes_read += consumed
             source.close()
 
-    def _format(self, name: str, first: list[bytes | None]) -> str:
+    def _format(self, name: str, first: LineBatch) -> str:
         wanted = self.options.input_format
         if wanted != "auto":
             return wanted
-        found = detect(first, self.options.ip_column)
+        found = detect(first.lines, self.options.ip_column)
         if found is None:
             self.summary.warnings.append(
                 f"{name}: format not recognised (not IPs, CIDRs, an access log, JSON lines or "
@@ -187,8 +187,6 @@ class BulkRun(BatchProcessor):
             )
 
 
-def _chain(
-    first: list[bytes | None], rest: Iterator[list[bytes | None]]
-) -> Iterator[list[bytes | None]]:
+def _chain(first: LineBatch, rest: Iterator[LineBatch]) -> Iterator[LineBatch]:
     yield first
     yield from rest

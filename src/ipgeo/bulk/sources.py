@@ -87,8 +87,38 @@ def open_source(item: Input) -> Source:
     return Source(name, buffered, buffered, size, False, owned)
 
 
-def read_batches(source: Source, max_line: int = MAX_LINE) -> Iterator[list[bytes | None]]:
-    """Yield the lines of ``source`` (without newlines) in batches; overlong lines are ``None``."""
+class LineBatch:
+    """Complete lines read together: the bytes they came in (``buffer[:end]``), and the lines."""
+
+    __slots__ = ("_lines", "buffer", "end", "max_line")
+
+    def __init__(
+        self,
+        buffer: bytes | None,
+        end: int,
+        max_line: int,
+        lines: list[bytes | None] | None = None,
+    ) -> None:
+        self.buffer = buffer  # None when the lines are given (some line was overlong)
+        self.end = end
+        self.max_line = max_line
+        self._lines = lines
+
+    @property
+    def lines(self) -> list[bytes | None]:
+        """The lines without their newlines; overlong ones are ``None``."""
+        if self._lines is None:
+            assert self.buffer is not None
+            lines: list[bytes | None] = self.buffer[: self.end].split(b"\n")  # type: ignore[assignment]
+            limit = self.max_line
+            if self.end > limit and max(map(len, lines)) > limit:  # type: ignore[arg-type]
+                lines = [None if line is not None and len(line) > limit else line for line in lines]
+            self._lines = lines
+        return self._lines
+
+
+def read_batches(source: Source, max_line: int = MAX_LINE) -> Iterator[LineBatch]:
+    """Yield the lines of ``source`` in batches of about ``CHUNK_SIZE`` bytes."""
     carry = b""
     skipping = False
     while True:
@@ -106,18 +136,23 @@ def read_batches(source: Source, max_line: int = MAX_LINE) -> Iterator[list[byte
             chunk = chunk[newline + 1 :]
             skipping = False
         data = carry + chunk if carry else chunk
-        lines: list[bytes | None] = data.split(b"\n")  # type: ignore[assignment]
-        carry = lines.pop() or b""
-        if len(data) > max_line and lines and max(map(len, lines)) > max_line:  # type: ignore[arg-type]
-            lines = [None if line is not None and len(line) > max_line else line for line in lines]
+        end = data.rfind(b"\n")
+        if end < 0:
+            carry = data
+            if len(carry) > max_line:
+                yield LineBatch(None, 0, max_line, [None])
+                carry = b""
+                skipping = True
+            continue
+        batch = LineBatch(data, end, max_line)
+        carry = data[end + 1 :]
         if len(carry) > max_line:
-            lines.append(None)
+            batch = LineBatch(None, 0, max_line, [*batch.lines, None])
             carry = b""
             skipping = True
-        if lines:
-            yield lines
+        yield batch
     if carry:
-        yield [carry if len(carry) <= max_line else None]
+        yield LineBatch(None, 0, max_line, [carry if len(carry) <= max_line else None])
 
 
 def total_size(inputs: Sequence[Input]) -> int | None:
