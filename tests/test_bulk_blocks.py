@@ -211,3 +211,12 @@ def test_numbered(first: int, count: int) -> None:
     numbers = range(first, first + count)
     assert numbered(b"in.log,", b"", first, count) == [b"in.log,%d" % n for n in numbers]
     assert numbered(b'{"line":', b",", first, count) == [b'{"line":%d,' % n for n in numbers]
+
+
+def test_malloc_keeps_freed_memory_on_glibc() -> None:
+    import platform
+
+    from ipgeo.bulk.malloc import keep_freed_memory
+
+    expected = platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is expected

@@ -10,6 +10,7 @@ from typing import BinaryIO
 from ipgeo.bulk.batches import BatchProcessor
 from ipgeo.bulk.errors import BulkError, Cancelled
 from ipgeo.bulk.lookup import FIRST_PLACE, NOT_FOUND, RESERVED
+from ipgeo.bulk.malloc import keep_freed_memory
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
 from ipgeo.bulk.parsing import (
     Extractor,
@@ -48,6 +49,7 @@ class BulkRun(BatchProcessor):
     def run(self, inputs: Sequence[Input]) -> Summary:
         """Process every input in order, then write unique rows (if asked) and the summary."""
         started = time.monotonic()
+        keep_freed_memory()
         self._total_bytes = total_size(inputs)
         # The cyclic garbage collector would keep walking the run's many long-lived objects
         # (cached tokens, rows, records: a quarter of the time of a run over distinct IPs);
