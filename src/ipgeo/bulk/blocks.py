@@ -63,22 +63,44 @@ class KeyTable:
 
     def __init__(self) -> None:
         self._slots = np.full(1 << _SLOT_BITS, -1, dtype=np.int32)  # by hash: an id, or -1
-        self._slot_of: IntArray = np.empty(0, dtype=np.int64)  # by id; -1 for spilled keys
+        self._slot_of: IntArray = np.empty(0, dtype=np.int64)
+        self.tokens: list[Any] = []
         self.clear()
 
     def clear(self) -> None:
         """Forget every key."""
-        self._slots[self._slot_of[self._slot_of >= 0]] = -1
-        self._slot_of = np.empty(0, dtype=np.int64)
+        used = self._slot_of[: len(self)]
+        self._slots[used[used >= 0]] = -1
         self._spill_hashes: Words = np.empty(0, dtype=np.uint64)  # sorted
         self._spill_ids: IntArray = np.empty(0, dtype=np.int64)
-        self._words: Words = np.empty((0, _WORDS), dtype=np.uint64)  # by id
-        self.tokens: list[Any] = []  # by id: what the caller keeps for each key
-        self.tails: npt.NDArray[np.object_] = np.empty(0, dtype=object)  # by id: row ends
-        self.hits: IntArray = np.empty(0, dtype=np.int64)  # by id: lines counted here
+        self.tokens = []  # by id: what the caller keeps for each key
+        # by id, with room for more ids (grown by doubling):
+        self._slot_of = np.empty(0, dtype=np.int64)  # -1 for spilled keys
+        self._words: Words = np.empty((0, _WORDS), dtype=np.uint64)
+        self.tails: npt.NDArray[np.object_] = np.empty(0, dtype=object)  # row ends
+        self.hits: IntArray = np.empty(0, dtype=np.int64)  # lines counted here
+        self._grow(1)  # never empty: reading row -1 must work
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    def _grow(self, size: int) -> None:
+        """Make room for ids up to ``size``."""
+        capacity = len(self.hits)
+        if size <= capacity:
+            return
+        capacity = max(size, 2 * capacity, 1024)
+        used = len(self)
+        self._slot_of = np.resize(self._slot_of, capacity)
+        words = np.zeros((capacity, _WORDS), dtype=np.uint64)
+        words[:used] = self._words[:used]
+        self._words = words
+        tails = np.empty(capacity, dtype=object)
+        tails[:used] = self.tails[:used]
+        self.tails = tails
+        hits = np.zeros(capacity, dtype=np.int64)
+        hits[:used] = self.hits[:used]
+        self.hits = hits
 
     def key(self, buffer: bytes, end: int, whole_line: bool, max_line: int) -> Keyed | None:
         """The keys of the lines in ``buffer[:end]`` (newline-separated); ``None`` when some
@@ -127,7 +149,8 @@ class KeyTable:
         if known.all() and (np.take(self._words, ids, axis=0) == words).all():
             unknown: IntArray = np.empty(0, dtype=np.int64)  # the usual block
         else:
-            known[known] = _equal_rows(np.take(self._words, ids[known], axis=0), words[known])
+            # (id -1 reads the last row of the table: ``known`` is false there anyway)
+            known &= _equal_rows(np.take(self._words, ids, axis=0), words)
             ids[~known] = -1
             unknown = np.flatnonzero(~known)
         if unknown.size and self._spill_hashes.size:
@@ -164,7 +187,9 @@ class KeyTable:
         """Give the new keys of ``keyed`` ids, with their tokens and row ends; return the id
         of each line's key."""
         start = len(self.tokens)
-        fresh = np.arange(start, start + len(tokens), dtype=np.int64)
+        end = start + len(tokens)
+        self._grow(end)
+        fresh = np.arange(start, end, dtype=np.int64)
         slots = (keyed.new_hashes >> _SHIFT).astype(np.int64)
         # a free slot goes to the first new key that wants it; the others spill
         taken = self._slots[slots] < 0
@@ -173,19 +198,16 @@ class KeyTable:
         repeated[order[1:]] = slots[order[1:]] == slots[order[:-1]]
         taken &= ~repeated
         self._slots[slots[taken]] = fresh[taken]
-        self._slot_of = np.concatenate((self._slot_of, np.where(taken, slots, -1)))
+        self._slot_of[start:end] = np.where(taken, slots, -1)
         if not taken.all():
             spill = np.flatnonzero(~taken)
             spill = spill[np.argsort(keyed.new_hashes[spill])]
             at = np.searchsorted(self._spill_hashes, keyed.new_hashes[spill])
             self._spill_hashes = np.insert(self._spill_hashes, at, keyed.new_hashes[spill])
             self._spill_ids = np.insert(self._spill_ids, at, fresh[spill])
-        self._words = np.concatenate((self._words, keyed.new_words))
+        self._words[start:end] = keyed.new_words
         self.tokens += tokens
-        added = np.empty(len(tails), dtype=object)
-        added[:] = tails
-        self.tails = np.concatenate((self.tails, added))
-        self.hits = np.concatenate((self.hits, np.zeros(len(tails), dtype=np.int64)))
+        self.tails[start:end] = tails
         ids = keyed.ids
         ids[keyed.new_lines] = fresh[keyed.new_groups]
         return ids
