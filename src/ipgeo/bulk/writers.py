@@ -59,6 +59,8 @@ def columns_for(fields: Sequence[str] | None, unique: bool) -> tuple[str, ...]:
 
 
 _QUOTE_RE = re.compile(r'[,"\r\n]')
+# characters after which a row is left to csv.writer (quoting, and NUL, which it may refuse)
+_NEEDS_CSV = re.compile(r'["\r\n\0]')
 # The columns of one database record (``continent`` … ``time_zone_source``), see Entry.place_key.
 _PLACE_START = FIELDS.index("continent")
 _PLACE_END = FIELDS.index("utc_offset")
@@ -190,28 +192,20 @@ class RowWriter:
         values = list(place)
         if type(values[_EU_OFFSET]) is bool:
             values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
+        # what csv.writer writes when no cell needs quoting (str of a float is its repr)
+        text = ",".join(
+            [
+                "" if value is None else value if type(value) is str else str(value)
+                for value in values
+            ]
+        )
+        if text.count(",") == len(values) - 1 and not _NEEDS_CSV.search(text):
+            return b",," + text.encode() + b",,,"
         return b",," + self._csv_line(values) + b",,,"
 
     def place_fragments(self, places: list[tuple[Any, ...]]) -> list[bytes]:
-        """``place_fragment`` of many records, written by one CSV writer into one buffer."""
-        buffer = self._buffer
-        buffer.seek(0)
-        buffer.truncate()
-        write, tell = self._csv_writer.writerow, buffer.tell
-        ends = []
-        for place in places:
-            values = list(place)
-            if type(values[_EU_OFFSET]) is bool:
-                values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
-            write(values)
-            ends.append(tell())
-        text = buffer.getvalue()
-        starts = [0, *ends][:-1]
-        # each row ends with the writer's "\n" (a newline inside a quoted cell stays inside)
-        return [
-            b",," + text[start : end - 1].encode() + b",,,"
-            for start, end in zip(starts, ends, strict=True)
-        ]
+        """``place_fragment`` of many records."""
+        return list(map(self.place_fragment, places))
 
     def record_tail(self, text: str, ip: str, version: int, network: str, fragment: bytes) -> bytes:
         """``tail`` of a row made of its per-address columns and its record's fragment."""

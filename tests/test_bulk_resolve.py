@@ -1,4 +1,4 @@
-"""The bulk engine's cheap address parsing and IPv6 walks equal ``ipaddress`` and the tree."""
+"""The bulk engine's first sight of an address: parsing, walks, fragments equal the references."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 
 from ipgeo.bulk import Options, run
 from ipgeo.bulk.addresses import network_text, parse_address
-from ipgeo.geo import GeoService
+from ipgeo.bulk.writers import RowWriter
+from ipgeo.geo import FIELDS, GeoService
 from ipgeo.geo.database import bundled_city_db
 from ipgeo.geo.mmdbtree import IPv6Walker, SearchTree
 from ipgeo.geo.queries import parse_ip
@@ -109,3 +110,30 @@ def test_located_ipv6_rows_equal_core_lookup(tmp_path: Path, count: int) -> None
         text["country_eu"] = text["country_eu"].lower()
         assert _same(row, text), ip
     assert located > count // 2
+
+
+def test_place_fragments_equal_csv_writer() -> None:
+    writer = RowWriter(io.BytesIO(), "csv", ("source", "line", "input", *FIELDS, "error"))
+    base = ("Europe", "EU", "Germany", "DE", True, "Bayern", "BY", "München", "80331")
+    tail = (
+        48.1374,
+        11.5755,
+        20,
+        "Europe/Berlin",
+        "database",
+        "+01:00",
+        "2026-01-01T01:00:00+01:00",
+    )
+    odd = ["a,b", 'say "hi"', "line\nbreak", "cr\rhere", "", " spaced ", "日本", "nul\0"]
+    places = [(*base, *tail), (*base[:4], False, *base[5:], None, None, None, *tail[3:])]
+    places += [(text, *base[1:], *tail) for text in odd]
+    places += [(*base[:7], text, *base[8:], *tail) for text in odd]
+    for place in places:
+        values = [
+            "true" if value is True else "false" if value is False else value for value in place
+        ]
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(values)
+        expected = b",," + buffer.getvalue()[:-1].encode() + b",,,"
+        assert writer.place_fragment(place) == expected, place
+    assert writer.place_fragments(places) == list(map(writer.place_fragment, places))
