@@ -85,7 +85,8 @@ class CachedLookup:
         self._places = Places(service, service.languages_for(lang))
         self.facets = self._places.facets
         self._tree: SearchTree | None = None
-        self._walkers: tuple[IPv4Walker, IPv6Walker | None] | None = None
+        self._walker4: IPv4Walker | None = None
+        self._walker6: IPv6Walker | None = None
         self._open_tree()
         self.generation = _generation(service)
         self._asn = service.asn is not None
@@ -100,12 +101,13 @@ class CachedLookup:
             )
         except (OSError, ValueError):
             self._tree = None  # every lookup then takes the reference path
-        self._walkers = None  # built on first use (the tables cost a few milliseconds)
+        # built on first use (each table costs a few milliseconds)
+        self._walker4 = self._walker6 = None
 
-    def _walkers_of(self, tree: SearchTree) -> tuple[IPv4Walker, IPv6Walker | None]:
-        if self._walkers is None:
-            self._walkers = (IPv4Walker(tree), IPv6Walker(tree) if tree.ip_version == 6 else None)
-        return self._walkers
+    def _v4_walker(self, tree: SearchTree) -> IPv4Walker:
+        if self._walker4 is None:
+            self._walker4 = IPv4Walker(tree)
+        return self._walker4
 
     def _sync(self) -> None:
         """Follow a database hot reload: drop everything cached from the old files."""
@@ -126,7 +128,7 @@ class CachedLookup:
         if self._tree is not None:
             self._tree.close()
             self._tree = None
-            self._walkers = None
+            self._walker4 = self._walker6 = None
 
     def networks(self, first: IPAddress, last: IPAddress) -> Iterator[IPAddress]:
         """The first address (within ``first..last``) of every database network with a record."""
@@ -213,15 +215,17 @@ class CachedLookup:
 
     def _walk(self, version: int, numbers: list[int]) -> tuple[list[int], list[int]]:
         """Record pointers and prefix lengths of addresses of one version (a search tree)."""
-        assert self._tree is not None
-        walker4, walker6 = self._walkers_of(self._tree)
+        tree = self._tree
+        assert tree is not None
         if version == 4:
-            pointers, prefixes = walker4.lookup(np.array(numbers, dtype=np.int64))
+            pointers, prefixes = self._v4_walker(tree).lookup(np.array(numbers, dtype=np.int64))
             return pointers.tolist(), prefixes.tolist()
-        if walker6 is not None and len(numbers) <= _SINGLE_V6_WALKS:
-            found = list(map(walker6.find, numbers))
+        if tree.ip_version == 6 and len(numbers) <= _SINGLE_V6_WALKS:
+            if self._walker6 is None:
+                self._walker6 = IPv6Walker(tree)
+            found = list(map(self._walker6.find, numbers))
             return [pointer for pointer, _ in found], [prefix for _, prefix in found]
-        return self._tree.lookup_v6(numbers)
+        return tree.lookup_v6(numbers)
 
     def _lookup(self, addresses: list[Address]) -> list[Entry]:
         self.lookups += len(addresses)
@@ -355,7 +359,7 @@ class CachedLookup:
             others: dict[int, Entry] = {}
             for position in np.flatnonzero(self._reserved.reserved_v4(numbers)).tolist():
                 others[position] = self._slow(ipaddress.IPv4Address(int(numbers[position])))
-            pointer_array, prefix_array = self._walkers_of(self._tree)[0].lookup(numbers)
+            pointer_array, prefix_array = self._v4_walker(self._tree).lookup(numbers)
             pointers: list[int] = pointer_array.tolist()
             prefixes: list[int] = prefix_array.tolist()
             self.lookups += len(pointers)

@@ -174,10 +174,21 @@ TABLE_BITS = 16
 
 
 def _top_table(tree: SearchTree, start: int) -> tuple[IntArray, IntArray]:
-    """The node (or record pointer) and depth reached from ``start`` by each 16-bit prefix."""
-    top = np.arange(1 << TABLE_BITS, dtype=np.int64) << (32 - TABLE_BITS)
-    begin = np.full(len(top), start, dtype=np.int64)
-    return _descend(tree, begin, np.zeros(len(top), dtype=np.int64), top, 0, TABLE_BITS)
+    """The node (or record pointer) and depth reached from ``start`` by each 16-bit prefix,
+    as ``_descend`` finds them, built level by level (2**17 reads instead of 16 * 2**16)."""
+    node_count = tree.node_count
+    nodes = np.array([start], dtype=np.int64)
+    depths = np.zeros(1, dtype=np.int64)
+    for depth in range(TABLE_BITS):
+        inside = nodes < node_count
+        reachable = np.where(inside, nodes, 0)
+        children = np.empty((len(nodes), 2), dtype=np.int64)
+        for bit in (0, 1):
+            found = tree._records(reachable, np.full(len(nodes), bit, dtype=np.int64))
+            children[:, bit] = np.where(inside, found, nodes)  # a record stays where it is
+        nodes = children.ravel()
+        depths = np.repeat(np.where(inside, depth + 1, depths), 2)
+    return nodes, depths
 
 
 class IPv4Walker:
@@ -193,7 +204,7 @@ class IPv4Walker:
     def __init__(self, tree: SearchTree) -> None:
         self.tree = tree
         self._nodes, self._depths = _top_table(tree, tree._ipv4_start)
-        self._table: list[tuple[int, int]] | None = None  # the same, for ``find``
+        self._table: tuple[list[int], list[int]] | None = None  # the same, for ``find``
 
     def lookup(self, numbers: IntArray) -> tuple[IntArray, IntArray]:
         """``SearchTree.lookup_v4`` for an array of IPv4 integers, as arrays."""
@@ -212,12 +223,11 @@ class IPv4Walker:
         Returns the node reached (a record pointer; ``node_count`` or below: no record) and
         the prefix length.
         """
-        table = self._table
-        if table is None:
-            table = self._table = list(
-                zip(self._nodes.tolist(), self._depths.tolist(), strict=True)
-            )
-        node, depth = table[number >> (32 - self.TABLE_BITS)]
+        if self._table is None:
+            self._table = (self._nodes.tolist(), self._depths.tolist())
+        nodes, depths = self._table
+        top = number >> (32 - self.TABLE_BITS)
+        node, depth = nodes[top], depths[top]
         node_count = self.tree.node_count
         child = self.tree.child
         while depth < 32 and node < node_count:
@@ -236,11 +246,13 @@ class IPv6Walker:
     def __init__(self, tree: SearchTree) -> None:
         self.tree = tree
         nodes, depths = _top_table(tree, 0)
-        self._table = list(zip(nodes.tolist(), depths.tolist(), strict=True))
+        self._nodes: list[int] = nodes.tolist()
+        self._depths: list[int] = depths.tolist()
 
     def find(self, number: int) -> tuple[int, int]:
         """``SearchTree.lookup_v6`` of one IPv6 integer: record pointer and prefix length."""
-        node, depth = self._table[number >> (128 - TABLE_BITS)]
+        top = number >> (128 - TABLE_BITS)
+        node, depth = self._nodes[top], self._depths[top]
         node_count = self.tree.node_count
         child = self.tree.child
         while depth < 128 and node < node_count:
