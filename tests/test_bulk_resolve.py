@@ -14,6 +14,7 @@ import pytest
 
 from ipgeo.bulk import Options, run
 from ipgeo.bulk.addresses import network_text, parse_address
+from ipgeo.bulk.lookup import Entry
 from ipgeo.bulk.writers import RowWriter
 from ipgeo.geo import FIELDS, GeoService
 from ipgeo.geo.database import bundled_city_db
@@ -137,3 +138,23 @@ def test_place_fragments_equal_csv_writer() -> None:
         expected = b",," + buffer.getvalue()[:-1].encode() + b",,,"
         assert writer.place_fragment(place) == expected, place
     assert writer.place_fragments(places) == list(map(writer.place_fragment, places))
+
+
+@pytest.mark.parametrize("leading", [("source", "line", "input"), ("line",), ()])
+def test_error_tails_equal_csv_writer(leading: tuple[str, ...]) -> None:
+    writer = RowWriter(io.BytesIO(), "csv", (*leading, *FIELDS, "error"))
+    cases = [
+        ("8.8.8.8", "8.8.8.8", 4, "not_found"),
+        ("2001:0db8::1", "2001:db8::1", 6, "reserved_address"),
+        ("a,b", "1.2.3.4", 4, "not_found"),  # not an IP text, but quoted like one would be
+        ('"x"', "1.2.3.4", 4, "not_found"),
+    ]
+    for text, ip, version, error in cases:
+        row = (ip, ip, version) + (None,) * (len(FIELDS) - 3)
+        entry = Entry(ip, row, 1, error, "message")
+        values = [*(([text]) if "input" in leading else []), *row, error]
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(values)
+        lead = b"," if leading else b""
+        expected = lead + buffer.getvalue().encode()
+        assert writer.tail(text, entry) == expected, text

@@ -89,7 +89,7 @@ class Places:
         rows: dict[int, PlaceRow] = {}
         failed: list[int] = []
         places, zone_names, fixed_zones = self._places, self._zone_names, self._fixed_zones
-        record_of, languages = self.service.city.record, self.languages
+        record_of, languages, facet_ids = self.service.city.record, self.languages, self._facet_ids
         for pointer, text in zip(pointers, texts, strict=True):
             cached = places.get(pointer)
             if cached is None:
@@ -100,9 +100,10 @@ class Places:
                 place = place_values(record, languages)
                 if len(places) >= PLACE_CACHE_SIZE:
                     self.clear()
+                values = place[:_ZONE_AT]
                 facet = -1
             else:
-                place, _, facet = cached
+                place, values, facet = cached
             named = zone_names.get(pointer) or self._zone_name(pointer, place)
             if named[0]:
                 zone = fixed_zones.get((*named, now)) or self._fixed_zone(named, now)
@@ -110,20 +111,21 @@ class Places:
                 zone = _NO_ZONE
             if facet < 0:
                 # the facet ``_assemble`` finds (the zone name is the same at every moment)
-                facet = self.facet_id(
-                    (
-                        place[_COUNTRY_ISO],
-                        place[_COUNTRY],
-                        place[_REGION_CODE],
-                        place[_REGION],
-                        place[_CITY],
-                        None,
-                        None,
-                        zone[0],
-                    )
+                key = (
+                    place[_COUNTRY_ISO],
+                    place[_COUNTRY],
+                    place[_REGION_CODE],
+                    place[_REGION],
+                    place[_CITY],
+                    None,
+                    None,
+                    zone[0],
                 )
-            places[pointer] = (place, place[:_ZONE_AT], facet)
-            rows[pointer] = ((*place[:_ZONE_AT], *zone), facet)
+                facet = facet_ids.get(key, -1)
+                if facet < 0:
+                    facet = self.facet_id(key)
+                places[pointer] = (place, values, facet)
+            rows[pointer] = ((*values, *zone), facet)
         return rows, failed
 
     def place_row(self, pointer: int, now: datetime) -> PlaceRow:

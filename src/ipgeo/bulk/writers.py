@@ -66,6 +66,8 @@ _PLACE_START = FIELDS.index("continent")
 _PLACE_END = FIELDS.index("utc_offset")
 _EU_OFFSET = FIELDS.index("country_eu") - _PLACE_START
 PLACE_CACHE_SIZE = 65_536
+# the empty cells between ``version`` and ``error`` of a row without a location
+_ERROR_GAP = "," * (len(FIELDS) - 3) + ","
 
 
 def _csv_text(value: Any) -> str:
@@ -141,6 +143,10 @@ class RowWriter:
     def tail(self, text: str, entry: Entry) -> bytes:
         """The end of a row after the line number: ``input`` and the IP columns."""
         row = entry.row
+        if self._csv and self._all_fields and entry.error is not None:
+            fast = self._error_csv_tail(text, entry)
+            if fast is not None:
+                return fast
         if self._all_fields:
             values = [text, *row, entry.error] if self._has_input else [*row, entry.error]
         else:
@@ -160,6 +166,19 @@ class RowWriter:
             names = self._json_names
             body = orjson.dumps(dict(zip(names, values, strict=True)))[1:-1]
         return (self._lead + body if body else body) + self._end
+
+    def _error_csv_tail(self, text: str, entry: Entry) -> bytes | None:
+        """The default CSV row of an address without a location (only ``ip``, ``query``,
+        ``version`` and ``error`` filled), or ``None`` when a cell may need quoting."""
+        row = entry.row
+        ip, query, version = row[:3]
+        if row.count(None) != len(row) - 3 or type(version) is not int:
+            return None
+        if _QUOTE_RE.search(f"{text}\t{ip}\t{query}\t{entry.error}"):
+            return None
+        cells = f"{text},{ip},{query}" if self._has_input else f"{ip},{query}"
+        line = f"{cells},{version}{_ERROR_GAP}{entry.error}"
+        return self._lead + line.encode() + self._end
 
     def _fast_csv_tail(self, text: str, entry: Entry) -> bytes:
         """The default CSV row of a located entry, its place columns rendered once per record."""
