@@ -79,7 +79,7 @@ def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple
     if _is_ipinfo(record):
         place = _place_from_ipinfo(record, None)
         return tuple(getattr(place, name) for name in PLACE_VALUES)
-    # ``_dig`` and ``_name`` written out: this runs once per record of a bulk run
+    # ``_dig`` written out for the dicts the readers give: this runs once per bulk-run record
     get = record.get
     continent = get("continent")
     if type(continent) is not dict:
