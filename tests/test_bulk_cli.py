@@ -173,3 +173,16 @@ def test_bulk_does_not_import_web_or_dns_libraries() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert result.stdout.strip() == b"[]"
+
+
+def test_bulk_run_does_not_import_metrics_xml_or_idna(tmp_path: Path) -> None:
+    ips = tmp_path / "ips.txt"
+    ips.write_text("8.8.8.8\n81.2.69.142\n2a02:8000::1\n1.2.3.4\n")
+    code = (
+        "import sys; from ipgeo.cli import main; "
+        f"main(['bulk', {str(ips)!r}, '-o', {str(tmp_path / 'o.csv')!r}], standalone_mode=False); "
+        "print(sorted(m for m in ('prometheus_client', 'xml.sax', 'idna') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert result.stdout.strip() == b"[]"
+    assert (tmp_path / "o.csv").read_text().count("\n") == 5

@@ -6,7 +6,6 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from typing import Any
-from xml.sax.saxutils import escape
 
 import orjson
 
@@ -51,13 +50,18 @@ def to_text(row: Mapping[str, Any]) -> str:
     return "".join(f"{key.ljust(width)}  {cell(value)}\n" for key, value in row.items())
 
 
+def _escape(text: str) -> str:
+    """``xml.sax.saxutils.escape`` (importing xml.sax pulls in urllib.request, http, ssl)."""
+    return text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+
+
 def _xml_value(key: str, value: Any) -> str:
     if value is None:
         return f"<{key}/>"
     if isinstance(value, list | tuple):
-        items = "".join(f"<address>{escape(str(item))}</address>" for item in value)
+        items = "".join(f"<address>{_escape(str(item))}</address>" for item in value)
         return f"<{key}>{items}</{key}>"
-    return f"<{key}>{escape(cell(value))}</{key}>"
+    return f"<{key}>{_escape(cell(value))}</{key}>"
 
 
 def to_xml(row: Mapping[str, Any], root: str = "lookup") -> str:

@@ -15,18 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-    values,
-)
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-
+# prometheus_client (~40 ms with the http.server and ssl it imports) is imported on first use:
+# commands such as ``ipgeo bulk`` import this module through ``GeoService`` but may record
+# nothing at all.
 if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
+    from prometheus_client.metrics_core import Metric
+
     from ipgeo.geo.models import DatabaseInfo
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -79,6 +74,8 @@ def labelled(metric: str, *labels: str) -> Any:
 
 
 def _create_metrics() -> Metrics:
+    from prometheus_client import Counter, Histogram
+
     return Metrics(
         requests=Counter(
             "ipgeo_http_requests",
@@ -139,6 +136,8 @@ def enable_multiprocess(directory: Path | None = None, clean: bool = True) -> Pa
             for stale in directory.glob("*.db"):
                 stale.unlink(missing_ok=True)
     os.environ[MULTIPROC_ENV] = str(directory)
+    from prometheus_client import values
+
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return directory
 
@@ -146,6 +145,8 @@ def enable_multiprocess(directory: Path | None = None, clean: bool = True) -> Pa
 def mark_process_dead(pid: int) -> None:
     """Tell multi-process metrics a worker is gone (its live gauges are dropped)."""
     if multiprocess_dir() is not None:
+        from prometheus_client import multiprocess
+
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
@@ -167,6 +168,8 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the gauges."""
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
         infos = self.source.databases
         labels = ["role", "database_type"]
         build = GaugeMetricFamily(
@@ -191,11 +194,15 @@ class DatabaseCollector:
 
 class _DefaultRegistry:
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client import REGISTRY
+
         yield from REGISTRY.collect()
 
 
 def exposition(source: DatabaseSource) -> bytes:
     """The Prometheus text exposition of all processes' metrics plus the database gauges."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
     metrics()  # every family is listed, even before its first sample
     registry = CollectorRegistry(auto_describe=False)
     directory = multiprocess_dir()

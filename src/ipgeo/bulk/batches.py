@@ -290,7 +290,7 @@ class BatchProcessor:
         except (OSError, ValueError):
             return False
         numbers = np.frombuffer(packed, dtype=">u4").astype(np.int64)
-        located = self.lookup.locate_v4(numbers, self.now, self.fragments)
+        located = self.lookup.locate_v4(numbers, texts, self.now, self.fragments)
         if located is None:
             return False
         pointers, prefixes, rows, others = located

@@ -59,11 +59,15 @@ def columns_for(fields: Sequence[str] | None, unique: bool) -> tuple[str, ...]:
 
 
 _QUOTE_RE = re.compile(r'[,"\r\n]')
+# characters after which a row is left to csv.writer (quoting, and NUL, which it may refuse)
+_NEEDS_CSV = re.compile(r'["\r\n\0]')
 # The columns of one database record (``continent`` … ``time_zone_source``), see Entry.place_key.
 _PLACE_START = FIELDS.index("continent")
 _PLACE_END = FIELDS.index("utc_offset")
 _EU_OFFSET = FIELDS.index("country_eu") - _PLACE_START
 PLACE_CACHE_SIZE = 65_536
+# the empty cells between ``version`` and ``error`` of a row without a location
+_ERROR_GAP = "," * (len(FIELDS) - 3) + ","
 
 
 def _csv_text(value: Any) -> str:
@@ -139,6 +143,10 @@ class RowWriter:
     def tail(self, text: str, entry: Entry) -> bytes:
         """The end of a row after the line number: ``input`` and the IP columns."""
         row = entry.row
+        if self._csv and self._all_fields and entry.error is not None:
+            fast = self._error_csv_tail(text, entry)
+            if fast is not None:
+                return fast
         if self._all_fields:
             values = [text, *row, entry.error] if self._has_input else [*row, entry.error]
         else:
@@ -158,6 +166,19 @@ class RowWriter:
             names = self._json_names
             body = orjson.dumps(dict(zip(names, values, strict=True)))[1:-1]
         return (self._lead + body if body else body) + self._end
+
+    def _error_csv_tail(self, text: str, entry: Entry) -> bytes | None:
+        """The default CSV row of an address without a location (only ``ip``, ``query``,
+        ``version`` and ``error`` filled), or ``None`` when a cell may need quoting."""
+        row = entry.row
+        ip, query, version = row[:3]
+        if row.count(None) != len(row) - 3 or type(version) is not int:
+            return None
+        if _QUOTE_RE.search(f"{text}\t{ip}\t{query}\t{entry.error}"):
+            return None
+        cells = f"{text},{ip},{query}" if self._has_input else f"{ip},{query}"
+        line = f"{cells},{version}{_ERROR_GAP}{entry.error}"
+        return self._lead + line.encode() + self._end
 
     def _fast_csv_tail(self, text: str, entry: Entry) -> bytes:
         """The default CSV row of a located entry, its place columns rendered once per record."""
@@ -190,28 +211,20 @@ class RowWriter:
         values = list(place)
         if type(values[_EU_OFFSET]) is bool:
             values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
+        # what csv.writer writes when no cell needs quoting (str of a float is its repr)
+        text = ",".join(
+            [
+                "" if value is None else value if type(value) is str else str(value)
+                for value in values
+            ]
+        )
+        if text.count(",") == len(values) - 1 and not _NEEDS_CSV.search(text):
+            return b",," + text.encode() + b",,,"
         return b",," + self._csv_line(values) + b",,,"
 
     def place_fragments(self, places: list[tuple[Any, ...]]) -> list[bytes]:
-        """``place_fragment`` of many records, written by one CSV writer into one buffer."""
-        buffer = self._buffer
-        buffer.seek(0)
-        buffer.truncate()
-        write, tell = self._csv_writer.writerow, buffer.tell
-        ends = []
-        for place in places:
-            values = list(place)
-            if type(values[_EU_OFFSET]) is bool:
-                values[_EU_OFFSET] = "true" if values[_EU_OFFSET] else "false"
-            write(values)
-            ends.append(tell())
-        text = buffer.getvalue()
-        starts = [0, *ends][:-1]
-        # each row ends with the writer's "\n" (a newline inside a quoted cell stays inside)
-        return [
-            b",," + text[start : end - 1].encode() + b",,,"
-            for start, end in zip(starts, ends, strict=True)
-        ]
+        """``place_fragment`` of many records."""
+        return list(map(self.place_fragment, places))
 
     def record_tail(self, text: str, ip: str, version: int, network: str, fragment: bytes) -> bytes:
         """``tail`` of a row made of its per-address columns and its record's fragment."""

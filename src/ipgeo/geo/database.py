@@ -79,12 +79,28 @@ def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple
     if _is_ipinfo(record):
         place = _place_from_ipinfo(record, None)
         return tuple(getattr(place, name) for name in PLACE_VALUES)
-    continent = _dig(record, "continent")
-    country = _dig(record, "country") or _dig(record, "registered_country")
-    subdivisions = record.get("subdivisions") or [{}]
+    # ``_dig`` written out for the dicts the readers give: this runs once per bulk-run record
+    get = record.get
+    continent = get("continent")
+    if type(continent) is not dict:
+        continent = _dig(record, "continent")
+    country = get("country")
+    if type(country) is not dict:
+        country = _dig(record, "country")
+    if not country:
+        country = _dig(record, "registered_country")
+    subdivisions = get("subdivisions") or [{}]
     first = subdivisions[0]
     region = first if type(first) is dict or isinstance(first, Mapping) else {}
-    location = _dig(record, "location")
+    location = get("location")
+    if type(location) is not dict:
+        location = _dig(record, "location")
+    city = get("city")
+    if type(city) is not dict:
+        city = _dig(record, "city")
+    postal = get("postal")
+    if type(postal) is not dict:
+        postal = _dig(record, "postal")
     iso = country.get("iso_code")
     return (
         _name(continent.get("names"), languages),
@@ -94,8 +110,8 @@ def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple
         bool(country.get("is_in_european_union", False)) if iso else None,
         _name(region.get("names"), languages),
         region.get("iso_code"),
-        _name(_dig(record, "city").get("names"), languages),
-        _dig(record, "postal").get("code"),
+        _name(city.get("names"), languages),
+        postal.get("code"),
         location.get("latitude"),
         location.get("longitude"),
         location.get("accuracy_radius"),
@@ -188,7 +204,7 @@ class MaxMindDatabase:
             record = self._reader.get(ip)
         except (InvalidDatabaseError, ValueError):
             return None
-        return record if isinstance(record, Mapping) else None
+        return record if type(record) is dict or isinstance(record, Mapping) else None
 
     def close(self) -> None:
         """Release the file mapping."""

@@ -140,6 +140,57 @@ class SearchTree:
         self._map.close()
 
 
+def _descend(
+    tree: SearchTree, nodes: IntArray, depths: IntArray, numbers: IntArray, first: int, last: int
+) -> tuple[IntArray, IntArray]:
+    """Follow bits ``first`` … ``last - 1`` (from the top of 32) of ``numbers`` from ``nodes``.
+
+    Returns the node or record pointer reached and the depth of each (``last`` for walks still
+    inside the tree; those that met a record keep the depth they met it at). Not in place.
+    """
+    node_count = tree.node_count
+    nodes = nodes.copy()
+    depths = depths.copy()
+    index = np.flatnonzero(nodes < node_count)
+    current = nodes[index]
+    for depth in range(first, last):
+        if not index.size:
+            break
+        bits = (numbers[index] >> (31 - depth)) & 1
+        current = tree._records(current, bits)
+        done = current >= node_count
+        if done.any():
+            nodes[index[done]] = current[done]
+            depths[index[done]] = depth + 1
+            keep = ~done
+            index = index[keep]
+            current = current[keep]
+    nodes[index] = current
+    depths[index] = last
+    return nodes, depths
+
+
+TABLE_BITS = 16
+
+
+def _top_table(tree: SearchTree, start: int) -> tuple[IntArray, IntArray]:
+    """The node (or record pointer) and depth reached from ``start`` by each 16-bit prefix,
+    as ``_descend`` finds them, built level by level (2**17 reads instead of 16 * 2**16)."""
+    node_count = tree.node_count
+    nodes = np.array([start], dtype=np.int64)
+    depths = np.zeros(1, dtype=np.int64)
+    for depth in range(TABLE_BITS):
+        inside = nodes < node_count
+        reachable = np.where(inside, nodes, 0)
+        children = np.empty((len(nodes), 2), dtype=np.int64)
+        for bit in (0, 1):
+            found = tree._records(reachable, np.full(len(nodes), bit, dtype=np.int64))
+            children[:, bit] = np.where(inside, found, nodes)  # a record stays where it is
+        nodes = children.ravel()
+        depths = np.repeat(np.where(inside, depth + 1, depths), 2)
+    return nodes, depths
+
+
 class IPv4Walker:
     """Array walks of IPv4 addresses through a ``SearchTree``; the first 16 levels are a table.
 
@@ -148,51 +199,18 @@ class IPv4Walker:
     table (built once, ~1 MB) halves the levels walked per batch.
     """
 
-    TABLE_BITS = 16
+    TABLE_BITS = TABLE_BITS
 
     def __init__(self, tree: SearchTree) -> None:
         self.tree = tree
-        top = np.arange(1 << self.TABLE_BITS, dtype=np.int64) << (32 - self.TABLE_BITS)
-        start = np.full(len(top), tree._ipv4_start, dtype=np.int64)
-        self._nodes, self._depths = self._descend(
-            start, np.zeros(len(top), dtype=np.int64), top, 0, self.TABLE_BITS
-        )
-        self._table: list[tuple[int, int]] | None = None  # the same, for ``find``
-
-    def _descend(
-        self, nodes: IntArray, depths: IntArray, numbers: IntArray, first: int, last: int
-    ) -> tuple[IntArray, IntArray]:
-        """Follow bits ``first`` … ``last - 1`` of ``numbers`` from ``nodes`` (not in place).
-
-        Returns the node or record pointer reached and the depth of each (``last`` for
-        walks still inside the tree; those that met a record keep the depth they met it at).
-        """
-        node_count = self.tree.node_count
-        nodes = nodes.copy()
-        depths = depths.copy()
-        index = np.flatnonzero(nodes < node_count)
-        current = nodes[index]
-        for depth in range(first, last):
-            if not index.size:
-                break
-            bits = (numbers[index] >> (31 - depth)) & 1
-            current = self.tree._records(current, bits)
-            done = current >= node_count
-            if done.any():
-                nodes[index[done]] = current[done]
-                depths[index[done]] = depth + 1
-                keep = ~done
-                index = index[keep]
-                current = current[keep]
-        nodes[index] = current
-        depths[index] = last
-        return nodes, depths
+        self._nodes, self._depths = _top_table(tree, tree._ipv4_start)
+        self._table: tuple[list[int], list[int]] | None = None  # the same, for ``find``
 
     def lookup(self, numbers: IntArray) -> tuple[IntArray, IntArray]:
         """``SearchTree.lookup_v4`` for an array of IPv4 integers, as arrays."""
         top = numbers >> (32 - self.TABLE_BITS)
-        nodes, depths = self._descend(
-            self._nodes[top], self._depths[top], numbers, self.TABLE_BITS, 32
+        nodes, depths = _descend(
+            self.tree, self._nodes[top], self._depths[top], numbers, self.TABLE_BITS, 32
         )
         inside = nodes < self.tree.node_count  # ran out of bits without a record
         nodes[inside] = self.tree.node_count
@@ -205,15 +223,41 @@ class IPv4Walker:
         Returns the node reached (a record pointer; ``node_count`` or below: no record) and
         the prefix length.
         """
-        table = self._table
-        if table is None:
-            table = self._table = list(
-                zip(self._nodes.tolist(), self._depths.tolist(), strict=True)
-            )
-        node, depth = table[number >> (32 - self.TABLE_BITS)]
+        if self._table is None:
+            self._table = (self._nodes.tolist(), self._depths.tolist())
+        nodes, depths = self._table
+        top = number >> (32 - self.TABLE_BITS)
+        node, depth = nodes[top], depths[top]
         node_count = self.tree.node_count
         child = self.tree.child
         while depth < 32 and node < node_count:
             node = child(node, number >> (31 - depth) & 1)
             depth += 1
+        return node, depth
+
+
+class IPv6Walker:
+    """Single IPv6 walks in plain Python, the first 16 levels from a table (IPv6 trees only).
+
+    For the few IPv6 addresses of a typical batch this beats a numpy walk, which pays for each
+    of up to 128 levels whatever the number of addresses.
+    """
+
+    def __init__(self, tree: SearchTree) -> None:
+        self.tree = tree
+        nodes, depths = _top_table(tree, 0)
+        self._nodes: list[int] = nodes.tolist()
+        self._depths: list[int] = depths.tolist()
+
+    def find(self, number: int) -> tuple[int, int]:
+        """``SearchTree.lookup_v6`` of one IPv6 integer: record pointer and prefix length."""
+        top = number >> (128 - TABLE_BITS)
+        node, depth = self._nodes[top], self._depths[top]
+        node_count = self.tree.node_count
+        child = self.tree.child
+        while depth < 128 and node < node_count:
+            node = child(node, number >> (127 - depth) & 1)
+            depth += 1
+        if node < node_count:  # ran out of bits without a record
+            return node_count, 0
         return node, depth

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 
-import idna
-
 from ipgeo.geo.errors import InvalidQuery, ReservedAddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -81,6 +79,8 @@ def normalize_domain(text: str) -> str:
         raise InvalidQuery(f"{shown!r} is not an IP address or a domain name")
     if _IPLIKE_RE.search(name):
         raise InvalidQuery(f"{shown!r} is not a valid IPv4 or IPv6 address")
+    import idna  # here: only names need it, and IP-only commands skip its import (~5 ms)
+
     try:
         ascii_name = idna.encode(name, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):

@@ -1,0 +1,160 @@
+"""The bulk engine's first sight of an address: parsing, walks, fragments equal the references."""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import random
+import socket
+from pathlib import Path
+
+import maxminddb
+import pytest
+
+from ipgeo.bulk import Options, run
+from ipgeo.bulk.addresses import network_text, parse_address
+from ipgeo.bulk.lookup import Entry
+from ipgeo.bulk.writers import RowWriter
+from ipgeo.geo import FIELDS, GeoService
+from ipgeo.geo.database import bundled_city_db
+from ipgeo.geo.mmdbtree import IPv6Walker, SearchTree
+from ipgeo.geo.queries import parse_ip
+from tests.test_bulk import _reference, _same
+
+# /16s with many networks in the bundled database: most addresses in them have a record
+_ALLOCATED = (0x2A02, 0x2A01, 0x2001, 0x2600, 0x2601, 0x2604, 0x2605, 0x2804, 0x2400, 0x2409)
+
+
+def _zero_heavy_v6(rng: random.Random) -> ipaddress.IPv6Address:
+    """A random IPv6 address with many zero groups (the cases RFC 5952 text is about)."""
+    number = 0
+    for _ in range(8):
+        group = rng.choice([0, 0, 0, 1, 0xFFFF, rng.getrandbits(16), rng.getrandbits(8)])
+        number = number << 16 | group
+    return ipaddress.IPv6Address(number)
+
+
+def _allocated_v6(rng: random.Random, count: int) -> list[int]:
+    return [rng.choice(_ALLOCATED) << 112 | rng.getrandbits(112) for _ in range(count)]
+
+
+def test_parse_address_equals_parse_ip() -> None:
+    rng = random.Random(3)
+    for _ in range(20000):
+        ip = _zero_heavy_v6(rng)
+        spellings = (
+            str(ip),
+            ip.exploded,
+            str(ip).upper(),
+            socket.inet_ntop(socket.AF_INET6, ip.packed),  # dotted forms for ::ffff:a.b.c.d
+        )
+        for text in spellings:
+            expected = parse_ip(text)
+            assert expected is not None
+            assert parse_address(text) == (str(expected), expected.version, int(expected)), text
+    for text in ("::ffff:1.2.3.4", " ::1", "1.2.3.4", "01.2.3.4", "fe80::1%eth0", "x", ""):
+        expected = parse_ip(text)
+        answer = None if expected is None else (str(expected), expected.version, int(expected))
+        assert parse_address(text) == answer, text
+
+
+def test_network_text_equals_ipaddress() -> None:
+    rng = random.Random(4)
+    for _ in range(20000):
+        ip = _zero_heavy_v6(rng)
+        prefix = rng.randrange(129)
+        expected = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+        assert network_text(6, int(ip), prefix) == expected
+    for number, prefix in ((0x0102_0304, 24), (0xFFFF_FFFF, 32), (0x0A00_0001, 0)):
+        expected = str(ipaddress.ip_network(f"{ipaddress.IPv4Address(number)}/{prefix}", False))
+        assert network_text(4, number, prefix) == expected
+
+
+def test_ipv6_walker_equals_the_tree_walk(testdata: Path) -> None:
+    rng = random.Random(6)
+    numbers = _allocated_v6(rng, 3000) + [rng.getrandbits(128) for _ in range(3000)]
+    numbers += [0, 1, (1 << 128) - 1, 0xFFFF_0808_0808, 0x2002_0808_0808 << 80]
+    paths = [bundled_city_db(), testdata / "GeoIP2-City-Test.mmdb"]
+    for path in paths:
+        with maxminddb.open_database(str(path)) as reader:
+            meta = reader.metadata()
+        tree = SearchTree(path, meta.node_count, meta.record_size, meta.ip_version)
+        walker = IPv6Walker(tree)
+        pointers, prefixes = tree.lookup_v6(numbers)
+        assert list(map(walker.find, numbers)) == list(zip(pointers, prefixes, strict=True))
+        tree.close()
+
+
+@pytest.mark.parametrize("count", [40, 3000])  # walked one by one, and with numpy
+def test_located_ipv6_rows_equal_core_lookup(tmp_path: Path, count: int) -> None:
+    service = GeoService()
+    rng = random.Random(count)
+    ips: list[str] = []
+    with maxminddb.open_database(str(bundled_city_db())) as reader:
+        while len(ips) < count:  # mostly addresses with a record, a few without
+            ip = ipaddress.IPv6Address(_allocated_v6(rng, 1)[0])
+            if reader.get(ip) is not None or rng.random() < 0.01:
+                ips.append(str(ip))
+    ips[::7] = [ipaddress.IPv6Address(ip).exploded for ip in ips[::7]]  # not canonical
+    path = tmp_path / "v6.txt"
+    path.write_text("\n".join(ips) + "\n")
+    out = io.BytesIO()
+    run(service, [path], Options(), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
+    assert [row["input"] for row in rows] == ips
+    located = 0
+    for ip, row in zip(ips, rows, strict=True):
+        expected = _reference(service, ip)
+        located += expected["error"] is None
+        text = {key: "" if value is None else str(value) for key, value in expected.items()}
+        text["country_eu"] = text["country_eu"].lower()
+        assert _same(row, text), ip
+    assert located > count // 2
+
+
+def test_place_fragments_equal_csv_writer() -> None:
+    writer = RowWriter(io.BytesIO(), "csv", ("source", "line", "input", *FIELDS, "error"))
+    base = ("Europe", "EU", "Germany", "DE", True, "Bayern", "BY", "München", "80331")
+    tail = (
+        48.1374,
+        11.5755,
+        20,
+        "Europe/Berlin",
+        "database",
+        "+01:00",
+        "2026-01-01T01:00:00+01:00",
+    )
+    odd = ["a,b", 'say "hi"', "line\nbreak", "cr\rhere", "", " spaced ", "日本", "nul\0"]
+    places = [(*base, *tail), (*base[:4], False, *base[5:], None, None, None, *tail[3:])]
+    places += [(text, *base[1:], *tail) for text in odd]
+    places += [(*base[:7], text, *base[8:], *tail) for text in odd]
+    for place in places:
+        values = [
+            "true" if value is True else "false" if value is False else value for value in place
+        ]
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(values)
+        expected = b",," + buffer.getvalue()[:-1].encode() + b",,,"
+        assert writer.place_fragment(place) == expected, place
+    assert writer.place_fragments(places) == list(map(writer.place_fragment, places))
+
+
+@pytest.mark.parametrize("leading", [("source", "line", "input"), ("line",), ()])
+def test_error_tails_equal_csv_writer(leading: tuple[str, ...]) -> None:
+    writer = RowWriter(io.BytesIO(), "csv", (*leading, *FIELDS, "error"))
+    cases = [
+        ("8.8.8.8", "8.8.8.8", 4, "not_found"),
+        ("2001:0db8::1", "2001:db8::1", 6, "reserved_address"),
+        ("a,b", "1.2.3.4", 4, "not_found"),  # not an IP text, but quoted like one would be
+        ('"x"', "1.2.3.4", 4, "not_found"),
+    ]
+    for text, ip, version, error in cases:
+        row = (ip, ip, version) + (None,) * (len(FIELDS) - 3)
+        entry = Entry(ip, row, 1, error, "message")
+        values = [*(([text]) if "input" in leading else []), *row, error]
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(values)
+        lead = b"," if leading else b""
+        expected = lead + buffer.getvalue().encode()
+        assert writer.tail(text, entry) == expected, text
