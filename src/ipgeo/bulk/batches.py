@@ -80,9 +80,25 @@ class BatchProcessor:
             and (self.options.unique or self.writer.streams_rows)
         ):
             count = self._block(head, batch, lineno, fmt != "log")
-            if count is not None:
-                return count
-        lines = batch.lines
+        else:
+            count = None
+        if count is None:
+            count = self._line_by_line(name, head, batch.lines, lineno, extract, simple, fmt)
+        if len(self.memo) > self.options.cache_size:
+            self._evict(len(self.memo) - self.options.cache_size // 2)
+        return count
+
+    def _line_by_line(
+        self,
+        name: str,
+        head: bytes,
+        lines: list[bytes | None],
+        lineno: int,
+        extract: Extractor,
+        simple: bool,
+        fmt: str,
+    ) -> int:
+        """``_batch`` one line after the other (any input format); return the line count."""
         self.summary.lines += len(lines)
         found, all_ips = self._tokens(lines, extract, simple, fmt)
         unique = self.options.unique
@@ -91,19 +107,10 @@ class BatchProcessor:
             # every line has a known IP (the usual batch of a log): rows built by C-level loops
             for token, count in Counter(found).items():
                 token.hits += count
-            tails = map(_TAIL, found)
-            if line_format is None:
-                block = b"".join(map(head.__add__, tails) if head else tails)
-            else:
-                pieces = [head] * (3 * len(found))
-                pieces[1::3] = map(line_format.__mod__, range(lineno + 1, lineno + len(found) + 1))
-                pieces[2::3] = tails
-                block = b"".join(pieces)
-            self.writer.extend_block(block, len(found))
+            tails = list(map(_TAIL, found))
+            self.writer.extend_block(rows_block(head, line_format, lineno + 1, tails), len(tails))
         else:
             self._rows(name, head, lines, lineno, found, line_format)
-        if len(self.memo) > self.options.cache_size:
-            self._evict(len(self.memo) - self.options.cache_size // 2)
         return len(lines)
 
     def _block(self, head: bytes, batch: LineBatch, lineno: int, whole_line: bool) -> int | None:
@@ -126,8 +133,6 @@ class BatchProcessor:
             tails: list[bytes] = self.keys.tails[ids].tolist()
             line_format = self.writer.line_format if self.writer.has_line else None
             self.writer.extend_block(rows_block(head, line_format, lineno + 1, tails), len(tails))
-        if len(self.memo) > self.options.cache_size:
-            self._evict(len(self.memo) - self.options.cache_size // 2)
         return keyed.lines
 
     def _tokens(
