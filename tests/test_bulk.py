@@ -17,7 +17,7 @@ import pytest
 
 from ipgeo.bulk import BulkError, Cancelled, Options, Progress, run
 from ipgeo.bulk.lookup import CachedLookup
-from ipgeo.bulk.reserved import ReservedFilter, _candidate_networks
+from ipgeo.geo.reserved import ReservedFilter, _candidate_networks
 from ipgeo.geo import FIELDS, GeoError, GeoService
 from ipgeo.geo.queries import parse_ip, reserved_reason
 from tests.loggen import combined_log, public_ips

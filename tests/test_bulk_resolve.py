@@ -13,7 +13,7 @@ import maxminddb
 import pytest
 
 from ipgeo.bulk import Options, run
-from ipgeo.bulk.addresses import network_text, parse_address
+from ipgeo.geo.addresses import network_text, parse_address
 from ipgeo.bulk.lookup import Entry
 from ipgeo.bulk.writers import RowWriter
 from ipgeo.geo import FIELDS, GeoService

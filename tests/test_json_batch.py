@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 
 from ipgeo.bulk.json_batch import JsonBatch
-from ipgeo.bulk.reserved import ReservedFilter, reserved_spans_v4
+from ipgeo.geo.reserved import ReservedFilter, reserved_spans_v4
 from ipgeo.dbupdate.install import install
 from ipgeo.formats import to_json
 from ipgeo.geo import GeoError, GeoService

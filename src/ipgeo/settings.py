@@ -93,14 +93,14 @@ class Settings:
             "1000",
         ),
     )
-    answer_cache_size: int = field(
-        default=50_000,
+    record_cache_size: int = field(
+        default=65_536,
         metadata=_env(
-            "IPGEO_ANSWER_CACHE_SIZE",
-            p.parse_int(0, 10_000_000),
-            "Rendered lookup answers kept per worker process (LRU; dropped on a database "
-            "reload; `0` turns the cache off).",
-            "50000",
+            "IPGEO_RECORD_CACHE_SIZE",
+            p.parse_int(1, 10_000_000),
+            "Decoded database records kept per worker process and database generation (the "
+            "one record cache every lookup shares; about 1 kB each; dropped on a reload).",
+            "65536",
         ),
     )
     lean_path: bool = field(

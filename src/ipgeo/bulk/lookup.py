@@ -1,8 +1,8 @@
 """Cached, batched lookups that give exactly the rows ``GeoService.lookup_ip`` gives.
 
 Per batch of addresses: an LRU keyed by IP answers repeats; the rest are walked through the
-search tree together (``mmdbtree``), each distinct database record is decoded and mapped once
-(``places.Places``), and the row is assembled the way ``lookup_ip`` assembles it.
+search tree together (the kernel's ``TreeWalker``), each distinct database record is decoded
+and mapped once (``places.Places``), and the row is assembled the way ``lookup_ip`` assembles it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ipgeo.bulk.addresses import (
+from ipgeo.bulk.places import FIRST_PLACE, NOT_FOUND, RESERVED, PlaceRow, Places
+from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult
+from ipgeo.geo.addresses import (
     Address,
     IPAddress,
     ip_of,
@@ -25,12 +27,8 @@ from ipgeo.bulk.addresses import (
     parse_address,
     v4_address,
 )
-from ipgeo.bulk.errors import BulkError
-from ipgeo.bulk.places import FIRST_PLACE, NOT_FOUND, RESERVED, PlaceRow, Places
-from ipgeo.bulk.reserved import ReservedFilter
-from ipgeo.geo import FIELDS, GeoError, GeoService, LookupResult
 from ipgeo.geo.errors import NotFound
-from ipgeo.geo.mmdbtree import IPv4Walker, IPv6Walker, SearchTree
+from ipgeo.geo.tree import TreeWalker
 
 __all__ = [
     "FIRST_PLACE",
@@ -81,67 +79,43 @@ class CachedLookup:
         self.lang = lang
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Entry] = OrderedDict()
-        self._reserved = ReservedFilter()
         self._places = Places(service, service.languages_for(lang))
         self.facets = self._places.facets
-        self._tree: SearchTree | None = None
-        self._walker4: IPv4Walker | None = None
-        self._walker6: IPv6Walker | None = None
-        self._open_tree()
-        self.generation = _generation(service)
-        self._asn = service.asn is not None
+        self._current = service.current()
+        self.generation = self._current.number
         self.lookups = 0  # addresses that missed the cache
         self._lock = threading.Lock()
 
-    def _open_tree(self) -> None:
-        info = self.service.city.info
-        try:
-            self._tree = SearchTree(
-                self.service.city.path, info.node_count, info.record_size, info.ip_version
-            )
-        except (OSError, ValueError):
-            self._tree = None  # every lookup then takes the reference path
-        # built on first use (each table costs a few milliseconds)
-        self._walker4 = self._walker6 = None
+    @property
+    def _tree(self) -> TreeWalker:
+        return self._current.city_walker
 
-    def _v4_walker(self, tree: SearchTree) -> IPv4Walker:
-        if self._walker4 is None:
-            self._walker4 = IPv4Walker(tree)
-        return self._walker4
+    @property
+    def _asn(self) -> bool:
+        return self._current.asn_walker is not None
 
     def _sync(self) -> None:
         """Follow a database hot reload: drop everything cached from the old files."""
-        refresh = getattr(self.service, "refresh", None)
-        if callable(refresh):
-            refresh()
-        generation = _generation(self.service)
-        if generation != self.generation:
-            self.generation = generation
+        current = self.service.current()
+        if current is not self._current:
+            self._current = current
+            self.generation = current.number
             self._cache.clear()
             self._places.clear()
-            if self._tree is not None:
-                self._tree.close()
-            self._open_tree()
 
     def close(self) -> None:
-        """Release the memory-mapped search tree."""
-        if self._tree is not None:
-            self._tree.close()
-            self._tree = None
-            self._walker4 = self._walker6 = None
+        """Nothing to release: the kernel's generation owns the files."""
 
     def networks(self, first: IPAddress, last: IPAddress) -> Iterator[IPAddress]:
         """The first address (within ``first..last``) of every database network with a record."""
-        if self._tree is None:
-            raise BulkError("CIDR and range inputs need a MaxMind-format database file")
+        walker = self._tree
         width = 32 if first.version == 4 else 128
-        walk = self._tree.lookup_v4 if first.version == 4 else self._tree.lookup_v6
         make = ipaddress.IPv4Address if first.version == 4 else ipaddress.IPv6Address
         current, end = int(first), int(last)
         while current <= end:
-            pointers, prefixes = walk([current])
-            host_bits = width - prefixes[0]
-            if self._tree.has_record(pointers[0]):
+            pointer, prefix = walker.find(first.version, current)
+            host_bits = width - prefix
+            if pointer > walker.node_count:
                 yield make(current)
             if host_bits >= width:
                 break
@@ -205,7 +179,7 @@ class CachedLookup:
     def _split_reserved(self, addresses: list[Address], out: list[Any]) -> dict[int, list[int]]:
         """Answer reserved addresses into ``out``; return the other positions by IP version."""
         public: dict[int, list[int]] = {4: [], 6: []}
-        reserved = self._reserved.is_reserved_number
+        reserved = self.service.reserved.is_reserved_number
         for position, (_, version, number) in enumerate(addresses):
             if reserved(version, number):
                 out[position] = self._slow(ip_of(addresses[position]))
@@ -215,22 +189,18 @@ class CachedLookup:
 
     def _walk(self, version: int, numbers: list[int]) -> tuple[list[int], list[int]]:
         """Record pointers and prefix lengths of addresses of one version (a search tree)."""
-        tree = self._tree
-        assert tree is not None
+        walker = self._tree
         if version == 4:
-            pointers, prefixes = self._v4_walker(tree).lookup(np.array(numbers, dtype=np.int64))
+            pointers, prefixes = walker.walk_v4(np.array(numbers, dtype=np.int64))
             return pointers.tolist(), prefixes.tolist()
-        if tree.ip_version == 6 and len(numbers) <= _SINGLE_V6_WALKS:
-            if self._walker6 is None:
-                self._walker6 = IPv6Walker(tree)
-            found = list(map(self._walker6.find, numbers))
+        if len(numbers) <= _SINGLE_V6_WALKS:
+            found = [walker.find(6, number) for number in numbers]
             return [pointer for pointer, _ in found], [prefix for _, prefix in found]
-        return tree.lookup_v6(numbers)
+        pointers, prefixes = walker.walk_v6(numbers)
+        return pointers.tolist(), prefixes.tolist()
 
     def _lookup(self, addresses: list[Address]) -> list[Entry]:
         self.lookups += len(addresses)
-        if self._tree is None:
-            return [self._slow(ip_of(address)) for address in addresses]
         entries: list[Entry | None] = [None] * len(addresses)
         public = self._split_reserved(addresses, entries)
         for version, positions in public.items():
@@ -251,9 +221,8 @@ class CachedLookup:
         return Entry(str(ip), row, self._places.facet_of(row), None, None)
 
     def _assemble(self, address: Address, pointer: int, prefix: int) -> Entry:
-        assert self._tree is not None
         key, version, number = address
-        if not self._tree.has_record(pointer):
+        if pointer <= self._tree.node_count:
             if self._asn:
                 return self._slow(ip_of(address))
             # what ``lookup_ip`` raises for a public address without a record
@@ -264,7 +233,7 @@ class CachedLookup:
         place, values, facet = cached
         zone = self._places.zone(pointer, place)
         if self._asn:
-            asn, asn_org = self.service.asn_of(ip_of(address))
+            asn, asn_org = self._current.asn_of(version, number)
         else:
             asn, asn_org = None, None
         network = network_text(version, number, prefix)
@@ -305,7 +274,7 @@ class CachedLookup:
         with self._lock:
             generation = self.generation
             self._sync()
-            if self._tree is None or self._asn:
+            if self._asn:
                 return list(self._get_many(addresses))
             result: list[Entry | tuple[int, int, PlaceRow | None] | None] = [None] * len(addresses)
             public = self._split_reserved(addresses, result)
@@ -352,14 +321,14 @@ class CachedLookup:
         with self._lock:
             generation = self.generation
             self._sync()
-            if self._tree is None or self._asn:
+            if self._asn:
                 return None
             if self.generation != generation:
                 known = ()
             others: dict[int, Entry] = {}
-            for position in np.flatnonzero(self._reserved.reserved_v4(numbers)).tolist():
+            for position in np.flatnonzero(self.service.reserved.reserved_v4(numbers)).tolist():
                 others[position] = self._slow(ipaddress.IPv4Address(int(numbers[position])))
-            pointer_array, prefix_array = self._v4_walker(self._tree).lookup(numbers)
+            pointer_array, prefix_array = self._tree.walk_v4(numbers)
             pointers: list[int] = pointer_array.tolist()
             prefixes: list[int] = prefix_array.tolist()
             self.lookups += len(pointers)
@@ -391,12 +360,6 @@ def _error(key: str, version: int, exc: GeoError) -> Entry:
     row = (key, key, version) + (None,) * (len(FIELDS) - 3)
     facet = RESERVED if exc.code == "reserved_address" else NOT_FOUND
     return Entry(key, row, facet, exc.code, exc.message)
-
-
-def _generation(service: GeoService) -> int:
-    """The service's database generation (services that reload files count their swaps)."""
-    generation = getattr(service, "generation", 0)
-    return generation if isinstance(generation, int) else 0
 
 
 def _row(result: LookupResult) -> tuple[Any, ...]:

@@ -12,8 +12,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from ipgeo.bulk.addresses import IPAddress
 from ipgeo.geo import FIELDS, GeoService
+from ipgeo.geo.addresses import IPAddress
 from ipgeo.geo.database import PLACE_VALUES, place_values
 from ipgeo.geo.models import TimeZoneInfo
 from ipgeo.geo.timezones import zone_details

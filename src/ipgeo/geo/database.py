@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import maxminddb
 from maxminddb.errors import InvalidDatabaseError
 
+from ipgeo.geo.errors import DatabaseUnavailable
 from ipgeo.geo.models import DatabaseInfo, Place
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -141,6 +143,9 @@ class MaxMindDatabase:
         if not path.is_file():
             raise DatabaseError(f"database file {path} does not exist or is not a file")
         try:
+            # before the reader opens it: equal to a later stat only if the same file
+            st = os.stat(path)
+            self.signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             self._reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
             meta = self._reader.metadata()
             if meta.node_count <= FULL_VERIFY_NODES:
@@ -199,11 +204,14 @@ class MaxMindDatabase:
         return (record if isinstance(record, Mapping) else None), prefix
 
     def record(self, ip: IPAddress | str) -> Mapping[str, Any] | None:
-        """The raw record of ``ip`` (or its text) alone (cheaper than ``get``: no network)."""
+        """The raw record of ``ip`` (or its text) alone; raise ``DatabaseUnavailable`` when
+        the file cannot be read any more (closed)."""
         try:
             record = self._reader.get(ip)
-        except (InvalidDatabaseError, ValueError):
+        except InvalidDatabaseError:
             return None
+        except ValueError:
+            raise DatabaseUnavailable("the location database cannot be read") from None
         return record if type(record) is dict or isinstance(record, Mapping) else None
 
     def close(self) -> None:

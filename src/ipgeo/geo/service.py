@@ -4,49 +4,32 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import signal
-import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from ipgeo.geo.database import DatabaseError, MaxMindDatabase, bundled_city_db, place_from_record
+from ipgeo.geo.addresses import network_text, parse_address
+from ipgeo.geo.database import DatabaseError, MaxMindDatabase, bundled_city_db
 from ipgeo.geo.dns import DnsResolver, HostResolver
-from ipgeo.geo.errors import DatabaseUnavailable, GeoError, NotFound
-from ipgeo.geo.models import DatabaseInfo, LookupResult, Place, TimeZoneInfo
-from ipgeo.geo.queries import check_public, normalize_domain, parse_ip
-from ipgeo.geo.quick import QuickAnswer, QuickLookups
+from ipgeo.geo.errors import GeoError, NotFound
+from ipgeo.geo.generation import Generation, file_signature
+from ipgeo.geo.models import DatabaseInfo, LookupResult
+from ipgeo.geo.queries import check_public, normalize_domain
+from ipgeo.geo.records import DEFAULT_RECORDS, ZONE_AT, PlaceRecord, address_of
+from ipgeo.geo.reserved import ReservedFilter
 from ipgeo.geo.timezones import EmbeddedTimezoneLocator, TimezoneLocator, zone_details
+from ipgeo.geo.tree import FileSignature
 from ipgeo.metrics import labelled
 from ipgeo.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-# (device, inode, size, mtime in ns): changes whenever a file is replaced or rewritten.
-FileSignature = tuple[int, int, int, int]
 
 log = logging.getLogger("ipgeo.geo")
-
-
-def file_signature(path: Path) -> FileSignature | None:
-    """What identifies the current version of a file (``None`` when it is missing)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@dataclass(frozen=True, slots=True)
-class OpenDatabases:
-    """One consistent set of open readers; swapped as a whole on reload, never mutated."""
-
-    city: MaxMindDatabase
-    asn: MaxMindDatabase | None
-    signatures: tuple[FileSignature | None, FileSignature | None]
-    generation: int
+NO_ZONE = (None, None, None, None)
 
 
 class GeoService:
@@ -61,10 +44,12 @@ class GeoService:
         timezones: TimezoneLocator | None = None,
         reverse_dns: bool = False,
         reload_interval: float = 0.0,
+        record_cache_size: int = DEFAULT_RECORDS,
     ) -> None:
         self.city_path = city_db or bundled_city_db()
         self.asn_path = asn_db
-        self._open = self._open_databases(generation=1)
+        self.record_cache_size = record_cache_size
+        self._open = Generation(self.city_path, self.asn_path, 1, record_cache_size)
         self.reload_interval = reload_interval
         self.last_reload_error: str | None = None
         self._next_check = time.monotonic() + reload_interval
@@ -75,13 +60,9 @@ class GeoService:
         self.resolver: HostResolver = resolver or DnsResolver()
         self.timezones: TimezoneLocator = timezones or EmbeddedTimezoneLocator()
         self.reverse_dns = reverse_dns
-        # Imported here: the bulk package imports this module.
-        from ipgeo.bulk.reserved import ReservedFilter
-
         # ``check_public`` costs more than the database lookup (``is_global`` builds
         # networks per call); the filter clears public addresses with one bisect.
-        self._reserved = ReservedFilter()
-        self._quick = QuickLookups(self)
+        self.reserved = ReservedFilter()
 
     @classmethod
     def from_settings(
@@ -104,17 +85,17 @@ class GeoService:
             timezones=timezones,
             reverse_dns=settings.reverse_dns,
             reload_interval=settings.db_reload_interval,
+            record_cache_size=settings.record_cache_size,
         )
 
     def _signatures(self) -> tuple[FileSignature | None, FileSignature | None]:
         asn = file_signature(self.asn_path) if self.asn_path else None
         return file_signature(self.city_path), asn
 
-    def _open_databases(self, generation: int) -> OpenDatabases:
-        signatures = self._signatures()
-        city = MaxMindDatabase(self.city_path)
-        asn = MaxMindDatabase(self.asn_path) if self.asn_path else None
-        return OpenDatabases(city, asn, signatures, generation)
+    def current(self) -> Generation:
+        """The generation in service, after the reload check; hold it for a whole lookup."""
+        self.refresh()
+        return self._open
 
     @property
     def city(self) -> MaxMindDatabase:
@@ -128,8 +109,8 @@ class GeoService:
 
     @property
     def generation(self) -> int:
-        """Counts database swaps in this process (starts at 1); cache keys can include it."""
-        return self._open.generation
+        """Counts database swaps in this process (starts at 1)."""
+        return self._open.number
 
     @property
     def data_version(self) -> str:
@@ -162,11 +143,11 @@ class GeoService:
         return True
 
     def refresh(self) -> bool:
-        """Swap in replaced database files (checked at most every ``reload_interval`` s).
+        """The one reload check: swap in replaced files (at most every ``reload_interval`` s).
 
-        The new readers are opened completely before one reference is swapped, so lookups
-        in flight finish on the old ones, which are unmapped once nothing uses them. A file
-        that does not open keeps the old database in service. Returns True after a swap.
+        The new generation is opened completely before one reference is swapped, so lookups
+        in flight finish on the old one, which is unmapped once nothing uses it. A file
+        that does not open keeps the old databases in service. Returns True after a swap.
         """
         if not self._reload_requested and (
             self.reload_interval <= 0 or time.monotonic() < self._next_check
@@ -192,7 +173,9 @@ class GeoService:
             log.error("database reload skipped: %s", self.last_reload_error)
             return False
         try:
-            fresh = self._open_databases(current.generation + 1)
+            fresh = Generation(
+                self.city_path, self.asn_path, current.number + 1, self.record_cache_size
+            )
         except DatabaseError as exc:
             self.last_reload_error = f"{exc}; the old database stays in service"
             self._failed = signatures
@@ -203,7 +186,7 @@ class GeoService:
         self.last_reload_error = None
         log.info(
             "databases reloaded (generation %d): %s",
-            fresh.generation,
+            fresh.number,
             ", ".join(f"{info.database_type} built {info.build_date}" for info in self.databases),
         )
         return True
@@ -225,10 +208,13 @@ class GeoService:
         return result
 
     def _lookup(self, query: str, lang: str | None) -> LookupResult:
-        ip = parse_ip(query)
-        if ip is not None:
-            hostname = self.resolver.reverse(ip) if self.reverse_dns else None
-            return self._lookup_ip(ip, query=query.strip(), hostname=hostname, lang=lang)
+        address = parse_address(query)
+        if address is not None:
+            text, version, number = address
+            hostname = (
+                self.resolver.reverse(address_of(version, number)) if self.reverse_dns else None
+            )
+            return self._lookup_number(text, version, number, query.strip(), hostname, lang)
         domain = normalize_domain(query)
         addresses = self.resolver.resolve(domain)
         primary = addresses[0]
@@ -252,107 +238,63 @@ class GeoService:
         return result
 
     def _lookup_ip(
+        self, ip: IPAddress, query: str | None, hostname: str | None, lang: str | None
+    ) -> LookupResult:
+        text = str(ip)
+        return self._lookup_number(
+            text, ip.version, int(ip), query if query is not None else text, hostname, lang
+        )
+
+    def _lookup_number(
         self,
-        ip: IPAddress,
-        query: str | None,
+        text: str,
+        version: int,
+        number: int,
+        query: str,
         hostname: str | None,
         lang: str | None,
     ) -> LookupResult:
-        if self._reserved.is_reserved(ip):
-            check_public(ip)
-        self.refresh()
-        current = self._open  # one set of readers for the whole lookup
-        place = self._place(current, ip, lang)
-        asn, asn_org = self._asn_of(current, ip)
+        """The kernel's single lookup: an address given as canonical text, version, integer."""
+        if self.reserved.is_reserved_number(version, number):
+            check_public(address_of(version, number))
+        current = self.current()  # one generation for the whole lookup
+        pointer, prefix = current.find(version, number)
+        place = current.place(pointer, version, number, self.languages_for(lang))
+        asn, asn_org = current.asn_of(version, number)
         if place is None and asn is None:
-            raise NotFound(f"{ip} is not in the database")
-        place = place or Place()
-        zone = self._zone(place)
-        return LookupResult(
-            ip=str(ip),
-            query=query if query is not None else str(ip),
-            version=ip.version,
-            network=place.network,
-            hostname=hostname,
-            continent=place.continent,
-            continent_code=place.continent_code,
-            country=place.country,
-            country_iso=place.country_iso,
-            country_eu=place.country_eu,
-            region=place.region,
-            region_code=place.region_code,
-            city=place.city,
-            postal_code=place.postal_code,
-            latitude=place.latitude,
-            longitude=place.longitude,
-            accuracy_radius_km=place.accuracy_radius_km,
-            time_zone=zone.name if zone else None,
-            time_zone_source=zone.source if zone else None,
-            utc_offset=zone.utc_offset if zone else None,
-            local_time=zone.local_time if zone else None,
-            asn=asn,
-            asn_org=asn_org,
-        )
+            raise NotFound(f"{text} is not in the database")
+        network = network_text(version, number, prefix) if place is not None else None
+        return self.result(text, query, version, network, hostname, place, asn, asn_org)
 
-    def quick_ipv4(self, text: str) -> QuickAnswer | None:
-        """``lookup_ip(ip, query=text)`` for a canonical public IPv4 ``text``, as its fields,
-        (time zone, source) and JSON, without ``ipaddress`` objects or a ``LookupResult``.
+    def result(
+        self,
+        ip: str,
+        query: str,
+        version: int,
+        network: str | None,
+        hostname: str | None,
+        place: PlaceRecord | None,
+        asn: int | None,
+        asn_org: str | None,
+    ) -> LookupResult:
+        """The answer for one address from its record's place, with the clock as of now."""
+        if place is None:
+            return LookupResult(ip, query, version, None, hostname, asn=asn, asn_org=asn_org)
+        named = self.zone_of(place)
+        zone = zone_details(*named) if named else None
+        clock = (zone.name, zone.source, zone.utc_offset, zone.local_time) if zone else NO_ZONE
+        values: tuple[Any, ...] = (
+            ip, query, version, network, hostname, *place.values[:ZONE_AT], *clock, asn, asn_org,
+        )  # fmt: skip
+        return LookupResult(*values)
 
-        ``None`` whenever the regular lookup must answer instead: not a canonical dotted quad,
-        a reserved or unknown address, an unreadable database, a time zone from polygons.
-        """
-        try:
-            # inet_pton accepts exactly the canonical dotted quads ipaddress accepts
-            number = int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
-        except (OSError, ValueError, TypeError):
-            return None
-        if self._reserved.is_reserved_number(4, number):
-            return None
-        self.refresh()
-        answer = self._quick.answer(text, number, self._open)
-        if answer is not None:
-            labelled("lookups", "found").inc()
-        return answer
-
-    def place(self, ip: IPAddress, lang: str | None = None) -> Place | None:
-        """Return the raw place of ``ip`` from the City/Country database."""
-        return self._place(self._open, ip, lang)
-
-    def _place(self, current: OpenDatabases, ip: IPAddress, lang: str | None) -> Place | None:
-        try:
-            record, network = current.city.get(ip)
-        except ValueError:
-            raise DatabaseUnavailable("the location database cannot be read") from None
-        if record is None:
-            return None
-        return place_from_record(record, network, self.languages_for(lang))
-
-    def asn_of(self, ip: IPAddress) -> tuple[int | None, str | None]:
-        """Return ``(asn, organisation)`` from the ASN database, or from the City record."""
-        return self._asn_of(self._open, ip)
-
-    def _asn_of(self, current: OpenDatabases, ip: IPAddress) -> tuple[int | None, str | None]:
-        if current.asn is None:
-            return None, None
-        record, _ = current.asn.get(ip)
-        if not record:
-            return None, None
-        return record.get("autonomous_system_number"), record.get("autonomous_system_organization")
-
-    def _zone(self, place: Place) -> TimeZoneInfo | None:
-        if place.time_zone:
-            return zone_details(place.time_zone, "database")
-        if place.latitude is None or place.longitude is None:
-            return None
-        name = self.timezones.locate(place.latitude, place.longitude)
-        return zone_details(name, "polygon") if name else None
+    def zone_of(self, place: PlaceRecord) -> tuple[str, str] | None:
+        """``(time zone, source)`` of a place: from the record, else from polygons."""
+        return place.zone(self.timezones.locate)
 
     def close(self) -> None:
         """Close the databases (only when no lookup can run any more)."""
         close_timezones = getattr(self.timezones, "close", None)
         if callable(close_timezones):
             close_timezones()
-        current = self._open
-        current.city.close()
-        if current.asn:
-            current.asn.close()
+        self._open.close()

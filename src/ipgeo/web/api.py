@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, request
 
 from ipgeo import __version__
-from ipgeo.bulk import CachedLookup
-from ipgeo.bulk.json_batch import JsonBatch
 from ipgeo.formats import render, to_json
-from ipgeo.geo import ATTRIBUTION, FIELDS, GeoError, GeoService, LookupResult
-from ipgeo.geo.timezones import zone_details
-from ipgeo.web.answers import cached_lookup
+from ipgeo.geo import ATTRIBUTION, GeoService, LookupResult
+from ipgeo.geo.batch import batch_json
 from ipgeo.web.errors import ApiError
 from ipgeo.web.openapi import openapi_document
 from ipgeo.web.params import language, output_format, selected_fields
 
 api = Blueprint("api", __name__)
-_LOOKUPS_LOCK = threading.Lock()
 
 
 def geo_service() -> GeoService:
@@ -51,11 +46,7 @@ def lookup(query: str) -> Response:
     except ApiError:
         service.lookup(query, lang=lang)  # a bad query's error comes first, as it always did
         raise
-    answer, body, content_type = cached_lookup(
-        ("lookup", query, fields, fmt, lang), fields, fmt, lambda: service.lookup(query, lang)
-    )
-    if body is None:
-        body, content_type = answer.rendered()
+    body, content_type = render(service.lookup(query, lang).as_dict(fields), fmt)
     return Response(body, content_type=content_type)
 
 
@@ -80,79 +71,9 @@ def batch() -> Response:
     return Response(body, status=200, mimetype="application/json")
 
 
-def _json_batch() -> JsonBatch | None:
-    """The app's fast batch path (``None`` when answers depend on reverse DNS)."""
-    service = geo_service()
-    if service.reverse_dns:
-        return None
-    fast: JsonBatch | None = current_app.extensions.get("ipgeo.json_batch")
-    if fast is None:
-        with _LOOKUPS_LOCK:
-            fast = current_app.extensions.setdefault("ipgeo.json_batch", JsonBatch(service))
-    return fast
-
-
 def batch_body(queries: list[str], fields: tuple[str, ...] | None, lang: str | None) -> bytes:
-    """The batch answer as JSON: plain IPv4 addresses via ``JsonBatch``, the rest as before.
-
-    Byte for byte ``to_json(batch_answers(queries, fields, lang))`` (tests compare them).
-    """
-    fast = _json_batch()
-    texts: list[bytes | None] = (
-        fast.answer(queries, fields, lang) if fast is not None else [None] * len(queries)
-    )
-    missing = [position for position, text in enumerate(texts) if text is None]
-    if missing:
-        answers = batch_answers([queries[position] for position in missing], fields, lang)
-        for position, answer in zip(missing, answers, strict=True):
-            texts[position] = to_json(answer)
-    return b"[" + b",".join(texts) + b"]"  # type: ignore[arg-type]
-
-
-def _bulk_lookup(lang: str | None) -> CachedLookup | None:
-    """The app's shared cached lookup path for ``lang`` (``None`` when not cached)."""
-    service = geo_service()
-    if service.reverse_dns or (lang is not None and lang not in service.languages):
-        return None
-    lookups: dict[str | None, CachedLookup] = current_app.extensions.setdefault(
-        "ipgeo.bulk_lookups", {}
-    )
-    with _LOOKUPS_LOCK:
-        lookup = lookups.get(lang)
-        if lookup is None:
-            lookup = lookups[lang] = CachedLookup(service, lang)
-    return lookup
-
-
-def batch_answers(
-    queries: list[str], fields: tuple[str, ...] | None, lang: str | None
-) -> list[dict[str, Any]]:
-    """Answers in query order: IPs through the bulk engine's cached path, names via DNS."""
-    service = geo_service()
-    cached = _bulk_lookup(lang)
-    # IPs go through the bulk engine in one call (parsed without ``ipaddress`` objects).
-    entries = cached.get_texts(queries) if cached is not None else [None] * len(queries)
-    answers: list[dict[str, Any]] = []
-    append = answers.append
-    for query, entry in zip(queries, entries, strict=True):
-        if entry is not None:
-            if entry.error is not None:
-                append({"query": query, "error": {"code": entry.error, "message": entry.message}})
-                continue
-            row = dict(zip(FIELDS, entry.row, strict=True))
-            row["query"] = query.strip()
-            if row["time_zone"]:  # the engine's LRU keeps entries longer than their clock
-                zone = zone_details(row["time_zone"], row["time_zone_source"])
-                if zone is not None:
-                    row["utc_offset"], row["local_time"] = zone.utc_offset, zone.local_time
-            append(row if fields is None else {name: row.get(name) for name in fields})
-            continue
-        try:
-            append(service.lookup(query, lang=lang).as_dict(fields))
-        except GeoError as exc:
-            error = ApiError.from_geo(exc)
-            append({"query": query, "error": {"code": error.code, "message": error.message}})
-    return answers
+    """The batch answer as JSON (the kernel's batch renderer)."""
+    return batch_json(geo_service(), queries, fields, lang)
 
 
 def meta_document() -> dict[str, Any]:

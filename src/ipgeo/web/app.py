@@ -11,7 +11,6 @@ from flask import Flask, Response, request, url_for
 from flask_cors import CORS
 
 from ipgeo import __version__
-from ipgeo.answers import AnswerCache
 from ipgeo.geo import ATTRIBUTION, GeoService
 from ipgeo.settings import Settings
 from ipgeo.web.api import api
@@ -20,7 +19,6 @@ from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
 from ipgeo.web.job_pages import job_pages
 from ipgeo.web.jobs_api import jobs_api
-from ipgeo.web.lean import install_lean_path
 from ipgeo.web.observability import init_observability
 from ipgeo.web.pages import pages
 from ipgeo.web.plain import plain
@@ -56,8 +54,6 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ipgeo.settings"] = settings
     geo = app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
-    if settings.answer_cache_size:
-        app.extensions["ipgeo.answers"] = AnswerCache(geo, settings.answer_cache_size)
     app.extensions["ipgeo.readiness"] = {
         "database": database_check,
         "asn_database": asn_database_check,
@@ -114,6 +110,4 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
 
     # Last, so that its headers are set before the pages' defaults.
     init_dashboard(app, settings)
-    # After everything: it wraps the finished app's WSGI callable.
-    install_lean_path(app)
     return app

@@ -10,7 +10,6 @@ from flask import Blueprint, Response, current_app, request
 from ipgeo.formats import render
 from ipgeo.geo import GeoError, LookupResult
 from ipgeo.geo.queries import parse_ip
-from ipgeo.web.answers import cached_lookup
 from ipgeo.web.api import geo_service, json_response
 from ipgeo.web.errors import ApiError
 from ipgeo.web.params import (
@@ -62,14 +61,7 @@ def own_json() -> Response:
     lang = language()
     shown = tuple(name for name in fields if name != "visits") if fields else None
     try:
-        answer, _, _ = cached_lookup(
-            ("own", ip, shown, fmt, lang),
-            shown,
-            fmt,
-            lambda: geo_service().lookup_ip(ip, lang=lang),
-            keep_row=True,
-        )
-        row = answer.fresh_row()
+        row = geo_service().lookup_ip(ip, lang=lang).as_dict(shown)
     except GeoError:  # reserved or unknown: only the IP
         row = LookupResult(ip=str(ip), query=str(ip), version=ip.version).as_dict(shown)
     visits = count_visit()

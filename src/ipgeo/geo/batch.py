@@ -1,0 +1,223 @@
+"""The batch answer as JSON: many queries through the kernel at once, in a few C-level passes.
+
+Canonical dotted quads are parsed with ``inet_pton`` in one ``map``, checked against the
+reserved ranges with one ``searchsorted`` and walked through the City (and ASN) trees as
+arrays (``TreeWalker.walk_v4``). Each City record renders its part of the answer once, as a
+JSON template kept with the record (``PlaceRecord.rendering``); per batch the zone and ASN
+values go into the templates of its distinct records (the clock read once per batch), then
+per address its IP text and network. Every other query (IPv6, names, reserved or unknown
+addresses, other spellings) is answered by ``GeoService.lookup``. Either way an answer is
+``orjson.dumps`` of ``LookupResult.as_dict(fields)``, or of the query with its error.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+from functools import partial
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from ipgeo.geo.database import PLACE_VALUES
+from ipgeo.geo.errors import GeoError
+from ipgeo.geo.generation import Generation
+from ipgeo.geo.models import FIELDS
+from ipgeo.geo.records import ZONE_AT, PlaceRecord
+from ipgeo.geo.service import GeoService
+from ipgeo.geo.timezones import zone_details
+from ipgeo.geo.tree import IntArray
+from ipgeo.metrics import labelled
+
+# A record's template is formatted twice: once per batch with the values of the fields in
+# ``_MARKED`` (``%s``), then per address with its IP text and network (``%%s``, ``%%d``).
+_MARKED = ("time_zone", "time_zone_source", "utc_offset", "local_time", "asn", "asn_org")
+_SLOTS = {"ip": b'"%%s"', "query": b'"%%s"', "network": b'"%%d.%%d.%%d.%%d/%%d"'}
+_CONSTANTS: dict[str, Any] = {"version": 4, "hostname": None, "addresses": None}
+# Stand-ins while the template is serialized (orjson escapes a NUL as ``\u0000``).
+_SLOT, _MARK = "\0slot", "\0mark"
+_SLOT_JSON, _MARK_JSON = b'"\\u0000slot"', b'"\\u0000mark"'
+_NULL_ZONE = (b"null",) * 4
+_pton4 = partial(socket.inet_pton, socket.AF_INET)
+
+
+def _json(value: Any) -> bytes:
+    """A value as JSON, safe inside a %-template."""
+    return orjson.dumps(value).replace(b"%", b"%%")
+
+
+def batch_json(
+    service: GeoService, queries: list[str], fields: tuple[str, ...] | None, lang: str | None
+) -> bytes:
+    """The JSON array of the answers to ``queries``, in order; errors are per item."""
+    out: list[bytes | None] = [None] * len(queries)
+    if queries and not service.reverse_dns:  # with hostnames every answer is looked up
+        _answer_ipv4(service, queries, fields, lang, out)
+    for position, answer in enumerate(out):
+        if answer is None:
+            out[position] = _answer_one(service, queries[position], fields, lang)
+    return b"[" + b",".join(out) + b"]"  # type: ignore[arg-type]
+
+
+def _answer_one(
+    service: GeoService, query: str, fields: tuple[str, ...] | None, lang: str | None
+) -> bytes:
+    try:
+        return orjson.dumps(service.lookup(query, lang=lang).as_dict(fields))
+    except GeoError as exc:
+        return orjson.dumps({"query": query, "error": {"code": exc.code, "message": exc.message}})
+
+
+def _answer_ipv4(
+    service: GeoService,
+    queries: list[str],
+    fields: tuple[str, ...] | None,
+    lang: str | None,
+    out: list[bytes | None],
+) -> None:
+    """Fill in the answers of the located public IPv4 addresses written canonically."""
+    positions, numbers = _parse_ipv4(queries)
+    if not positions:
+        return
+    current = service.current()
+    keep = ~service.reserved.reserved_v4(numbers)
+    pointers, prefixes = current.city_walker.walk_v4(numbers)
+    keep &= pointers > current.city_walker.node_count  # the rest: looked up one by one
+    if not keep.all():
+        positions = [positions[i] for i in np.flatnonzero(keep).tolist()]
+        numbers, pointers, prefixes = numbers[keep], pointers[keep], prefixes[keep]
+    if not positions:
+        return
+    keys: npt.NDArray[np.integer[Any]] = pointers
+    asn_walker = current.asn_walker
+    if asn_walker is not None:  # both pointers in one key (each below 2**32)
+        asn_pointers = asn_walker.walk_v4(numbers)[0].astype(np.uint64)
+        keys = pointers.astype(np.uint64) << np.uint64(32) | asn_pointers
+    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    texts = _templates(
+        service, current, distinct, numbers[first], fields or FIELDS, service.languages_for(lang)
+    )
+    chosen = np.array(texts, dtype=object)[inverse.reshape(-1)].tolist()
+    _fill(out, queries, positions, chosen, numbers, prefixes, fields or FIELDS)
+    labelled("lookups", "found").inc(len(positions))
+
+
+def _templates(
+    service: GeoService,
+    current: Generation,
+    keys: npt.NDArray[np.integer[Any]],
+    samples: IntArray,
+    fields: tuple[str, ...],
+    languages: tuple[str, ...],
+) -> list[bytes]:
+    """The template of each distinct key with this batch's zone and ASN values put in."""
+    now = datetime.now(UTC)
+    zones: dict[tuple[str, str] | None, tuple[bytes, ...]] = {}
+    marks = [_MARKED.index(name) for name in fields if name in _MARKED]
+    pick = itemgetter(*marks) if marks else None
+    asn_walker = current.asn_walker
+    render = partial(_template, fields=fields)
+    result: list[bytes] = []
+    for key, sample in zip(keys.tolist(), samples.tolist(), strict=True):
+        pointer = key >> 32 if asn_walker is not None else key
+        place = current.place(pointer, 4, sample, languages)
+        assert place is not None  # the pointer is above node_count: a record
+        text = place.rendering(("batch", fields), render)
+        if pick is None:
+            result.append(text % ())
+            continue
+        named = service.zone_of(place)
+        values = zones.get(named)
+        if values is None:
+            values = zones[named] = _zone_json(named, now)
+        if asn_walker is not None and key & 0xFFFFFFFF > asn_walker.node_count:
+            asn, asn_org = current.records.asn(key & 0xFFFFFFFF, 4, sample)
+            values += (_json(asn), _json(asn_org))
+        else:
+            values += (b"null", b"null")
+        result.append(text % pick(values))
+    return result
+
+
+def _template(place: PlaceRecord, fields: tuple[str, ...]) -> bytes:
+    """A record's answer with ``%`` slots for the per-batch and per-address values."""
+    row = dict(zip(PLACE_VALUES[:ZONE_AT], place.values, strict=False))
+    filled = {
+        name: _SLOT
+        if name in _SLOTS
+        else _MARK
+        if name in _MARKED
+        else _CONSTANTS[name]
+        if name in _CONSTANTS
+        else row[name]
+        for name in fields
+    }
+    text = orjson.dumps(filled).replace(b"%", b"%%%%").replace(_MARK_JSON, b"%s")
+    pieces = text.split(_SLOT_JSON)
+    slots = iter([_SLOTS[name] for name in fields if name in _SLOTS])
+    return pieces[0] + b"".join(next(slots) + piece for piece in pieces[1:])
+
+
+def _parse_ipv4(queries: list[str]) -> tuple[list[int], IntArray]:
+    """Positions of the queries that are canonical dotted quads, and their integers."""
+    try:
+        packed = b"".join(map(_pton4, queries))
+        positions = list(range(len(queries)))
+    except (OSError, ValueError, TypeError):
+        positions, parts = [], []
+        for position, query in enumerate(queries):
+            try:
+                parts.append(_pton4(query))
+            except (OSError, ValueError, TypeError):
+                continue
+            positions.append(position)
+        packed = b"".join(parts)
+    numbers: IntArray = np.frombuffer(packed, dtype=">u4").astype(np.int64)
+    return positions, numbers
+
+
+def _fill(
+    out: list[bytes | None],
+    queries: list[str],
+    positions: list[int],
+    templates: list[bytes],
+    numbers: IntArray,
+    prefixes: IntArray,
+    fields: tuple[str, ...],
+) -> None:
+    """Put the per-address values (IP text, network) into each address's template."""
+    columns: list[list[Any]] = []
+    texts: list[bytes] = []
+    octets: list[list[int]] = []
+    for name in fields:
+        if name in ("ip", "query"):
+            texts = texts or [queries[position].encode() for position in positions]
+            columns.append(texts)
+        elif name == "network":
+            if not octets:
+                masks = (0xFFFFFFFF << (32 - prefixes)) & 0xFFFFFFFF
+                network = (numbers & masks).astype(">u4").view(np.uint8).reshape(-1, 4).T
+                octets = [*network.tolist(), prefixes.tolist()]
+            columns.extend(octets)
+    if columns:
+        answers = [
+            template % values
+            for template, values in zip(templates, zip(*columns, strict=True), strict=True)
+        ]
+    else:
+        answers = [template % () for template in templates]
+    for position, answer in zip(positions, answers, strict=True):
+        out[position] = answer
+
+
+def _zone_json(named: tuple[str, str] | None, now: datetime) -> tuple[bytes, ...]:
+    """The four zone fields' JSON for ``(zone, source)`` at ``now``, as ``lookup_ip`` has them."""
+    zone = zone_details(*named, now) if named else None
+    if zone is None:
+        return _NULL_ZONE
+    return tuple(
+        _json(value) for value in (zone.name, zone.source, zone.utc_offset, zone.local_time)
+    )

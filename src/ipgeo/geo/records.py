@@ -1,0 +1,123 @@
+"""The one record cache: each database record decoded once per generation, in one form.
+
+A City record costs ~10 µs to decode and as much again to map to a place, while most
+addresses share records. So every record is decoded and mapped once per database generation
+and language preference, keyed by its pointer, into a ``PlaceRecord``: the place values in
+``PLACE_VALUES`` order. Every output is rendered from that one form (the JSON answer, CSV
+cells, summary facets, batch templates); each renderer may keep its rendering of a record in
+the record's ``renderings`` (``PlaceRecord.rendering``), so it is made once as well.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, TypeVar
+
+from ipgeo.geo.database import PLACE_VALUES, MaxMindDatabase, place_values
+
+T = TypeVar("T")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+DEFAULT_RECORDS = 65_536  # per generation and process (~1 kB each); cleared when full
+ZONE_AT = PLACE_VALUES.index("time_zone")
+LATITUDE_AT = PLACE_VALUES.index("latitude")
+LONGITUDE_AT = PLACE_VALUES.index("longitude")
+# How long a time zone found from polygons is kept with its record: the locator's answer
+# may change with its state (PostGIS, or the embedded polygons while PostGIS is down).
+POLYGON_ZONE_SECONDS = 60.0
+NO_ASN: tuple[int | None, str | None] = (None, None)
+
+
+class PlaceRecord:
+    """One City record's place (``PLACE_VALUES``) and the renderings made from it."""
+
+    __slots__ = ("_polygon_zone", "renderings", "values")
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        self.values = values
+        self.renderings: dict[Hashable, Any] = {}
+        self._polygon_zone: tuple[float, str | None] | None = None
+
+    @property
+    def time_zone(self) -> str | None:
+        """The time zone the record itself names."""
+        zone: str | None = self.values[ZONE_AT]
+        return zone
+
+    def rendering(self, key: Hashable, make: Callable[[PlaceRecord], T]) -> T:
+        """``make(self)``, made once per ``key`` (a renderer's name and its options)."""
+        try:
+            found: T = self.renderings[key]
+        except KeyError:
+            found = self.renderings[key] = make(self)
+        return found
+
+    def zone(self, locate: Callable[[float, float], str | None]) -> tuple[str, str] | None:
+        """``(time zone, source)``: the record's own, else found from polygons at its point."""
+        named = self.values[ZONE_AT]
+        if named:
+            return named, "database"
+        latitude, longitude = self.values[LATITUDE_AT], self.values[LONGITUDE_AT]
+        if latitude is None or longitude is None:
+            return None
+        now = time.monotonic()
+        kept = self._polygon_zone
+        if kept is None or now - kept[0] > POLYGON_ZONE_SECONDS:
+            kept = self._polygon_zone = (now, locate(latitude, longitude))
+        return (kept[1], "polygon") if kept[1] else None
+
+
+def address_of(version: int, number: int) -> IPAddress:
+    """The ``ipaddress`` object of an address given as version and integer."""
+    return ipaddress.IPv4Address(number) if version == 4 else ipaddress.IPv6Address(number)
+
+
+class RecordCache:
+    """Decoded City and ASN records of one generation, by record pointer."""
+
+    def __init__(
+        self, city: MaxMindDatabase, asn: MaxMindDatabase | None, size: int = DEFAULT_RECORDS
+    ) -> None:
+        self.city_database = city
+        self.asn_database = asn
+        self.size = size
+        self._places: dict[tuple[int, tuple[str, ...]], PlaceRecord | None] = {}
+        self._asns: dict[int, tuple[int | None, str | None]] = {}
+
+    def place(
+        self, pointer: int, version: int, number: int, languages: tuple[str, ...]
+    ) -> PlaceRecord | None:
+        """The place of the record at ``pointer``, which holds the address ``number``."""
+        key = (pointer, languages)
+        try:
+            return self._places[key]
+        except KeyError:
+            pass
+        record = self.city_database.record(address_of(version, number))
+        found = PlaceRecord(place_values(record, languages)) if record is not None else None
+        if len(self._places) >= self.size:
+            self._places.clear()
+        self._places[key] = found
+        return found
+
+    def asn(self, pointer: int, version: int, number: int) -> tuple[int | None, str | None]:
+        """``(number, organisation)`` of the ASN record at ``pointer``, which holds ``number``."""
+        try:
+            return self._asns[pointer]
+        except KeyError:
+            pass
+        found = NO_ASN
+        if self.asn_database is not None:
+            record = self.asn_database.record(address_of(version, number))
+            if record:
+                found = _asn_values(record)
+        if len(self._asns) >= self.size:
+            self._asns.clear()
+        self._asns[pointer] = found
+        return found
+
+
+def _asn_values(record: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    return record.get("autonomous_system_number"), record.get("autonomous_system_organization")
