@@ -1,12 +1,12 @@
-"""CPU time of ``POST /api/v1/batch`` in process: the regular path against the fast JSON path.
+"""CPU time of ``POST /api/v1/batch`` in process, against one single lookup per address.
 
 Posts --requests batches of --size fresh random public IPv4 addresses (the bench/http
-generator's address space: no reserved ranges, no database gaps) through Flask's test
-client, once answered by the regular per-entry path (``batch_answers`` + orjson) and once
-by the endpoint (``JsonBatch`` in front), each in a fresh app (cold caches, as after a
-start), and reports process CPU time (not wall time, so other load on the machine counts
-little) per batch and per address, plus the ratio. The fast path's answers are checked
-against the regular path's for every batch (clock fields aside).
+generator's address space: no reserved ranges, no database gaps) through the app's test
+client, and answers the same addresses one ``GeoService.lookup`` at a time (rendered with
+orjson) as the reference, each in a fresh app (cold record cache, as after a start). Reports
+process CPU time (not wall time, so other load on the machine counts little) per batch and
+per address, and the ratio. The endpoint's answers are checked against the single lookups'
+for every batch (clock fields aside).
 
     .venv/bin/python -m bench.batch                       # 300 batches of 1000
     .venv/bin/python -m bench.batch --requests 1000       # longer: warmer record cache
@@ -27,7 +27,6 @@ from flask import Flask
 from bench.http.addresses import excluded_ranges, is_excluded
 from ipgeo.formats import to_json
 from ipgeo.settings import Settings
-from ipgeo.web.api import batch_answers
 from ipgeo.web.app import create_app
 
 _CLOCK = re.compile(rb'"local_time":"[^"]*"')
@@ -67,9 +66,10 @@ def main() -> None:
     ranges = excluded_ranges(app.extensions["ipgeo.geo"].city_path)
     batches = random_batches(ranges, args.requests, args.size)
 
+    service = app.extensions["ipgeo.geo"]
+
     def regular(body: bytes) -> bytes:
-        with app.test_request_context():
-            return to_json(batch_answers(orjson.loads(body), None, None))
+        return to_json([service.lookup(query).as_dict() for query in orjson.loads(body)])
 
     client = fresh_app().test_client()
 
@@ -86,7 +86,7 @@ def main() -> None:
     print(f"{args.requests} batches of {args.size} random public IPv4 addresses, fresh apps")
     print("| path | CPU ms per batch | CPU µs per address | lookups/s per core |")
     print("|---|---|---|---|")
-    for name, cpu in (("regular (batch_answers + orjson)", regular_cpu), ("endpoint", fast_cpu)):
+    for name, cpu in (("single lookups + orjson", regular_cpu), ("endpoint", fast_cpu)):
         per_address = cpu / args.size * 1e6
         print(f"| {name} | {cpu * 1e3:.2f} | {per_address:.1f} | {1e6 / per_address:,.0f} |")
     print(f"ratio regular/endpoint: {regular_cpu / fast_cpu:.2f}x; same answers: {same}")

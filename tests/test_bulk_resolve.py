@@ -13,12 +13,11 @@ import maxminddb
 import pytest
 
 from ipgeo.bulk import Options, run
-from ipgeo.geo.addresses import network_text, parse_address
 from ipgeo.bulk.lookup import Entry
 from ipgeo.bulk.writers import RowWriter
 from ipgeo.geo import FIELDS, GeoService
+from ipgeo.geo.addresses import network_text, parse_address
 from ipgeo.geo.database import bundled_city_db
-from ipgeo.geo.mmdbtree import IPv6Walker, SearchTree
 from ipgeo.geo.queries import parse_ip
 from tests.test_bulk import _reference, _same
 
@@ -69,21 +68,6 @@ def test_network_text_equals_ipaddress() -> None:
     for number, prefix in ((0x0102_0304, 24), (0xFFFF_FFFF, 32), (0x0A00_0001, 0)):
         expected = str(ipaddress.ip_network(f"{ipaddress.IPv4Address(number)}/{prefix}", False))
         assert network_text(4, number, prefix) == expected
-
-
-def test_ipv6_walker_equals_the_tree_walk(testdata: Path) -> None:
-    rng = random.Random(6)
-    numbers = _allocated_v6(rng, 3000) + [rng.getrandbits(128) for _ in range(3000)]
-    numbers += [0, 1, (1 << 128) - 1, 0xFFFF_0808_0808, 0x2002_0808_0808 << 80]
-    paths = [bundled_city_db(), testdata / "GeoIP2-City-Test.mmdb"]
-    for path in paths:
-        with maxminddb.open_database(str(path)) as reader:
-            meta = reader.metadata()
-        tree = SearchTree(path, meta.node_count, meta.record_size, meta.ip_version)
-        walker = IPv6Walker(tree)
-        pointers, prefixes = tree.lookup_v6(numbers)
-        assert list(map(walker.find, numbers)) == list(zip(pointers, prefixes, strict=True))
-        tree.close()
 
 
 @pytest.mark.parametrize("count", [40, 3000])  # walked one by one, and with numpy

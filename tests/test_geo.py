@@ -58,7 +58,7 @@ def test_every_network_of_the_asn_source_json(city: GeoService, testdata: Path) 
         ip = parse_ip(cidr.split("/")[0])
         assert ip is not None
         if ip.is_global:
-            asn, org = city.asn_of(ip)
+            asn, org = city.current().asn_of(ip.version, int(ip))
             assert asn == record["autonomous_system_number"], cidr
             assert org == record.get("autonomous_system_organization"), cidr
 

@@ -1,4 +1,4 @@
-"""The batch endpoint's fast JSON path gives byte for byte the per-query answers."""
+"""The batch endpoint (the kernel's batch renderer) gives byte for byte the per-query answers."""
 
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ import orjson
 import pytest
 from flask import Flask
 
-from ipgeo.bulk.json_batch import JsonBatch
-from ipgeo.geo.reserved import ReservedFilter, reserved_spans_v4
 from ipgeo.dbupdate.install import install
 from ipgeo.formats import to_json
 from ipgeo.geo import GeoError, GeoService
-from ipgeo.geo.mmdbtree import IPv4Walker, SearchTree
 from ipgeo.geo.queries import reserved_reason
+from ipgeo.geo.reserved import ReservedFilter, reserved_spans_v4
 from ipgeo.settings import Settings
 from ipgeo.web.app import create_app
 from ipgeo.web.errors import ApiError
@@ -103,14 +101,6 @@ def test_random_addresses_on_the_bundled_database(app: Flask) -> None:
     assert app.test_client().post("/api/v1/batch", data=b"[]").data == b"[]"
 
 
-def test_fast_path_answers_plain_public_ipv4(app: Flask) -> None:
-    service: GeoService = app.extensions["ipgeo.geo"]
-    fast = JsonBatch(service)
-    texts = fast.answer(["8.8.8.8", " 8.8.8.8", "10.0.0.1", "2001:218::1", "x"], None, None)
-    assert texts[0] is not None and texts[1:] == [None] * 4
-    assert orjson.loads(texts[0])["network"] == service.lookup("8.8.8.8").network
-
-
 def _mmdb_addresses(path: Path, rng: random.Random) -> list[str]:
     """The first, last and a random address of every IPv4 network of a database."""
     addresses: list[str] = []
@@ -145,8 +135,6 @@ def test_maxmind_test_databases(
     app = create_app(make_settings(**env))
     rng = random.Random(city)
     queries = _mmdb_addresses(testdata / city, rng)
-    fast = JsonBatch(app.extensions["ipgeo.geo"]).answer(queries, None, None)
-    assert None not in fast  # the City database's networks are all on the fast path
     if asn:
         queries += _mmdb_addresses(testdata / asn, rng)
     queries += random_ipv4(rng, 500) + ODD_QUERIES
@@ -196,26 +184,6 @@ def test_a_database_reload_shows_at_once(
         "Version 1",
     ]
     assert_batch_equals_per_query(app, [*queries, "81.2.68.1", "8.8.8.8"])
-
-
-def test_walker_equals_the_tree_walk(app: Flask, testdata: Path) -> None:
-    rng = random.Random(5)
-    numbers = [rng.getrandbits(32) for _ in range(5000)] + [0, 1, 2**31, 2**32 - 1]
-    paths = [app.extensions["ipgeo.geo"].city.path]
-    paths += [testdata / name for name in ("GeoIP2-City-Test.mmdb", "GeoLite2-ASN-Test.mmdb")]
-    for path in paths:
-        with maxminddb.open_database(str(path)) as reader:
-            meta = reader.metadata()
-        tree = SearchTree(Path(path), meta.node_count, meta.record_size, meta.ip_version)
-        walker = IPv4Walker(tree)
-        pointers, prefixes = walker.lookup(np.array(numbers, dtype=np.int64))
-        assert (pointers.tolist(), prefixes.tolist()) == tree.lookup_v4(numbers)
-        for number, pointer, prefix in zip(
-            numbers, pointers.tolist(), prefixes.tolist(), strict=True
-        ):
-            found = walker.find(number)  # one address in plain Python: the same record
-            assert found == (pointer, prefix) or (found[0] <= meta.node_count == pointer)
-        tree.close()
 
 
 def test_reserved_spans_equal_reserved_reason() -> None:

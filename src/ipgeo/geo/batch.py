@@ -13,7 +13,7 @@ addresses, other spellings) is answered by ``GeoService.lookup``. Either way an 
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
+import time
 from functools import partial
 from operator import itemgetter
 from typing import Any
@@ -41,6 +41,9 @@ _CONSTANTS: dict[str, Any] = {"version": 4, "hostname": None, "addresses": None}
 _SLOT, _MARK = "\0slot", "\0mark"
 _SLOT_JSON, _MARK_JSON = b'"\\u0000slot"', b'"\\u0000mark"'
 _NULL_ZONE = (b"null",) * 4
+_NULL_ASN = (b"null",) * 2
+# (zone, source) -> (Unix second, its four JSON values then): zones of the same second
+_ZONE_JSON: dict[tuple[str, str], tuple[int, tuple[bytes, ...]]] = {}
 _pton4 = partial(socket.inet_pton, socket.AF_INET)
 
 
@@ -114,31 +117,34 @@ def _templates(
     languages: tuple[str, ...],
 ) -> list[bytes]:
     """The template of each distinct key with this batch's zone and ASN values put in."""
-    now = datetime.now(UTC)
     zones: dict[tuple[str, str] | None, tuple[bytes, ...]] = {}
     marks = [_MARKED.index(name) for name in fields if name in _MARKED]
     pick = itemgetter(*marks) if marks else None
     asn_walker = current.asn_walker
+    key_list: list[int] = keys.tolist()
+    sample_list: list[int] = samples.tolist()
+    pointers = [key >> 32 for key in key_list] if asn_walker is not None else key_list
+    places = current.records.places(pointers, sample_list, 4, languages)
     render = partial(_template, fields=fields)
+    rendering_key = ("batch", fields)
     result: list[bytes] = []
-    for key, sample in zip(keys.tolist(), samples.tolist(), strict=True):
-        pointer = key >> 32 if asn_walker is not None else key
-        place = current.place(pointer, 4, sample, languages)
-        assert place is not None  # the pointer is above node_count: a record
-        text = place.rendering(("batch", fields), render)
+    append = result.append
+    for key, sample, place in zip(key_list, sample_list, places, strict=True):
+        assert place is not None  # every key's pointer is above node_count: a record
+        text = place.renderings.get(rendering_key) or place.rendering(rendering_key, render)
         if pick is None:
-            result.append(text % ())
+            append(text % ())
             continue
         named = service.zone_of(place)
         values = zones.get(named)
         if values is None:
-            values = zones[named] = _zone_json(named, now)
+            values = zones[named] = _zone_json(named)
         if asn_walker is not None and key & 0xFFFFFFFF > asn_walker.node_count:
             asn, asn_org = current.records.asn(key & 0xFFFFFFFF, 4, sample)
             values += (_json(asn), _json(asn_org))
         else:
-            values += (b"null", b"null")
-        result.append(text % pick(values))
+            values += _NULL_ASN
+        append(text % pick(values))
     return result
 
 
@@ -213,11 +219,21 @@ def _fill(
         out[position] = answer
 
 
-def _zone_json(named: tuple[str, str] | None, now: datetime) -> tuple[bytes, ...]:
-    """The four zone fields' JSON for ``(zone, source)`` at ``now``, as ``lookup_ip`` has them."""
-    zone = zone_details(*named, now) if named else None
-    if zone is None:
+def _zone_json(named: tuple[str, str] | None) -> tuple[bytes, ...]:
+    """The four zone fields' JSON for ``(zone, source)`` now, as ``lookup_ip`` has them."""
+    if named is None:
         return _NULL_ZONE
-    return tuple(
-        _json(value) for value in (zone.name, zone.source, zone.utc_offset, zone.local_time)
-    )
+    second = int(time.time())
+    kept = _ZONE_JSON.get(named)
+    if kept is not None and kept[0] == second:
+        return kept[1]
+    zone = zone_details(*named)
+    values: tuple[bytes, ...] = _NULL_ZONE
+    if zone is not None:
+        values = tuple(
+            _json(value) for value in (zone.name, zone.source, zone.utc_offset, zone.local_time)
+        )
+    if len(_ZONE_JSON) >= 4096:
+        _ZONE_JSON.clear()
+    _ZONE_JSON[named] = (second, values)
+    return values

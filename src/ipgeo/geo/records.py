@@ -28,6 +28,7 @@ LONGITUDE_AT = PLACE_VALUES.index("longitude")
 # may change with its state (PostGIS, or the embedded polygons while PostGIS is down).
 POLYGON_ZONE_SECONDS = 60.0
 NO_ASN: tuple[int | None, str | None] = (None, None)
+_MISSING = object()
 
 
 class PlaceRecord:
@@ -83,24 +84,41 @@ class RecordCache:
         self.city_database = city
         self.asn_database = asn
         self.size = size
-        self._places: dict[tuple[int, tuple[str, ...]], PlaceRecord | None] = {}
+        # by language preference, then by pointer (int keys hash cheaply)
+        self._places: dict[tuple[str, ...], dict[int, PlaceRecord | None]] = {}
         self._asns: dict[int, tuple[int | None, str | None]] = {}
 
     def place(
         self, pointer: int, version: int, number: int, languages: tuple[str, ...]
     ) -> PlaceRecord | None:
         """The place of the record at ``pointer``, which holds the address ``number``."""
-        key = (pointer, languages)
+        by_pointer = self._places.get(languages)
+        if by_pointer is None:
+            by_pointer = self._places.setdefault(languages, {})
         try:
-            return self._places[key]
+            return by_pointer[pointer]
         except KeyError:
             pass
         record = self.city_database.record(address_of(version, number))
         found = PlaceRecord(place_values(record, languages)) if record is not None else None
-        if len(self._places) >= self.size:
-            self._places.clear()
-        self._places[key] = found
+        if len(by_pointer) >= self.size:
+            by_pointer.clear()
+        by_pointer[pointer] = found
         return found
+
+    def places(
+        self, pointers: list[int], samples: list[int], version: int, languages: tuple[str, ...]
+    ) -> list[PlaceRecord | None]:
+        """``place`` of many records at once, each with an address of it in ``samples``."""
+        found = self._places.get(languages, {})
+        result: list[PlaceRecord | None] = []
+        append = result.append
+        for pointer, sample in zip(pointers, samples, strict=True):
+            place = found.get(pointer, _MISSING)
+            if place is _MISSING:
+                place = self.place(pointer, version, sample, languages)
+            append(place)  # type: ignore[arg-type]
+        return result
 
     def asn(self, pointer: int, version: int, number: int) -> tuple[int | None, str | None]:
         """``(number, organisation)`` of the ASN record at ``pointer``, which holds ``number``."""
