@@ -475,28 +475,6 @@ def test_vectorised_ipv4_rows_equal_core_lookup(service: GeoService, odd: str) -
     assert summary.not_found == sum(row["error"] == "not_found" for row in rows)
 
 
-def test_place_values_are_the_place_fields(service: GeoService) -> None:
-    """``place_values`` (used per record by the bulk engine) equals ``place_from_record``."""
-    from dataclasses import fields
-
-    from ipgeo.geo.database import PLACE_VALUES, place_from_record, place_values
-    from ipgeo.geo.models import Place
-
-    assert ("network", *PLACE_VALUES) == tuple(field.name for field in fields(Place))
-    reader = maxminddb.open_database(str(service.city.path))
-    rng = random.Random(3)
-    records = [reader.get(ip) for ip in public_ips(rng, 2000)]
-    records += [{"country_code": "DE", "country": "Germany", "continent": "Europe"}, {}]
-    for languages in (("en",), ("de", "en"), ("xx",)):
-        for record in records:
-            if not isinstance(record, dict):
-                continue
-            place = place_from_record(record, "1.2.3.0/24", languages)
-            assert (place.network, *place_values(record, languages)) == tuple(
-                getattr(place, field.name) for field in fields(Place)
-            )
-
-
 def test_place_fragments_equal_one_by_one() -> None:
     """Record cells rendered for a whole batch equal those rendered one record at a time."""
     from ipgeo.bulk.writers import PER_LINE_DEFAULT, RowWriter

@@ -9,7 +9,7 @@ from ipgeo.geo.errors import (
     ReservedAddress,
     Unresolvable,
 )
-from ipgeo.geo.models import FIELDS, DatabaseInfo, LookupResult, Place
+from ipgeo.geo.models import FIELDS, DatabaseInfo, LookupResult
 from ipgeo.geo.service import GeoService
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "InvalidQuery",
     "LookupResult",
     "NotFound",
-    "Place",
     "ReservedAddress",
     "Unresolvable",
 ]

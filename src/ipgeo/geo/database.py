@@ -13,7 +13,7 @@ import maxminddb
 from maxminddb.errors import InvalidDatabaseError
 
 from ipgeo.geo.errors import DatabaseUnavailable
-from ipgeo.geo.models import DatabaseInfo, Place
+from ipgeo.geo.models import DatabaseInfo
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -59,28 +59,22 @@ def _dig(record: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
-# The fields of ``Place`` after ``network``, in order: what ``place_values`` returns.
+# The place a City record gives, in ``FIELDS`` order (continent … accuracy_radius_km), and
+# the record's own time zone: what ``place_values`` returns.
 PLACE_VALUES = (
     "continent", "continent_code", "country", "country_iso", "country_eu", "region",
     "region_code", "city", "postal_code", "latitude", "longitude", "accuracy_radius_km",
     "time_zone",
 )  # fmt: skip
-
-
-def place_from_record(
-    record: Mapping[str, Any], network: str | None, languages: tuple[str, ...]
-) -> Place:
-    """Map a GeoIP2/GeoLite2/DB-IP style record (or an IPinfo lite one) to a ``Place``."""
-    if _is_ipinfo(record):
-        return _place_from_ipinfo(record, network)
-    return Place(network, *place_values(record, languages))
+_IPINFO_MISSING = (None,) * (len(PLACE_VALUES) - 4)
 
 
 def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple[Any, ...]:
-    """The ``PLACE_VALUES`` fields of ``place_from_record(record, ...)`` (without a ``Place``)."""
+    """Map a GeoIP2/GeoLite2/DB-IP style record (or an IPinfo lite one) to ``PLACE_VALUES``."""
     if _is_ipinfo(record):
-        place = _place_from_ipinfo(record, None)
-        return tuple(getattr(place, name) for name in PLACE_VALUES)
+        get = record.get
+        ipinfo = (get("continent"), get("continent_code"), get("country"), get("country_code"))
+        return ipinfo + _IPINFO_MISSING
     # ``_dig`` written out for the dicts the readers give: this runs once per bulk-run record
     get = record.get
     continent = get("continent")
@@ -123,16 +117,6 @@ def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple
 
 def _is_ipinfo(record: Mapping[str, Any]) -> bool:
     return "country_code" in record and "country" in record and isinstance(record["country"], str)
-
-
-def _place_from_ipinfo(record: Mapping[str, Any], network: str | None) -> Place:
-    return Place(
-        network=network,
-        continent=record.get("continent"),
-        continent_code=record.get("continent_code"),
-        country=record.get("country"),
-        country_iso=record.get("country_code"),
-    )
 
 
 class MaxMindDatabase:
@@ -178,30 +162,6 @@ class MaxMindDatabase:
         if ip_version == 6:
             for first in range(0x2000, 0x2FFF, 0x40):
                 self._reader.get(ipaddress.IPv6Address(first << 112 | 1))
-
-    def get(self, ip: IPAddress) -> tuple[Mapping[str, Any] | None, str | None]:
-        """Return the record for ``ip`` and its network in CIDR form (``None`` when absent)."""
-        if ip.version == 6 and self.info.ip_version == 4:
-            return None, None
-        try:
-            record, prefix = self._reader.get_with_prefix_len(ip)
-        except InvalidDatabaseError:
-            return None, None
-        if record is None or not isinstance(record, Mapping):
-            return None, None
-        network = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
-        return record, str(network)
-
-    def get_text(self, text: str) -> tuple[Mapping[str, Any] | None, int]:
-        """``get`` for a canonical IPv4 text: the record (``None`` when absent) and prefix length.
-
-        Raises ``ValueError`` when the database cannot be read; no ``ipaddress`` objects.
-        """
-        try:
-            record, prefix = self._reader.get_with_prefix_len(text)
-        except InvalidDatabaseError:
-            return None, 0
-        return (record if isinstance(record, Mapping) else None), prefix
 
     def record(self, ip: IPAddress | str) -> Mapping[str, Any] | None:
         """The raw record of ``ip`` (or its text) alone; raise ``DatabaseUnavailable`` when

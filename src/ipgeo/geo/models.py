@@ -35,26 +35,6 @@ FIELDS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class Place:
-    """Location facts for one database network, before time-zone fill-in."""
-
-    network: str | None = None
-    continent: str | None = None
-    continent_code: str | None = None
-    country: str | None = None
-    country_iso: str | None = None
-    country_eu: bool | None = None
-    region: str | None = None
-    region_code: str | None = None
-    city: str | None = None
-    postal_code: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    accuracy_radius_km: int | None = None
-    time_zone: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class TimeZoneInfo:
     """A resolved time zone with its source and current offset."""
 

@@ -9,13 +9,14 @@ from typing import Any
 from flask import current_app
 
 from ipgeo.geo.database import MaxMindDatabase
+from ipgeo.geo.errors import GeoError
 from ipgeo.web.api import geo_service
 
 _PROBE = ipaddress.ip_address("1.1.1.1")
 
 
 def _describe(database: MaxMindDatabase) -> dict[str, Any]:
-    database.get(_PROBE)  # a real read: raises when the file is unusable
+    database.record(_PROBE)  # a real read: raises when the file is unusable
     info = database.info
     return {
         "status": "ok",
@@ -49,5 +50,5 @@ def asn_database_check() -> dict[str, Any]:
         return {"status": "ok", "configured": False}
     try:
         return _describe(asn)
-    except (ValueError, OSError) as exc:
+    except (GeoError, OSError) as exc:
         return {"status": "degraded", "error": str(exc)}
