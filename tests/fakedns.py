@@ -13,7 +13,8 @@ import dns.rrset
 
 
 class FakeDnsServer:
-    """Answers A/AAAA from ``records``; unknown names get NXDOMAIN; ``slow`` names never answer."""
+    """Answers A/AAAA from ``records``; unknown names get NXDOMAIN; ``slow`` names (and their
+    subdomains) never answer."""
 
     def __init__(self, records: dict[str, list[str]], slow: set[str] | None = None) -> None:
         self.records = {name.rstrip(".").lower(): addresses for name, addresses in records.items()}
@@ -44,7 +45,7 @@ class FakeDnsServer:
                 continue
             question = query.question[0]
             name = question.name.to_text().rstrip(".").lower()
-            if name in self.slow:
+            if name in self.slow or any(name.endswith(f".{slow}") for slow in self.slow):
                 continue
             response = dns.message.make_response(query)
             response.flags |= dns.flags.AA

@@ -93,6 +93,16 @@ class Settings:
             "1000",
         ),
     )
+    batch_names_deadline: float = field(
+        default=5.0,
+        metadata=_env(
+            "IPGEO_BATCH_NAMES_DEADLINE",
+            p.parse_float(0.1, 120.0),
+            "Seconds one `POST /api/v1/batch` may spend resolving its domain names (resolved "
+            "concurrently); names still unresolved then get an `unresolvable` error each.",
+            "5",
+        ),
+    )
     record_cache_size: int = field(
         default=65_536,
         metadata=_env(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from operator import itemgetter
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from ipgeo.geo.addresses import parse_address
 from ipgeo.geo.database import PLACE_VALUES
 from ipgeo.geo.errors import GeoError
 from ipgeo.geo.generation import Generation
@@ -45,6 +47,8 @@ _NULL_ASN = (b"null",) * 2
 # (zone, source) -> (Unix second, its four JSON values then): zones of the same second
 _ZONE_JSON: dict[tuple[str, str], tuple[int, tuple[bytes, ...]]] = {}
 _pton4 = partial(socket.inet_pton, socket.AF_INET)
+# Names resolved at once per batch: each waits on the network, not on the CPU.
+_RESOLVERS = 32
 
 
 def _json(value: Any) -> bytes:
@@ -53,16 +57,61 @@ def _json(value: Any) -> bytes:
 
 
 def batch_json(
-    service: GeoService, queries: list[str], fields: tuple[str, ...] | None, lang: str | None
+    service: GeoService,
+    queries: list[str],
+    fields: tuple[str, ...] | None,
+    lang: str | None,
+    names_deadline: float = 5.0,
 ) -> bytes:
-    """The JSON array of the answers to ``queries``, in order; errors are per item."""
+    """The JSON array of the answers to ``queries``, in order; errors are per item.
+
+    Queries that need DNS (names; every address with reverse DNS on) are resolved
+    concurrently, all within ``names_deadline`` seconds: those still unresolved then get
+    an ``unresolvable`` error, so a batch of slow names never holds a worker for long.
+    """
     out: list[bytes | None] = [None] * len(queries)
     if queries and not service.reverse_dns:  # with hostnames every answer is looked up
         _answer_ipv4(service, queries, fields, lang, out)
+    remote: list[int] = []
     for position, answer in enumerate(out):
-        if answer is None:
+        if answer is not None:
+            continue
+        if service.reverse_dns or parse_address(queries[position]) is None:
+            remote.append(position)
+        else:
             out[position] = _answer_one(service, queries[position], fields, lang)
+    if remote:
+        _answer_remote(service, queries, remote, fields, lang, names_deadline, out)
     return b"[" + b",".join(out) + b"]"  # type: ignore[arg-type]
+
+
+def _answer_remote(
+    service: GeoService,
+    queries: list[str],
+    positions: list[int],
+    fields: tuple[str, ...] | None,
+    lang: str | None,
+    deadline: float,
+    out: list[bytes | None],
+) -> None:
+    """Answer the queries that need DNS, concurrently, until ``deadline`` seconds pass."""
+    executor = ThreadPoolExecutor(min(_RESOLVERS, len(positions)), "ipgeo-batch-dns")
+    try:
+        futures = {
+            executor.submit(_answer_one, service, queries[position], fields, lang): position
+            for position in positions
+        }
+        done, late = wait(futures, timeout=deadline)
+        for future in done:
+            out[futures[future]] = future.result()
+        for future in late:
+            future.cancel()
+            query = queries[futures[future]]
+            message = f"{query[:80]!r} was not resolved within the batch's {deadline:g} s"
+            error = {"query": query, "error": {"code": "unresolvable", "message": message}}
+            out[futures[future]] = orjson.dumps(error)
+    finally:  # running resolutions end by themselves (each within the DNS timeout)
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _answer_one(

@@ -42,13 +42,20 @@ _SPECIAL_NETS = tuple((ipaddress.ip_network(net), label) for net, label in _SPEC
 
 
 def parse_ip(text: str) -> IPAddress | None:
-    """Parse an IPv4/IPv6 address (IPv4-mapped IPv6 becomes IPv4); ``None`` if not an IP."""
+    """Parse an IPv4/IPv6 address (IPv4-mapped IPv6 becomes IPv4); ``None`` if not an IP.
+
+    A scoped IPv6 address (``fe80::1%eth0``) is not one: a zone id names an interface of
+    some host, never a place, so it is no location query (nor a client identity).
+    """
     try:
         ip = ipaddress.ip_address(text.strip())
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id is not None:
+            return None
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
     return ip
 
 

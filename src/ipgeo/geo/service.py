@@ -15,7 +15,7 @@ from typing import Any
 from ipgeo.geo.addresses import network_text, parse_address
 from ipgeo.geo.database import DatabaseError, MaxMindDatabase, bundled_city_db
 from ipgeo.geo.dns import DnsResolver, HostResolver
-from ipgeo.geo.errors import GeoError, NotFound
+from ipgeo.geo.errors import GeoError, NotFound, ReservedAddress
 from ipgeo.geo.generation import Generation, file_signature
 from ipgeo.geo.models import DatabaseInfo, LookupResult
 from ipgeo.geo.queries import check_public, normalize_domain
@@ -216,10 +216,24 @@ class GeoService:
             )
             return self._lookup_number(text, version, number, query.strip(), hostname, lang)
         domain = normalize_domain(query)
-        addresses = self.resolver.resolve(domain)
-        primary = addresses[0]
-        base = self._lookup_ip(primary, query=query.strip(), hostname=domain, lang=lang)
-        return replace(base, addresses=tuple(str(address) for address in addresses))
+        public = self._public_addresses(domain)
+        base = self._lookup_ip(public[0], query=query.strip(), hostname=domain, lang=lang)
+        return replace(base, addresses=tuple(str(address) for address in public))
+
+    def _public_addresses(self, domain: str) -> list[IPAddress]:
+        """The public A and AAAA addresses of ``domain``, A first; private ones are never
+        shown (in answers or errors), as they tell about networks behind the service."""
+        public: list[IPAddress] = []
+        for found in self.resolver.resolve(domain):
+            ip = found.ipv4_mapped or found if isinstance(found, ipaddress.IPv6Address) else found
+            if not self.reserved.is_reserved_number(ip.version, int(ip)):
+                public.append(ip)
+        if not public:
+            raise ReservedAddress(
+                f"the domain {domain} has no public address to locate",
+                reason="no public address",
+            )
+        return public
 
     def lookup_ip(
         self,

@@ -73,7 +73,8 @@ def batch() -> Response:
 
 def batch_body(queries: list[str], fields: tuple[str, ...] | None, lang: str | None) -> bytes:
     """The batch answer as JSON (the kernel's batch renderer)."""
-    return batch_json(geo_service(), queries, fields, lang)
+    deadline = current_app.extensions["ipgeo.settings"].batch_names_deadline
+    return batch_json(geo_service(), queries, fields, lang, deadline)
 
 
 def meta_document() -> dict[str, Any]:
