@@ -95,7 +95,7 @@ def test_report_ratios_use_successful_answers() -> None:
     table = markdown_table(items, ("b3", "b1"))
     assert "| B0 | 100 | 26,865 | 26,865 | 3.44 | 15.4 | 0 | 0/0/0/0 |" in table
     assert "failed: did not start" in table
-    assert table.splitlines()[0].endswith("| server CPU µs/req | CPU/req vs B3 |")
+    assert table.splitlines()[0].endswith("| server CPU µs/req | CPU per ok answer vs B3 |")
     items[1].cpu_s = {"nginx": 20.4e-6 * 81999, "uwsgi": 80.0e-6 * 81999}
     assert "| 100 (nginx 20, uwsgi 80) | — |" in markdown_table(items, ("b3", "b1"))
 
@@ -472,3 +472,13 @@ def test_a_peer_that_cannot_be_built_is_skipped(tmp_path: Path) -> None:
     assert "build-echoip.sh not found" in str(unavailable["echoip"])
     [item] = not_measured(config, _short_run(), unavailable["echoip"], 1)
     assert item.skipped and item.result is None
+
+
+def test_cpu_ratio_counts_successful_answers_only() -> None:
+    """B3's fast 502s cost little CPU: they must not make it look cheaper per answer."""
+    failing = parse_wrk_output((WRK_SAMPLES / "b3-c100-non2xx.txt").read_text())  # 3,906 ok
+    clean = parse_wrk_output((WRK_SAMPLES / "b0-c100.txt").read_text())  # 81,999 ok
+    b3 = Measurement("b3", "B3", 100, failing, cpu_s={"uwsgi": 3906 * 200e-6})
+    ours = Measurement("ipgeo-up", "ipgeo up", 100, clean, cpu_s={"uwsgi": 81999 * 100e-6})
+    add_ratios([b3, ours], ("b3",))
+    assert ours.cpu_ratios["b3"] == pytest.approx(0.5)

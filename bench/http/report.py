@@ -22,7 +22,7 @@ class Measurement:
     batch: int = 0  # addresses per request in batch mode (0: one GET lookup per request)
     skipped: bool = False  # the configuration cannot run here (error says why)
     ratios: dict[str, float | None] = field(default_factory=dict)
-    # server CPU per request as a ratio to each reference's (lower is cheaper)
+    # server CPU per successful answer as a ratio to each reference's (lower is cheaper)
     cpu_ratios: dict[str, float | None] = field(default_factory=dict)
     # CPU seconds of each server process group (nginx, uwsgi, ...) during the measured run,
     # the wall-clock seconds between the two samples, and the machine's cores
@@ -37,6 +37,14 @@ class Measurement:
         if not requests:
             return {}
         return {name: round(value / requests * 1e6, 1) for name, value in self.cpu_s.items()}
+
+    @property
+    def cpu_per_ok_answer(self) -> float | None:
+        """Server CPU seconds per answer with a status below 400 (fast failures are cheap)."""
+        if self.result is None or not self.cpu_s:
+            return None
+        ok = self.result.requests - self.result.non_2xx_3xx
+        return sum(self.cpu_s.values()) / ok if ok > 0 else None
 
     def machine_share(self, group: str) -> float | None:
         """The share of the whole machine (all cores) ``group`` used during the run, 0 to 1."""
@@ -67,10 +75,11 @@ def median_rounds(measurements: list[Measurement]) -> list[Measurement]:
 
 
 def add_ratios(measurements: list[Measurement], references: tuple[str, ...]) -> None:
-    """Set each measurement's ratio to each reference at the same connection count.
+    """Set each measurement's ratios to each reference at the same connection count.
 
-    Ratios compare successful answers per second (status < 400), so a configuration that
-    answers 502 quickly (an overflowing backlog) does not look faster than one that works.
+    Ratios compare successful answers (status < 400): per second, and the server CPU per
+    answer, so a configuration that answers 502 quickly (an overflowing backlog) looks neither
+    faster nor cheaper than one that works.
     """
     rate = {
         (item.config, item.connections): item.result.ok_requests_per_s
@@ -78,9 +87,9 @@ def add_ratios(measurements: list[Measurement], references: tuple[str, ...]) -> 
         if item.result is not None
     }
     cpu = {
-        (item.config, item.connections): sum(item.cpu_us.values())
+        (item.config, item.connections): item.cpu_per_ok_answer
         for item in measurements
-        if item.cpu_us
+        if item.cpu_per_ok_answer
     }
     for item in measurements:
         for ref in references:
@@ -88,7 +97,7 @@ def add_ratios(measurements: list[Measurement], references: tuple[str, ...]) -> 
             ours = item.result.ok_requests_per_s if item.result else None
             item.ratios[ref] = round(ours / base, 2) if ours is not None and base else None
             base_cpu = cpu.get((ref, item.connections))
-            our_cpu = sum(item.cpu_us.values()) if item.cpu_us else None
+            our_cpu = item.cpu_per_ok_answer
             item.cpu_ratios[ref] = (
                 round(our_cpu / base_cpu, 2) if our_cpu is not None and base_cpu else None
             )
@@ -114,7 +123,7 @@ def markdown_table(
         head += [f"lookups/s ({batch} per request)"]
     head += ["socket err c/r/w/t"]
     head += [f"ok vs {ref.upper()}" for ref in references]
-    head += ["server CPU µs/req", f"CPU/req vs {cpu_reference.upper()}"]
+    head += ["server CPU µs/req", f"CPU per ok answer vs {cpu_reference.upper()}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for item in measurements:
         if item.result is None:
