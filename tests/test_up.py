@@ -443,6 +443,25 @@ def test_rendered_config_with_a_resolver_passes_nginx_t(tmp_path: Path) -> None:
     assert "upstream ipgeo_app" not in text
 
 
+@pytest.mark.parametrize("access_log", ["off", "/dev/stdout", "a file"])
+def test_rendered_access_log_passes_nginx_t(tmp_path: Path, access_log: str) -> None:
+    target = str(tmp_path / "access.log") if access_log == "a file" else access_log
+    conf = NginxSite(
+        run_dir=tmp_path, listens=("8080",), upstream_servers=("unix:/x.sock",), access_log=target
+    ).render()
+    nginx = find_nginx()
+    assert nginx
+    result = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = "access_log off;" if target == "off" else f"access_log {target} ipgeo;"
+    assert expected in conf.read_text()
+
+
 def test_timeouts_nest_above_the_app_servers() -> None:
     ini = configparser.ConfigParser(strict=False, interpolation=None)
     ini.read(DEPLOY_DIR / "uwsgi.ini")
