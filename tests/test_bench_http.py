@@ -5,6 +5,8 @@ The benchmark itself is never run here (it is timed); see docs/benchmarks.md.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import ipaddress
 import os
 import random
@@ -18,14 +20,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import maxminddb
+import psutil
 import pytest
 
 from bench.http.addresses import database_gaps, excluded_ranges, is_excluded, merge
+from bench.http.configs import Options, all_configs
 from bench.http.deploy import deploy_dir, render_nginx, render_templates
-from bench.http.processes import Stack
-from bench.http.report import Measurement, add_ratios, markdown_table, median_rounds
+from bench.http.echoip import build_echoip, echoip_binary
+from bench.http.ipgeo_up import QUERY_SUFFIX
+from bench.http.measure import (
+    lua_scripts,
+    measure_config,
+    not_measured,
+    prepare_configs,
+    server_environment,
+)
+from bench.http.processes import ConfigUnavailable, Stack
+from bench.http.report import Measurement, add_ratios, cpu_table, markdown_table, median_rounds
 from bench.http.wrk import WrkError, parse_wrk_output, run_wrk, write_lua_script
 from ipgeo.geo.database import bundled_city_db
+from ipgeo.up.nginx import find_nginx
 from tests.mmdbgen import city_record, write_mmdb
 
 WRK_SAMPLES = Path(__file__).parent / "data" / "wrk"
@@ -81,9 +95,37 @@ def test_report_ratios_use_successful_answers() -> None:
     table = markdown_table(items, ("b3", "b1"))
     assert "| B0 | 100 | 26,865 | 26,865 | 3.44 | 15.4 | 0 | 0/0/0/0 |" in table
     assert "failed: did not start" in table
-    assert table.splitlines()[0].endswith("| server CPU µs/req |")
-    items[1].cpu_us = {"nginx": 20.4, "uwsgi": 80.0}
-    assert "| 100 (nginx 20, uwsgi 80) |" in markdown_table(items, ("b3", "b1"))
+    assert table.splitlines()[0].endswith("| server CPU µs/req | CPU per ok answer vs B3 |")
+    items[1].cpu_s = {"nginx": 20.4e-6 * 81999, "uwsgi": 80.0e-6 * 81999}
+    assert "| 100 (nginx 20, uwsgi 80) | — |" in markdown_table(items, ("b3", "b1"))
+
+
+def test_report_cpu_per_process_group_and_ratio_to_b3() -> None:
+    clean = parse_wrk_output((WRK_SAMPLES / "b0-c100.txt").read_text())  # 81,999 requests
+    b3 = Measurement("b3", "B3", 100, clean, cpu_s={"uwsgi": 16.4, "nginx": 4.1}, cores=2)
+    b3.cpu_window_s = 10.0
+    ours = Measurement(
+        "ipgeo-up",
+        "ipgeo up",
+        100,
+        clean,
+        cpu_s={"ipgeo-up": 0.0031, "uwsgi": 6.15, "nginx": 2.05},
+        cpu_window_s=10.0,
+        cores=2,
+    )
+    skipped = Measurement("echoip", "echoip", 100, error="echoip skipped: no Go", skipped=True)
+    items = [b3, ours, skipped]
+    add_ratios(items, ("b3",))
+    assert ours.cpu_ratios["b3"] == pytest.approx(100 / 250, abs=0.01)
+    assert ours.machine_share("ipgeo-up") == pytest.approx(0.0031 / 20)
+    table = markdown_table(items, ("b3",))
+    assert "| 100 (ipgeo-up 0, uwsgi 75, nginx 25) | 0.40x |" in table
+    assert "| echoip | 100 | echoip skipped: no Go |" in table
+    groups = cpu_table(items)
+    assert "| ipgeo up | 100 | 81,999 | ipgeo-up | 0.00 | 0 | 0.02% |" in groups
+    assert "| ipgeo up | 100 | 81,999 | uwsgi | 6.15 | 75 | 30.8% |" in groups
+    assert "| ipgeo up | 100 | 81,999 | all | 8.20 | 100 | 41.0% |" in groups
+    assert "echoip" not in groups
 
 
 def test_merge_joins_adjacent_and_overlapping() -> None:
@@ -292,3 +334,151 @@ def test_stack_counts_the_cpu_time_of_its_process_groups(tmp_path: Path) -> None
         used = stack.cpu_seconds()
     assert used["busy"] >= 0.5  # both processes of the group: parent and forked child
     assert used["idle"] < 0.3
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix"),
+    [("/json?ip=", ""), ("/api/v1/lookup/", "?fields=ip,country_iso&lang=de")],
+)
+def test_lua_script_puts_the_address_between_prefix_and_suffix(
+    tmp_path: Path, recording_server: tuple[str, list[str]], prefix: str, suffix: str
+) -> None:
+    url, paths = recording_server
+    excluded = excluded_ranges(bundled_city_db())
+    script = write_lua_script(tmp_path / "lookup.lua", prefix, excluded, path_suffix=suffix)
+    result, _ = run_wrk(url, script, threads=1, connections=2, duration_s=1)
+    assert result.requests > 10
+    for path in paths:
+        assert path.startswith(prefix) and path.endswith(suffix), path
+        address = ipaddress.IPv4Address(path.removeprefix(prefix).removesuffix(suffix))
+        assert not is_excluded(int(address), excluded)
+
+
+def test_lua_script_refuses_odd_url_parts(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="plain URL part"):
+        write_lua_script(tmp_path / "x.lua", "/", [(0, 0)], path_suffix='"; os.exit() --')
+
+
+def test_server_environment_leaves_out_the_callers_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IPGEO_RATE_LIMIT", "1/minute")
+    monkeypatch.setenv("WEB_CONCURRENCY", "9")
+    env = server_environment(tmp_path)
+    assert "IPGEO_RATE_LIMIT" not in env and "WEB_CONCURRENCY" not in env
+    assert env["IPGEO_DATA_DIR"] == str(tmp_path / "data")
+
+
+def test_stack_counts_and_stops_adopted_process_groups(tmp_path: Path) -> None:
+    """A started process that starts a group of its own: counted, and killed if left behind."""
+    spawner = (
+        "import subprocess, sys, time\n"
+        "busy = 'import time\\nend = time.process_time() + 0.3\\n"
+        "while time.process_time() < end: pass\\ntime.sleep(60)'\n"
+        "child = subprocess.Popen([sys.executable, '-c', busy], start_new_session=True)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with Stack(tmp_path, {"PATH": os.environ.get("PATH", "")}) as stack:
+        started = stack.start("spawner", [sys.executable, "-c", spawner])
+        deadline = time.monotonic() + 20
+        while not started.log.read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(started.log.read_text())
+        stack.adopt("child", child)
+        while stack.cpu_seconds()["child"] < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        used = stack.cpu_seconds()
+    assert used["child"] >= 0.3
+    assert used["spawner"] < 0.3  # its own group only: the child's session is not in it
+    # The spawner's stop left the child running: the stack killed its group (init reaps it).
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(child).wait(timeout=5)
+
+
+def _short_run() -> argparse.Namespace:
+    return argparse.Namespace(
+        connections=[4], threads=1, duration=1, warmup=0, timeout=2.0, batch=0
+    )
+
+
+def _processes_using(data_dir: Path) -> list[psutil.Process]:
+    """Processes whose IPGEO_DATA_DIR is ``data_dir`` (everything a configuration started)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("IPGEO_DATA_DIR") == str(data_dir):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _measure_once(tmp_path: Path, name: str, options: Options | None = None) -> Measurement:
+    config = {config.name: config for config in all_configs(deployed=True)}[name]
+    scripts = lua_scripts([config], 0, excluded_ranges(bundled_city_db()), tmp_path)
+    workdir = tmp_path / name
+    workdir.mkdir()
+    options = options or Options(deploy=deploy_dir(), web_concurrency=2)
+    [item] = measure_config(config, options, _short_run(), scripts[name], workdir)
+    return item
+
+
+needs_wrk_and_nginx = pytest.mark.skipif(
+    shutil.which("wrk") is None or find_nginx() is None, reason="needs wrk and nginx"
+)
+
+
+@needs_wrk_and_nginx
+@pytest.mark.parametrize("name", ["ipgeo-up", "ipgeo-up-query", "ipgeo-up-protected"])
+def test_ipgeo_up_configs_count_every_program_and_leave_nothing(tmp_path: Path, name: str) -> None:
+    """The real ``ipgeo up`` with the users' settings: every program's CPU, no leftovers."""
+    item = _measure_once(tmp_path, name)
+    assert item.result is not None, item.error
+    assert item.result.requests > 0
+    assert (item.result.non_2xx_3xx, item.result.socket_errors) == (0, 0)
+    assert list(item.cpu_s) == ["ipgeo-up", "redis", "worker", "uwsgi", "nginx"]
+    assert item.cpu_s["uwsgi"] > 0 and item.cpu_s["nginx"] > 0
+    assert item.machine_share("ipgeo-up") is not None
+    data_dir = tmp_path / name / "data"
+    assert not _processes_using(data_dir)
+    requests = (data_dir / "log" / "access.log").read_text().splitlines()
+    lookups = [line for line in requests if "GET /api/v1/lookup/" in line]
+    assert len(lookups) >= item.result.requests
+    if name == "ipgeo-up-query":
+        assert all(f'{QUERY_SUFFIX} HTTP/1.1" ' in line for line in lookups)
+
+
+@needs_wrk_and_nginx
+def test_echoip_peer_on_the_bundled_database(tmp_path: Path) -> None:
+    options = Options(deploy=None, web_concurrency=None)
+    if not echoip_binary(options).exists() and shutil.which("go") is None:
+        pytest.skip("echoip is not built and Go is not installed (the benchmark builds it)")
+    try:
+        build_echoip(options)
+    except ConfigUnavailable as exc:
+        pytest.skip(str(exc))
+    item = _measure_once(tmp_path, "echoip", options)
+    assert item.result is not None, item.error
+    assert item.result.requests > 0
+    assert (item.result.non_2xx_3xx, item.result.socket_errors) == (0, 0)
+    assert list(item.cpu_s) == ["echoip"]
+
+
+def test_a_peer_that_cannot_be_built_is_skipped(tmp_path: Path) -> None:
+    options = Options(deploy=None, web_concurrency=None, peers_dir=tmp_path, cache_dir=tmp_path)
+    config = {config.name: config for config in all_configs(deployed=True)}["echoip"]
+    unavailable = prepare_configs([config], options)
+    assert "build-echoip.sh not found" in str(unavailable["echoip"])
+    [item] = not_measured(config, _short_run(), unavailable["echoip"], 1)
+    assert item.skipped and item.result is None
+
+
+def test_cpu_ratio_counts_successful_answers_only() -> None:
+    """B3's fast 502s cost little CPU: they must not make it look cheaper per answer."""
+    failing = parse_wrk_output((WRK_SAMPLES / "b3-c100-non2xx.txt").read_text())  # 3,906 ok
+    clean = parse_wrk_output((WRK_SAMPLES / "b0-c100.txt").read_text())  # 81,999 ok
+    b3 = Measurement("b3", "B3", 100, failing, cpu_s={"uwsgi": 3906 * 200e-6})
+    ours = Measurement("ipgeo-up", "ipgeo up", 100, clean, cpu_s={"uwsgi": 81999 * 100e-6})
+    add_ratios([b3, ours], ("b3",))
+    assert ours.cpu_ratios["b3"] == pytest.approx(0.5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import csv as csv_module
 import io
+import os
 import re
 import runpy
 import signal
@@ -159,9 +160,68 @@ def test_static_files_are_served_by_nginx(up: UpProcess) -> None:
     source = DEPLOY_DIR.parent / "web" / "static" / "css" / "site.css"
     assert resp.content == source.read_bytes()
     # Not forwarded to the app: its access would show in nginx's log with an upstream address.
-    log = up.output()
+    log = up.access_log().read_text()
     assert not re.search(r'"GET /static/css/site\.css[^"]*" 200 .* upstream=unix:', log)
     assert requests.get(up.url + "/static/missing.css", timeout=10).status_code == 404
+
+
+def _read_bytes(pid: int) -> int:
+    """Bytes process ``pid`` has read so far (pipes included): /proc/PID/io's rchar."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no rchar in /proc/{pid}/io")
+
+
+def _wait_for_lines(path: Path, marker: str, count: int) -> list[str]:
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in path.read_text().splitlines() if marker in line]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+def test_requests_are_logged_to_a_file_not_relayed(up: UpProcess) -> None:
+    """nginx writes the access log itself; no request line passes through ipgeo up."""
+    log = up.access_log()  # $IPGEO_DATA_DIR/log/access.log, printed at start
+    assert f"access log: {log} (follow it with: tail -f {log})" in up.output()
+    marker = f"ipgeo-test-{time.monotonic_ns()}"
+    read_before = _read_bytes(up.proc.pid)
+    with requests.Session() as session:
+        for n in range(200):
+            resp = session.get(
+                f"{up.url}/api/v1/lookup/8.8.{n % 256}.8",
+                headers={"User-Agent": marker},
+                timeout=10,
+            )
+            assert resp.status_code == 200
+    lines = _wait_for_lines(log, marker, 200)
+    assert len(lines) == 200
+    assert re.search(r'"GET /api/v1/lookup/8\.8\.0\.8 HTTP/1\.1" 200 .* upstream=unix:', lines[0])
+    assert marker not in up.output()
+    # A relayed line would cost the supervisor ~200 bytes read per request; what it may read
+    # meanwhile is the odd line of Redis or the job worker.
+    assert _read_bytes(up.proc.pid) - read_before < 4096
+
+
+def test_access_log_to_stdout_is_handed_to_nginx(tmp_path: Path) -> None:
+    """`--access-log -`: nginx writes to ipgeo up's own stdout, unprefixed, not through it."""
+    proc = UpProcess(tmp_path, free_port(), "--job-workers", "0", "--access-log", "-")
+    try:
+        proc.wait_ready()
+        nginx = proc.child("nginx")
+        assert os.stat(f"/proc/{nginx.pid}/fd/1").st_ino == proc.log_path.stat().st_ino
+        marker = f"ipgeo-test-{time.monotonic_ns()}"
+        resp = requests.get(proc.url + "/ip", headers={"User-Agent": marker}, timeout=10)
+        assert resp.status_code == 200
+        lines = _wait_for_lines(proc.log_path, marker, 1)
+        assert len(lines) == 1
+        assert lines[0].startswith("127.0.0.1 - ["), lines
+        assert not (tmp_path / "log" / "access.log").exists()
+        assert proc.stop() == 0
+    finally:
+        proc.kill_all()
 
 
 def test_client_supplied_forwarding_headers_are_ignored(up: UpProcess) -> None:
@@ -304,6 +364,9 @@ def test_gunicorn_variant(tmp_path: Path) -> None:
         resp = requests.get(proc.url + "/api/v1/lookup/8.8.8.8", timeout=10)
         assert resp.json()["country_iso"] == "US"
         assert resp.headers["Server"] == "nginx"
+        # nginx logs the request; the app's own line is off, as under uWSGI.
+        assert _wait_for_lines(proc.access_log(), "/api/v1/lookup/8.8.8.8", 1)
+        assert "/api/v1/lookup/8.8.8.8" not in proc.output()
         spoofed = requests.get(proc.url + "/ip", headers={"X-Forwarded-For": "1.2.3.4"}, timeout=10)
         assert spoofed.text == "127.0.0.1\n"
         status = proc.stop()
@@ -326,6 +389,9 @@ def test_without_nginx_the_wsgi_server_answers_http(tmp_path: Path) -> None:
         assert set(proc.children()) == {"uwsgi"}  # an external Redis is configured: none started
         resp = requests.get(proc.url + "/ip", headers={"X-Forwarded-For": "1.2.3.4"}, timeout=10)
         assert resp.text == "127.0.0.1\n"
+        # uWSGI writes the access log in nginx's place.
+        assert _wait_for_lines(proc.access_log(), "GET /ip ", 1)
+        assert "GET /ip " not in proc.output()
         assert proc.stop() == 0
     finally:
         proc.kill_all()
@@ -375,6 +441,25 @@ def test_rendered_config_with_a_resolver_passes_nginx_t(tmp_path: Path) -> None:
     assert "resolver 127.0.0.11 valid=2s ipv6=off;" in text
     assert "uwsgi_pass $ipgeo_upstream;" in text
     assert "upstream ipgeo_app" not in text
+
+
+@pytest.mark.parametrize("access_log", ["off", "/dev/stdout", "a file"])
+def test_rendered_access_log_passes_nginx_t(tmp_path: Path, access_log: str) -> None:
+    target = str(tmp_path / "access.log") if access_log == "a file" else access_log
+    conf = NginxSite(
+        run_dir=tmp_path, listens=("8080",), upstream_servers=("unix:/x.sock",), access_log=target
+    ).render()
+    nginx = find_nginx()
+    assert nginx
+    result = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = "access_log off;" if target == "off" else f"access_log {target} ipgeo;"
+    assert expected in conf.read_text()
 
 
 def test_timeouts_nest_above_the_app_servers() -> None:

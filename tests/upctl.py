@@ -83,6 +83,10 @@ class UpProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def access_log(self) -> Path:
+        """The access log ``ipgeo up`` writes by default (it prints the path at start)."""
+        return self.data_dir / "log" / "access.log"
+
     def output(self) -> str:
         """What ``ipgeo up`` and its children printed."""
         return self.log_path.read_text(errors="replace")

@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.http.deploy import render_nginx
+from bench.http.echoip import LOOKUP_PREFIX as ECHOIP_LOOKUP_PREFIX
+from bench.http.echoip import build_echoip, start_echoip
+from bench.http.ipgeo_up import (
+    PROTECTED_SETTINGS,
+    QUERY_SUFFIX,
+    adopt_programs,
+    check_protected_answer,
+    check_query_answer,
+    up_starter,
+)
 from bench.http.nginx import baseline_conf, start_nginx, uwsgi_pass_location
-from bench.http.processes import Stack, free_port
+from bench.http.processes import ReadyAnswer, Stack, free_port
 
 LOOKUP_PREFIX = "/api/v1/lookup/"
 BASELINE_PROCESSES = 4  # B2/B3: the issue's "4 workers / 4 processes" on this 2-core machine
@@ -23,9 +33,14 @@ class Options:
 
     deploy: Path | None  # the deploy/ dir, or None for the bench-local fallback
     web_concurrency: int | None  # WEB_CONCURRENCY for the ipgeo configs (None: their default)
+    peers_dir: Path | None = None  # the peers' sources and build scripts (../shared/peers)
+    cache_dir: Path | None = None  # where peers are built (outside the repository)
 
 
 Starter = Callable[[Stack, Options], str]  # starts the processes, returns the base URL
+# Runs once the lookup path answered: checks the answer is what the config claims and adopts
+# process groups the started processes started (raises StartError).
+ReadyHook = Callable[[Stack, ReadyAnswer], None]
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,19 @@ class Config:
     start: Starter
     needs_nginx: bool = False
     needs_uwsgi: bool = False
+    # Every request is GET <path_prefix><random address><path_suffix>.
+    path_prefix: str = LOOKUP_PREFIX
+    path_suffix: str = ""
+    on_ready: ReadyHook | None = None
+    # Runs once before the first round (building a peer); raises ConfigUnavailable to skip.
+    prepare: Callable[[Options], None] | None = None
+    # The settings a user would set (environment), recorded in the report.
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def request(self) -> str:
+        """What each request asks for, for the report."""
+        return f"GET {self.path_prefix}<random IPv4>{self.path_suffix}"
 
 
 def uwsgi_binary() -> str:
@@ -281,14 +309,48 @@ def all_configs(deployed: bool) -> list[Config]:
             needs_nginx=True,
             needs_uwsgi=True,
         ),
+        Config(
+            "ipgeo-up",
+            "ipgeo up, defaults",
+            up_starter({}),
+            needs_nginx=True,
+            needs_uwsgi=True,
+            on_ready=adopt_programs,
+        ),
+        Config(
+            "ipgeo-up-query",
+            "ipgeo up, defaults; ?fields=(7)&lang=de",
+            up_starter({}),
+            needs_nginx=True,
+            needs_uwsgi=True,
+            path_suffix=QUERY_SUFFIX,
+            on_ready=check_query_answer,
+        ),
+        Config(
+            "ipgeo-up-protected",
+            "ipgeo up, IPGEO_ALLOWED + IPGEO_RATE_LIMIT",
+            up_starter(PROTECTED_SETTINGS),
+            needs_nginx=True,
+            needs_uwsgi=True,
+            on_ready=check_protected_answer,
+            settings=PROTECTED_SETTINGS,
+        ),
+        Config(
+            "echoip",
+            "echoip (Go peer), /json?ip=",
+            start_echoip,
+            path_prefix=ECHOIP_LOOKUP_PREFIX,
+            prepare=build_echoip,
+        ),
     ]
 
 
 def answer_summary(body: bytes) -> str:
-    """A short description of the readiness answer (its size and country, when JSON)."""
+    """A short description of the readiness answer (its size, fields and country, when JSON)."""
     try:
         data = json.loads(body)
     except ValueError:
         return f"{len(body)} bytes, not JSON"
-    country = data.get("country_iso") if isinstance(data, dict) else None
-    return f"{len(body)} bytes, country_iso={country}"
+    if not isinstance(data, dict):
+        return f"{len(body)} bytes, JSON {type(data).__name__}"
+    return f"{len(body)} bytes, {len(data)} fields, country_iso={data.get('country_iso')}"

@@ -1,9 +1,11 @@
 -- wrk script for bench/http: every request asks for a fresh random public IPv4 address
--- that the database knows: GET <path_prefix><a.b.c.d>.
--- bench/http fills in the three values below (path prefix, excluded ranges) and passes a
--- seed as the script argument (`wrk ... -s lookup.lua URL -- SEED`), different per run,
+-- that the database knows: GET <path_prefix><a.b.c.d><path_suffix>.
+-- bench/http fills in the values below (path prefix and suffix, excluded ranges) and passes
+-- a seed as the script argument (`wrk ... -s lookup.lua URL -- SEED`), different per run,
 -- so a warm-up run never primes a cache with the addresses of the measured run.
 local path_prefix = "@PATH_PREFIX@"
+-- After the address, e.g. a query string ("?fields=...&lang=de"); usually empty.
+local path_suffix = "@PATH_SUFFIX@"
 -- Batch mode (bench/http --batch N): POST a JSON array of N addresses to path_prefix.
 local batch = @BATCH@
 -- Sorted, merged, inclusive ranges of excluded addresses (special-purpose + database gaps).
@@ -57,5 +59,5 @@ function request()
     local body = '["' .. table.concat(items, '","') .. '"]'
     return wrk.format("POST", path_prefix, batch_headers, body)
   end
-  return wrk.format(nil, path_prefix .. random_address())
+  return wrk.format(nil, path_prefix .. random_address() .. path_suffix)
 end

@@ -26,38 +26,41 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from bench.http.addresses import excluded_ranges
 from bench.http.configs import (
-    LOOKUP_PREFIX,
     Config,
     Options,
     all_configs,
-    answer_summary,
     uwsgi_binary,
 )
 from bench.http.deploy import DEFAULT_DEPLOY_DIR, ROOT, deploy_dir
+from bench.http.echoip import DEFAULT_PEERS_DIR, default_cache_dir
+from bench.http.measure import (
+    BATCH_PATH,
+    lua_scripts,
+    measure_config,
+    not_measured,
+    prepare_configs,
+)
 from bench.http.nginx import nginx_binary
-from bench.http.processes import Stack, StartError
 from bench.http.report import (
     Measurement,
     add_ratios,
-    cpu_summary,
+    cpu_table,
     json_document,
     markdown_table,
     median_rounds,
 )
-from bench.http.wrk import WrkError, run_wrk, write_lua_script, wrk_binary
+from bench.http.wrk import WrkError, wrk_binary
 from ipgeo.geo.database import bundled_city_db
 
 REFERENCES = ("b3", "b1")
-READY_PATH = LOOKUP_PREFIX + "8.8.8.8"
-BATCH_PATH = "/api/v1/batch"
-BATCH_CONFIGS = ("ipgeo-gunicorn", "ipgeo-nginx-uwsgi")  # the baselines have no batch endpoint
+# The baselines and the peer have no batch endpoint.
+BATCH_CONFIGS = ("ipgeo-gunicorn", "ipgeo-nginx-uwsgi", "ipgeo-up")
 
 
 def _int_list(text: str) -> list[int]:
@@ -107,6 +110,12 @@ def parse_args(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
         type=Path,
         default=DEFAULT_DEPLOY_DIR,
         help="deployment configs to use for ipgeo (default: the repo's deploy/)",
+    )
+    parser.add_argument(
+        "--peers-dir",
+        type=Path,
+        default=DEFAULT_PEERS_DIR,
+        help=f"the peers' sources and build scripts (default: {DEFAULT_PEERS_DIR})",
     )
     parser.add_argument(
         "--output-dir",
@@ -195,78 +204,6 @@ def _check_tools(configs: list[Config]) -> None:
         uwsgi_binary()
 
 
-def measure_config(
-    config: Config,
-    options: Options,
-    args: argparse.Namespace,
-    script: Path,
-    workdir: Path,
-    round_no: int = 1,
-) -> list[Measurement]:
-    """Start ``config``, run wrk at each connection count, stop it; one entry per count."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["IPGEO_DATA_DIR"] = str(workdir / "data")
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    measurements: list[Measurement] = []
-    with Stack(workdir, env) as stack:
-        try:
-            base = config.start(stack, options)
-            body = stack.wait_ready(base + READY_PATH)
-        except (StartError, RuntimeError, OSError) as exc:
-            print(f"  {config.name}: did not start: {exc}", file=sys.stderr)
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return [
-                Measurement(config.name, config.label, conns, error=first_line, round=round_no)
-                for conns in args.connections
-            ]
-        print(f"  {config.name}: up at {base} ({answer_summary(body)})", flush=True)
-        for conns in args.connections:
-            item = Measurement(config.name, config.label, conns, round=round_no, batch=args.batch)
-            try:
-                wrk_args = {"threads": args.threads, "connections": conns}
-                if args.warmup:
-                    run_wrk(base + "/", script, duration_s=args.warmup, **wrk_args)
-                item.load_before = round(os.getloadavg()[0], 2)
-                cpu_before = stack.cpu_seconds()
-                item.result, raw = run_wrk(
-                    base + "/",
-                    script,
-                    duration_s=args.duration,
-                    timeout_s=args.timeout,
-                    **wrk_args,
-                )
-                cpu_after = stack.cpu_seconds()
-                (workdir / f"wrk-c{conns}.txt").write_text(raw)
-                res = item.result
-                if res.requests:
-                    item.cpu_us = {
-                        name: round(
-                            (cpu_after[name] - cpu_before.get(name, 0.0)) / res.requests * 1e6, 1
-                        )
-                        for name in cpu_after
-                    }
-                print(
-                    f"  {config.name} -c{conns}: {res.requests_per_s:,.0f} req/s, "
-                    f"p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms, "
-                    + (
-                        f"{res.ok_requests_per_s * args.batch:,.0f} lookups/s, "
-                        if args.batch
-                        else ""
-                    )
-                    + f"non-2xx {res.non_2xx_3xx}, socket errors {res.socket_errors}, "
-                    f"server CPU µs/req {cpu_summary(item.cpu_us)} "
-                    f"(load before: {item.load_before})",
-                    flush=True,
-                )
-            except (WrkError, subprocess.TimeoutExpired) as exc:
-                item.error = str(exc).splitlines()[0]
-                print(f"  {config.name} -c{conns}: wrk failed: {exc}", file=sys.stderr)
-            measurements.append(item)
-    time.sleep(1)  # let the sockets of the stopped config close before the next one
-    return measurements
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 1 when a configuration failed to start or measure."""
     names = [config.name for config in all_configs(deployed=True)]
@@ -297,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "batch": args.batch,
         "deploy": str(deploy) if deploy else None,
-        "web_concurrency": args.web_concurrency or os.environ.get("WEB_CONCURRENCY"),
+        "web_concurrency": args.web_concurrency,
+        "configs": {
+            config.name: {"request": config.request, "settings": dict(config.settings)}
+            for config in configs
+        },
         "open_files_limit": files,
         "machine": machine_info(configs),
     }
@@ -305,19 +246,24 @@ def main(argv: list[str] | None = None) -> int:
     temp = Path(tempfile.mkdtemp(prefix="ipgeo-bench-http-"))
     try:
         print("  reading the database's gaps (addresses without a record)...", flush=True)
-        script = write_lua_script(
-            temp / "lookup.lua",
-            BATCH_PATH if args.batch else LOOKUP_PREFIX,
-            excluded_ranges(bundled_city_db()),
-            batch=args.batch,
+        scripts = lua_scripts(configs, args.batch, excluded_ranges(bundled_city_db()), temp)
+        options = Options(
+            deploy=deploy,
+            web_concurrency=args.web_concurrency,
+            peers_dir=args.peers_dir.resolve(),
+            cache_dir=default_cache_dir(),
         )
-        options = Options(deploy=deploy, web_concurrency=args.web_concurrency)
+        unavailable = prepare_configs(configs, options)
         for round_no in range(1, args.rounds + 1):
             if args.rounds > 1:
                 print(f"round {round_no} of {args.rounds}", flush=True)
             for config in configs:
+                if config.name in unavailable:
+                    measurements += not_measured(config, args, unavailable[config.name], round_no)
+                    continue
                 workdir = temp / f"{config.name}-r{round_no}"
                 workdir.mkdir()
+                script = scripts[config.name]
                 measurements += measure_config(config, options, args, script, workdir, round_no)
     except KeyboardInterrupt:
         print("bench/http: interrupted; everything started has been stopped", file=sys.stderr)
@@ -329,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(temp, ignore_errors=True)
     reported = median_rounds(measurements)
     add_ratios(reported, REFERENCES)
-    table = markdown_table(reported, REFERENCES)
+    table = markdown_table(reported, REFERENCES) + "\n" + cpu_table(reported)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = args.output_dir / f"http-{started:%Y%m%dT%H%M%SZ}"
     stem.with_suffix(".md").write_text(
@@ -340,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n" + table)
     print(f"bench/http: wrote {stem}.md and {stem}.json")
-    return 1 if any(item.result is None for item in reported) else 0
+    return 1 if any(item.result is None and not item.skipped for item in reported) else 0
 
 
 if __name__ == "__main__":

@@ -111,17 +111,23 @@ def parse_wrk_output(text: str) -> WrkResult:
     )
 
 
-def write_lua_script(path: Path, path_prefix: str, excluded: list[Range], batch: int = 0) -> Path:
+def write_lua_script(
+    path: Path, path_prefix: str, excluded: list[Range], batch: int = 0, path_suffix: str = ""
+) -> Path:
     """Write the request-generating Lua script for ``path_prefix`` and the excluded ranges.
 
-    With ``batch`` > 0 every request POSTs a JSON array of that many addresses to
-    ``path_prefix`` instead of a GET of ``path_prefix`` + one address.
+    Every request is a GET of ``path_prefix`` + one address + ``path_suffix``; with ``batch``
+    > 0 it POSTs a JSON array of that many addresses to ``path_prefix`` instead.
     """
     if not excluded:
         raise ValueError("the excluded ranges must not be empty")
+    for part in (path_prefix, path_suffix):
+        if not re.fullmatch(r"[\w/.?=&,:%+-]*", part):
+            raise ValueError(f"not a plain URL part: {part!r}")
     script = (
         LUA_TEMPLATE.read_text()
         .replace("@PATH_PREFIX@", path_prefix)
+        .replace("@PATH_SUFFIX@", path_suffix)
         .replace("@BATCH@", str(int(batch)))
         .replace("@STARTS@", ",".join(str(first) for first, _ in excluded))
         .replace("@ENDS@", ",".join(str(last) for _, last in excluded))

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
 
 from ipgeo.cli.common import load_service, load_settings
 from ipgeo.up.supervisor import Interrupted, Supervisor, SupervisorError
-from ipgeo.up.topology import TopologyError, UpOptions, build_children
+from ipgeo.up.topology import (
+    ACCESS_LOG_OFF,
+    ACCESS_LOG_STDOUT,
+    TopologyError,
+    UpOptions,
+    access_log_target,
+    build_children,
+)
 
 
 @click.command()
@@ -30,15 +38,29 @@ from ipgeo.up.topology import TopologyError, UpOptions, build_children
     show_default=True,
     help="Background job workers (`ipgeo worker`) to run.",
 )
+@click.option(
+    "--access-log",
+    metavar="PATH|-|off",
+    default=None,
+    help="Where nginx (without nginx: the WSGI server) logs every request: a file, `-` for "
+    "this command's stdout, or `off`. Default: $IPGEO_DATA_DIR/log/access.log.",
+)
 def up(
-    host: str, port: int, server: str, no_nginx: bool, workers: int | None, job_workers: int
+    host: str,
+    port: int,
+    server: str,
+    no_nginx: bool,
+    workers: int | None,
+    job_workers: int,
+    access_log: str | None,
 ) -> None:
     """Run nginx, uWSGI (or gunicorn), a job worker and Redis together until Ctrl-C.
 
     nginx is used when installed. Redis is the embedded one of `ipgeo serve` (the
     embedded-redis extra's redis-server, files in the data directory) unless IPGEO_REDIS_URL
     names a server; the app, its rate limits and the workers all use that one URL. If any
-    process dies, the others are stopped and the command fails.
+    process dies, the others are stopped and the command fails. Requests are logged by nginx
+    to --access-log; start-up messages and errors of every program are shown here.
     """
     settings = load_settings()
     load_service(settings)  # a bad database fails here, with a message, before anything starts
@@ -49,6 +71,7 @@ def up(
         use_nginx=not no_nginx,
         workers=workers,
         job_workers=job_workers,
+        access_log=access_log,
     )
     run_dir = settings.data_dir / "run"
     supervisor = Supervisor(state_file=run_dir / "processes.json")
@@ -67,4 +90,11 @@ def up(
     front = "nginx" if any(c.name == "nginx" for c in children) else server
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     supervisor.log(f"ipgeo listening on {url} ({front}); Ctrl-C stops everything")
+    target = access_log_target(settings, options)
+    if target == ACCESS_LOG_STDOUT:
+        supervisor.log("access log: this output, unprefixed")
+    elif target == ACCESS_LOG_OFF:
+        supervisor.log("access log: off")
+    else:
+        supervisor.log(f"access log: {target} (follow it with: tail -f {shlex.quote(target)})")
     sys.exit(supervisor.run())

@@ -34,7 +34,7 @@ class NginxSite:
     client_max_body_size: int = DEFAULT_MAX_BODY
     static_root: Path = STATIC_ROOT
     worker_processes: str = "auto"
-    access_log: str = "/dev/stdout"
+    access_log: str = "/dev/stdout"  # a file, /dev/stdout or "off"
     error_log_level: str = "warn"
     allowlist: str | None = None
     # A DNS server: resolve the (single) upstream name at request time, for replicas whose

@@ -1,4 +1,8 @@
-"""A small process supervisor: start children in order, prefix their logs, stop them together."""
+"""A small process supervisor: start children in order, prefix their logs, stop them together.
+
+Only start-up messages and errors are relayed (prefixed) through this process; request logs
+never are: they go to files, or to a descriptor handed straight to the child (``Child.stdout``).
+"""
 
 from __future__ import annotations
 
@@ -48,6 +52,10 @@ class Child:
     stop: Callable[[subprocess.Popen[bytes]], None] | None = field(default=None, repr=False)
     # Runs once the process is gone (removing sockets and temporary directories).
     cleanup: Callable[[], None] | None = field(default=None, repr=False)
+    # A descriptor the program's stdout is handed to as is (nginx's access log with
+    # `--access-log -`: our own stdout), so those lines never pass through us; stderr is
+    # still relayed with the prefix. None: stdout and stderr are both relayed.
+    stdout: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -81,6 +89,7 @@ class Supervisor:
         colour = COLOURS[len(self.children) % len(COLOURS)]
         env = dict(os.environ if child.env is None else child.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        relayed_stdout = child.stdout is None
         try:
             # A session of its own: Ctrl-C in the terminal reaches only us, and we stop the
             # children in order; killpg later removes anything a child left behind.
@@ -89,16 +98,17 @@ class Supervisor:
                 env=env,
                 cwd=child.cwd,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stdout=subprocess.PIPE if relayed_stdout else child.stdout,
+                stderr=subprocess.STDOUT if relayed_stdout else subprocess.PIPE,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - only an async-signal-safe prctl
             )
         except OSError as exc:
             raise SupervisorError(f"{child.name}: cannot start {child.argv[0]}: {exc}") from exc
         self.children.append(child)
-        assert child.process.stdout is not None
-        self._spawn(self._pump, child.name, colour, child.process.stdout)
+        relayed = child.process.stdout if relayed_stdout else child.process.stderr
+        assert relayed is not None
+        self._spawn(self._pump, child.name, colour, relayed)
         self._spawn(self._watch, child)
         self.log(f"started {child.name} (pid {child.process.pid}): {' '.join(child.argv)}")
         self._write_state()

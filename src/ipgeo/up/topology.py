@@ -20,6 +20,9 @@ from ipgeo.up.supervisor import Child, ReadyCheck, http_ready, unix_ready
 
 # How long the job worker may finish its current job (warm stop) before a cold stop.
 WORKER_STOP_TIMEOUT = 4.0
+# `--access-log` values other than a file: ipgeo up's own stdout, or no access log at all.
+ACCESS_LOG_STDOUT = "-"
+ACCESS_LOG_OFF = "off"
 
 
 class TopologyError(RuntimeError):
@@ -36,6 +39,22 @@ class UpOptions:
     use_nginx: bool = True
     workers: int | None = None
     job_workers: int = 1
+    # The request log of the HTTP front (nginx, else the WSGI server): a file, ACCESS_LOG_STDOUT
+    # or ACCESS_LOG_OFF; None is `access_log_default`.
+    access_log: str | None = None
+
+
+def access_log_default(settings: Settings) -> Path:
+    """Where the access log goes unless ``--access-log`` says otherwise."""
+    return settings.data_dir / "log" / "access.log"
+
+
+def access_log_target(settings: Settings, options: UpOptions) -> str:
+    """The access log's absolute path, ``ACCESS_LOG_STDOUT`` or ``ACCESS_LOG_OFF``."""
+    target = options.access_log or str(access_log_default(settings))
+    if target in {ACCESS_LOG_STDOUT, ACCESS_LOG_OFF}:
+        return target
+    return str(Path(target).absolute())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -81,12 +100,14 @@ def build_children(
         children += [worker_child(redis_url, env, n) for n in range(1, options.job_workers + 1)]
     if options.workers:
         env["WEB_CONCURRENCY"] = str(options.workers)
+    access_log = access_log_target(settings, options)
+    if access_log not in {ACCESS_LOG_STDOUT, ACCESS_LOG_OFF}:
+        Path(access_log).parent.mkdir(parents=True, exist_ok=True)
 
     nginx = find_nginx() if options.use_nginx else None
     if nginx is None:
-        children.append(
-            app_child(options, env, run_dir, bind=_host_port(options.host, options.port))
-        )
+        bind = _host_port(options.host, options.port)
+        children.append(app_child(options, env, run_dir, bind=bind, access_log=access_log))
         return children
 
     if options.server == "uwsgi":
@@ -110,6 +131,7 @@ def build_children(
         # The same allowlist as the app's, enforced before a request reaches it; real_ip
         # directives come from the site template (trusted_proxies above), not the include.
         allowlist=nginx_include(settings.allowed, ()),
+        access_log="/dev/stdout" if access_log == ACCESS_LOG_STDOUT else access_log,
     )
     conf = site.render()
     children.append(
@@ -119,9 +141,16 @@ def build_children(
             env=env,
             ready=http_ready(_connect_host(options.host), options.port),
             stop_signal=signal.SIGQUIT,  # graceful: finish the requests in flight
+            stdout=_stdout_fd() if access_log == ACCESS_LOG_STDOUT else None,
         )
     )
     return children
+
+
+def _stdout_fd() -> int:
+    """ipgeo up's own stdout, handed to a child that writes the access log there."""
+    sys.stdout.flush()
+    return sys.stdout.fileno()
 
 
 def app_child(
@@ -131,8 +160,18 @@ def app_child(
     *,
     upstream: str | None = None,
     bind: str | None = None,
+    access_log: str = ACCESS_LOG_OFF,
 ) -> Child:
-    """uWSGI or gunicorn, behind nginx (``upstream``) or serving HTTP itself (``bind``)."""
+    """uWSGI or gunicorn, behind nginx (``upstream``) or serving HTTP itself (``bind``).
+
+    Serving HTTP itself, the server writes ``access_log`` (a file, ``ACCESS_LOG_STDOUT`` or
+    ``ACCESS_LOG_OFF``) in nginx's place.
+    """
+    # The server (nginx, else uWSGI or gunicorn) logs every request; the app's own line would
+    # repeat it (deploy/uwsgi.ini makes the same default). The environment still wins.
+    env = {"IPGEO_ACCESS_LOG": "false", **env}
+    logging_http = bind is not None and access_log != ACCESS_LOG_OFF
+    stdout = _stdout_fd() if logging_http and access_log == ACCESS_LOG_STDOUT else None
     if options.server == "uwsgi":
         uwsgi = _bin("uwsgi")
         if uwsgi is None:
@@ -145,7 +184,11 @@ def app_child(
         assert bind is not None
         # No nginx: the workers speak HTTP themselves (no extra router process).
         argv += ["--http-socket", bind]
-        return Child("uwsgi", argv, env=env, ready=_bind_ready(bind))
+        if logging_http:
+            # uWSGI's own messages go to its stdout too, so with `-` they are not prefixed.
+            logger = "stdio" if access_log == ACCESS_LOG_STDOUT else f"file:{access_log}"
+            argv += ["--set", "disable-logging=false", "--req-logger", logger]
+        return Child("uwsgi", argv, env=env, ready=_bind_ready(bind), stdout=stdout)
     gunicorn = _bin("gunicorn")
     if gunicorn is None:
         raise TopologyError("gunicorn is not installed here: pip install gunicorn")
@@ -153,9 +196,9 @@ def app_child(
     assert address is not None
     genv = dict(env, GUNICORN_BIND=address)
     argv = [gunicorn, "-c", str(DEPLOY_DIR / "gunicorn.conf.py")]
-    if upstream is None:
-        argv += ["--access-logfile", "-"]  # nobody else logs requests
-    return Child("gunicorn", argv, env=genv, ready=_bind_ready(address))
+    if logging_http:
+        argv += ["--access-logfile", "-" if access_log == ACCESS_LOG_STDOUT else access_log]
+    return Child("gunicorn", argv, env=genv, ready=_bind_ready(address), stdout=stdout)
 
 
 def _bind_ready(bind: str) -> ReadyCheck:
