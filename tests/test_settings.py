@@ -19,6 +19,7 @@ def test_defaults() -> None:
     assert settings.languages == ("en",)
     assert settings.cors_origins == ("*",)
     assert settings.batch_limit == 1000
+    assert settings.db_max_download == 2 * 1024**3
 
 
 def test_parses_values() -> None:
@@ -59,6 +60,8 @@ def test_settings_are_frozen() -> None:
         ("IPGEO_DNS_TIMEOUT", "-1", "outside"),
         ("IPGEO_REVERSE_DNS", "maybe", "boolean"),
         ("IPGEO_LOG_FORMAT", "xml", "one of"),
+        ("IPGEO_DB_MAX_DOWNLOAD", "lots", "not a size"),
+        ("IPGEO_DB_MAX_DOWNLOAD", "10", "outside"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, fragment: str) -> None:
