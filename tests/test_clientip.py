@@ -8,6 +8,7 @@ from ipgeo.clientip import client_ip
 from ipgeo.settings import parse_networks
 
 TRUSTED = parse_networks("127.0.0.1;10.0.0.0/8;fd00::/8", "IPGEO_TRUSTED_PROXIES")
+LINK_LOCAL = parse_networks("fe80::/10", "IPGEO_TRUSTED_PROXIES")
 
 CASES = [
     # peer, X-Forwarded-For, X-Real-IP, trusted, expected
@@ -39,6 +40,17 @@ CASES = [
     ("fd00::1", "2001:db8::7", None, TRUSTED, "2001:db8::7"),
     ("::ffff:127.0.0.1", "198.51.100.7", None, TRUSTED, "198.51.100.7"),
     ("::ffff:203.0.113.9", "1.2.3.4", None, TRUSTED, "203.0.113.9"),
+    # a zone id names an interface of some host, not a client: such a hop is unparsable
+    ("127.0.0.1", "fe80::1%eth0", None, TRUSTED, "127.0.0.1"),
+    ("127.0.0.1", "198.51.100.7, fe80::1%eth0", None, TRUSTED, "127.0.0.1"),
+    ("127.0.0.1", "fe80::1%eth0, 10.0.0.5", None, TRUSTED, "10.0.0.5"),
+    ("127.0.0.1", "[fe80::1%eth0]:4711", None, TRUSTED, "127.0.0.1"),
+    ("127.0.0.1", "2001:db8::7%1", None, TRUSTED, "127.0.0.1"),
+    ("127.0.0.1", "::ffff:198.51.100.7%eth0", None, TRUSTED, "127.0.0.1"),
+    ("127.0.0.1", None, "fe80::1%eth0", TRUSTED, "127.0.0.1"),
+    # the peer's own zone id (a link-local connection) is dropped: the address is the client
+    ("fe80::1%eth0", "198.51.100.7", None, TRUSTED, "fe80::1"),
+    ("fe80::1%eth0", "198.51.100.7", None, LINK_LOCAL, "198.51.100.7"),
 ]
 
 

@@ -26,10 +26,12 @@ def client_ip(
     Forwarding headers count only when the direct ``peer`` is a trusted proxy; then the
     rightmost ``X-Forwarded-For`` entry that is not itself a trusted proxy is the client
     (``X-Real-IP`` when there is no ``X-Forwarded-For``). An unparsable entry stops the walk:
-    everything left of it is unverifiable, so the last trusted hop is used instead.
+    everything left of it is unverifiable, so the last trusted hop is used instead. An entry
+    with a zone id (``fe80::1%eth0``) is unparsable: it names an interface of some host, not a
+    client. A zone id of the ``peer`` itself is dropped (the socket's address is the client).
     Returns ``None`` only when ``peer`` itself is not an IP address (e.g. a unix socket).
     """
-    current = parse_ip(peer)
+    current = parse_ip(peer.partition("%")[0])
     if current is None or not trusted_proxies or not _trusted(current, trusted_proxies):
         return current
     if forwarded_for:
@@ -39,7 +41,8 @@ def client_ip(
     else:
         return current
     for hop in reversed(hops):
-        ip = parse_ip(_strip_port(hop))
+        address = _strip_port(hop)
+        ip = None if "%" in address else parse_ip(address)
         if ip is None:
             return current
         current = ip
