@@ -20,6 +20,7 @@ def test_defaults() -> None:
     assert settings.cors_origins == ("*",)
     assert settings.batch_limit == 1000
     assert settings.db_max_download == 2 * 1024**3
+    assert settings.client_ipv6_prefix == 64
 
 
 def test_parses_values() -> None:
@@ -62,6 +63,8 @@ def test_settings_are_frozen() -> None:
         ("IPGEO_LOG_FORMAT", "xml", "one of"),
         ("IPGEO_DB_MAX_DOWNLOAD", "lots", "not a size"),
         ("IPGEO_DB_MAX_DOWNLOAD", "10", "outside"),
+        ("IPGEO_CLIENT_IPV6_PREFIX", "0", "outside 1..128"),
+        ("IPGEO_CLIENT_IPV6_PREFIX", "129", "outside 1..128"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, fragment: str) -> None:

@@ -51,6 +51,23 @@ def client_ip(
     return current
 
 
+def client_key(ip: IPAddress, ipv6_prefix: int = 64) -> str:
+    """The identity a client is counted under (rate limits, visits): an IPv4 address is its
+    text (``192.0.2.7``), an IPv6 address its ``/ipv6_prefix`` network (``2001:db8:1:2::/64``).
+
+    One IPv6 subscriber usually holds a whole /64 and picks new addresses in it at will, so
+    keying by address would let it dodge a limit. An IPv4-mapped address counts as IPv4, and a
+    zone id is ignored. ``ipv6_prefix`` must be within 1..128 (``ValueError`` otherwise).
+    """
+    if not 1 <= ipv6_prefix <= 128:
+        raise ValueError(f"an IPv6 prefix length must be within 1..128, not {ipv6_prefix}")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    return str(ipaddress.IPv6Network((int(ip), ipv6_prefix), strict=False))
+
+
 def _strip_port(hop: str) -> str:
     """Drop a port from ``1.2.3.4:5678`` or ``[2001:db8::1]:5678`` (some proxies add one)."""
     if hop.startswith("[") and "]" in hop:

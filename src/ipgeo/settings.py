@@ -247,6 +247,17 @@ class Settings:
             "60/minute;2000/hour",
         ),
     )
+    client_ipv6_prefix: int = field(
+        default=64,
+        metadata=_env(
+            "IPGEO_CLIENT_IPV6_PREFIX",
+            p.parse_int(1, 128),
+            "Rate limits and the visit counter count an IPv6 client by its network of this "
+            "prefix length (one subscriber usually holds a whole /64 and picks addresses in it "
+            "at will); IPv4 clients count by address.",
+            "64",
+        ),
+    )
     rate_limit_exempt: tuple[IPNetwork, ...] = field(
         default=(),
         metadata=_env(
