@@ -24,7 +24,9 @@ from rq.serializers import JSONSerializer
 from ipgeo.jobs import JobFiles, JobOptions, enqueue, new_job_id
 from ipgeo.jobs.worker import start_worker_process
 from ipgeo.settings import Settings
+from tests.conftest import free_port
 from tests.servers import RedisServer
+from tests.upctl import UpProcess
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
 
@@ -142,5 +144,33 @@ def test_work_horse_dies_with_its_worker(
         for child in (starter, worker):
             if child is not None:
                 child.wait()
+        if writer >= 0:
+            os.close(writer)
+
+
+def test_killing_ipgeo_up_mid_job_leaves_no_process(
+    tmp_path: Path, redis_server: RedisServer, env: dict[str, str]
+) -> None:
+    """`ipgeo up` SIGKILLed while its worker runs a job (on a Redis that outlives it)."""
+    _job_id, fifo = _enqueue_endless_job(redis_server, env)
+    settings = {key: value for key, value in env.items() if key.startswith("IPGEO_")}
+    up = UpProcess(Path(env["IPGEO_DATA_DIR"]), free_port(), "--no-nginx", **settings)
+    processes: list[psutil.Process] = []
+    writer = -1
+    try:
+        up.wait_ready()
+        writer = _open_once_read(fifo, up.children()["worker"])
+        processes = up.descendants()
+        assert len(processes) > 2, processes  # the worker, its horse, the WSGI server
+        up.proc.kill()
+        up.proc.wait()
+        _gone, alive = psutil.wait_procs(processes, timeout=20)
+        left = [proc for proc in alive if _running(proc.pid)]
+        assert left == [], f"left behind: {left}\n{up.output()[-3000:]}"
+    finally:
+        for proc in processes:
+            if _running(proc.pid):
+                proc.kill()
+        up.kill_all()
         if writer >= 0:
             os.close(writer)
