@@ -24,7 +24,7 @@ from ipgeo.dbupdate import (
     parse_geoip_conf,
     run_update,
 )
-from ipgeo.dbupdate.config import parse_duration, parse_url_source
+from ipgeo.dbupdate.config import LOCK_NAME, UrlSource, parse_duration, parse_url_source
 from ipgeo.geo.database import MaxMindDatabase
 from ipgeo.settings import Settings
 from tests.conftest import free_port
@@ -114,8 +114,7 @@ def test_new_build_replaces_atomically_and_keeps_previous(
     assert result.status == "updated"
     assert target.read_bytes() == second
     assert (config.directory / "GeoLite2-City.mmdb.prev").read_bytes() == first
-    record, _ = reader.get(__import__("ipaddress").ip_address("81.2.69.142"))
-    assert record is not None  # the old mapping still answers
+    assert reader.record("81.2.69.142") is not None  # the old mapping still answers
     reader.close()
 
 
@@ -420,19 +419,81 @@ def test_cli_every_runs_periodically_and_stops_on_sigterm(
     assert _cli("--every", "5s", "--url", f"{server.url}/city.mmdb").returncode == 2
 
 
+SMALL = 16 * 1024  # the City test database has 22,569 bytes, 11,176 gzipped
+
+
+@pytest.mark.parametrize(
+    "case", ["announced", "chunked", "until-close", "overstated", "mmdb.gz", "tar.gz"]
+)
 def test_oversized_download_is_refused(
+    case: str,
     server: UpdateServer,
     make_config: Callable[..., UpdateConfig],
     city_bytes: bytes,
-    monkeypatch: pytest.MonkeyPatch,
+    testdata: Path,
 ) -> None:
-    from ipgeo.dbupdate import install
+    """Past the bound: failed, old file untouched, nothing partial left, whatever the server
+    says about the length, and for what a small .gz or .tar.gz unpacks to."""
+    if case == "tar.gz":
+        server.state.editions[CITY] = Edition(city_bytes)
+        config = make_config(max_download=SMALL)
+        target = config.directory / f"{CITY}.mmdb"
+    else:
+        path = "/city.mmdb.gz" if case == "mmdb.gz" else "/city.mmdb"
+        server.state.files[path] = gzip_bytes(city_bytes) if case == "mmdb.gz" else city_bytes
+        framing = {
+            "chunked": "chunked",
+            "until-close": "until-close",
+            "overstated": "claims:" + "9" * 12,
+        }
+        if case in framing:
+            server.state.framing[path] = framing[case]
+        source = UrlSource(f"{server.url}{path}", "city.mmdb")
+        config = make_config(max_download=SMALL, editions=(), urls=(source,))
+        target = config.directory / "city.mmdb"
+    config.directory.mkdir()
+    old = (testdata / "GeoLite2-City-Test.mmdb").read_bytes()
+    target.write_bytes(old)
+    [result] = run_update(config)
+    assert (result.status, result.error_kind) == ("failed", "too_large"), result
+    assert "more than IPGEO_DB_MAX_DOWNLOAD (16 KiB)" in (result.error or "") or (
+        "exceeds IPGEO_DB_MAX_DOWNLOAD (16 KiB)" in (result.error or "")
+    )
+    assert target.read_bytes() == old
+    assert sorted(p.name for p in config.directory.iterdir()) == [LOCK_NAME, target.name]
 
-    monkeypatch.setattr(install, "MAX_DATABASE_BYTES", 1000)
-    server.state.editions[CITY] = Edition(city_bytes)
-    [result] = run_update(make_config())
-    assert (result.status, result.error_kind) == ("failed", "corrupt")
-    assert "more than 1000 bytes" in (result.error or "")
+
+def test_a_download_of_exactly_the_bound_is_installed(
+    server: UpdateServer, make_config: Callable[..., UpdateConfig], city_bytes: bytes
+) -> None:
+    server.state.files["/city.mmdb.gz"] = gzip_bytes(city_bytes)
+    server.state.framing["/city.mmdb.gz"] = "chunked"
+    source = UrlSource(f"{server.url}/city.mmdb.gz", "city.mmdb")
+    config = make_config(max_download=len(city_bytes), editions=(), urls=(source,))
+    [result] = run_update(config)
+    assert result.status == "updated", result
+    assert (config.directory / "city.mmdb").read_bytes() == city_bytes
+
+
+def test_cli_refuses_a_download_beyond_the_bound(
+    server: UpdateServer, tmp_path: Path, city_bytes: bytes, testdata: Path
+) -> None:
+    server.state.files["/city.mmdb"] = city_bytes
+    server.state.framing["/city.mmdb"] = "until-close"
+    directory = tmp_path / "dbs"
+    directory.mkdir()
+    old = (testdata / "GeoLite2-City-Test.mmdb").read_bytes()
+    (directory / "city.mmdb").write_bytes(old)
+    url = f"{server.url}/city.mmdb"
+    done = _cli("--dir", str(directory), "--url", url, env={"IPGEO_DB_MAX_DOWNLOAD": "16K"})
+    assert done.returncode == 1, done.stdout
+    assert (
+        "city.mmdb: FAILED: download of city.mmdb: the download exceeds "
+        "IPGEO_DB_MAX_DOWNLOAD (16 KiB)"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (directory / "city.mmdb").read_bytes() == old
+    assert sorted(p.name for p in directory.iterdir()) == [LOCK_NAME, "city.mmdb"]
 
 
 def test_unwritable_directory_is_a_clear_error(

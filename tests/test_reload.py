@@ -44,7 +44,7 @@ def test_replaced_file_is_swapped_in(city_file: Path) -> None:
     assert service.databases[0].build_epoch == BASE + DAY
     assert service.data_version != old_version
     # A lookup still holding the old readers finishes on them.
-    record, _ = old_reader.get(IP)
+    record = old_reader.record(IP)
     assert record is not None
     assert record["city"]["names"]["en"] == "Version 0"
     # No change, no swap.

@@ -3,11 +3,15 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from ipgeo.settings import Settings, SettingsError
+from ipgeo.allowlist import is_allowed
+from ipgeo.clientip import client_ip
+from ipgeo.nginxconf import nginx_include
+from ipgeo.settings import Settings, SettingsError, parse_networks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +23,8 @@ def test_defaults() -> None:
     assert settings.languages == ("en",)
     assert settings.cors_origins == ("*",)
     assert settings.batch_limit == 1000
+    assert settings.db_max_download == 2 * 1024**3
+    assert settings.client_ipv6_prefix == 64
 
 
 def test_parses_values() -> None:
@@ -59,6 +65,12 @@ def test_settings_are_frozen() -> None:
         ("IPGEO_DNS_TIMEOUT", "-1", "outside"),
         ("IPGEO_REVERSE_DNS", "maybe", "boolean"),
         ("IPGEO_LOG_FORMAT", "xml", "one of"),
+        ("IPGEO_ALLOWED", "10.0.0.0/8;fe80::%eth0/64", "'fe80::%eth0/64' has a zone id"),
+        ("IPGEO_TRUSTED_PROXIES", "fe80::1%eth0", "zone id"),
+        ("IPGEO_DB_MAX_DOWNLOAD", "lots", "not a size"),
+        ("IPGEO_DB_MAX_DOWNLOAD", "10", "outside"),
+        ("IPGEO_CLIENT_IPV6_PREFIX", "0", "outside 1..128"),
+        ("IPGEO_CLIENT_IPV6_PREFIX", "129", "outside 1..128"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, fragment: str) -> None:
@@ -87,3 +99,59 @@ def test_readme_documents_every_setting() -> None:
     for variable, _, doc in Settings.describe():
         assert f"`{variable}`" in readme, f"{variable} is missing from the README table"
         assert doc in readme, f"the README description of {variable} is stale"
+
+
+NETWORK_SETTINGS = [
+    ("IPGEO_ALLOWED", "allowed"),
+    ("IPGEO_TRUSTED_PROXIES", "trusted_proxies"),
+    ("IPGEO_RATE_LIMIT_EXEMPT", "rate_limit_exempt"),
+    ("IPGEO_METRICS_ALLOWED", "metrics_allowed"),
+]
+
+NETWORK_ENTRIES = [
+    # entry, the network it stands for (client addresses are compared as IPv4 when mapped)
+    ("::ffff:10.1.2.3", "10.1.2.3/32"),
+    ("::ffff:10.1.2.0/120", "10.1.2.0/24"),
+    ("::ffff:10.1.2.3/120", "10.1.2.0/24"),
+    ("::FFFF:a01:203", "10.1.2.3/32"),
+    ("::ffff:10.1.2.3/128", "10.1.2.3/32"),
+    ("::ffff:0:0/96", "0.0.0.0/0"),
+    # not (only) IPv4-mapped addresses: kept as written
+    ("::ffff:0:0/95", "::fffe:0:0/95"),
+    ("::/0", "::/0"),
+    ("::10.1.2.3", "::a01:203/128"),
+    ("2001:db8::/32", "2001:db8::/32"),
+    ("10.0.0.0/8", "10.0.0.0/8"),
+]
+
+
+@pytest.mark.parametrize(("entry", "network"), NETWORK_ENTRIES)
+@pytest.mark.parametrize(("variable", "attribute"), NETWORK_SETTINGS)
+def test_network_lists_take_ipv4_mapped_entries_as_ipv4(
+    variable: str, attribute: str, entry: str, network: str
+) -> None:
+    settings = Settings.from_env({variable: f"192.0.2.1;{entry}"})
+    expected = (ipaddress.ip_network("192.0.2.1/32"), ipaddress.ip_network(network))
+    assert getattr(settings, attribute) == expected
+
+
+def test_every_network_list_setting_is_in_the_table() -> None:
+    network_lists = {
+        spec.metadata["env"]
+        for spec in fields(Settings)
+        if spec.metadata["parser"] is parse_networks
+    }
+    assert network_lists == {variable for variable, _ in NETWORK_SETTINGS}
+
+
+def test_ipv4_mapped_entries_match_their_clients() -> None:
+    settings = Settings.from_env(
+        {"IPGEO_ALLOWED": "::ffff:192.0.2.0/120", "IPGEO_TRUSTED_PROXIES": "::ffff:127.0.0.1"}
+    )
+    for peer in ("192.0.2.9", "::ffff:192.0.2.9"):
+        assert is_allowed(client_ip(peer, None, None, settings.trusted_proxies), settings.allowed)
+    assert not is_allowed(ipaddress.ip_address("192.0.3.9"), settings.allowed)
+    for proxy in ("127.0.0.1", "::ffff:127.0.0.1"):
+        client = client_ip(proxy, "198.51.100.7", None, settings.trusted_proxies)
+        assert client == ipaddress.ip_address("198.51.100.7")
+    assert "allow 192.0.2.0/24;" in nginx_include(settings.allowed, ())

@@ -60,6 +60,9 @@ class UpdateServerState:
     accounts: dict[str, str] = field(default_factory=dict)
     editions: dict[str, Edition] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    # How a file's body is framed: "length" (a true Content-Length), "chunked", "until-close"
+    # (no length; the connection's end ends it) or "claims:N" (a false Content-Length of N).
+    framing: dict[str, str] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -78,6 +81,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Last-Modified", formatdate(1_704_153_600, usegmt=True))
         self.end_headers()
         self.wfile.write(body)
+
+    def _send_framed(self, body: bytes, framing: str) -> None:
+        """Send ``body`` without a (true) Content-Length; the client may hang up early."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        elif framing.startswith("claims:"):
+            self.send_header("Content-Length", framing.removeprefix("claims:"))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for start in range(0, len(body), 4096):
+                piece = body[start : start + 4096]
+                if framing == "chunked":
+                    piece = b"%x\r\n%s\r\n" % (len(piece), piece)
+                self.wfile.write(piece)
+            if framing == "chunked":
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _error(self, status: int, code: str, message: str) -> None:
         self._send(status, orjson.dumps({"code": code, "error": message}))
@@ -98,7 +123,12 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.requests.append(self.path)
         if parts.path in self.state.files:
-            self._send(200, self.state.files[parts.path], "application/octet-stream")
+            body = self.state.files[parts.path]
+            framing = self.state.framing.get(parts.path, "length")
+            if framing == "length":
+                self._send(200, body, "application/octet-stream")
+            else:
+                self._send_framed(body, framing)
             return
         if parts.path.startswith("/geoip/") and not self._authorized():
             self._error(401, "ACCOUNT_ID_REQUIRED", "Invalid account ID or license key")

@@ -14,6 +14,9 @@ from ipgeo.settings_parsers import IPNetwork, SettingsError, parse_networks, spl
 
 __all__ = ["IPNetwork", "Settings", "SettingsError", "parse_networks", "split_list"]
 
+# Databases are a few hundred MB at most today; this leaves room and still bounds the disk.
+DB_MAX_DOWNLOAD_DEFAULT = 2 * 1024**3
+
 
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ipgeo"
@@ -254,6 +257,17 @@ class Settings:
             "60/minute;2000/hour",
         ),
     )
+    client_ipv6_prefix: int = field(
+        default=64,
+        metadata=_env(
+            "IPGEO_CLIENT_IPV6_PREFIX",
+            p.parse_int(1, 128),
+            "Rate limits and the visit counter count an IPv6 client by its network of this "
+            "prefix length (one subscriber usually holds a whole /64 and picks addresses in it "
+            "at will); IPv4 clients count by address.",
+            "64",
+        ),
+    )
     rate_limit_exempt: tuple[IPNetwork, ...] = field(
         default=(),
         metadata=_env(
@@ -332,6 +346,17 @@ class Settings:
             "`ipgeo db update` fetches (DB-IP lite, IPinfo lite); `NAME=URL` sets the file "
             "name, a `#sha256=HEX` fragment a checksum.",
             "dbip-city-lite.mmdb=https://example.com/dbip-city-lite.mmdb.gz",
+        ),
+    )
+    db_max_download: int = field(
+        default=DB_MAX_DOWNLOAD_DEFAULT,
+        metadata=_env(
+            "IPGEO_DB_MAX_DOWNLOAD",
+            p.parse_size(1024, 1024**4),
+            "Largest database `ipgeo db update` accepts (bytes, or with K, M, G), both as "
+            "downloaded and as unpacked from `.gz`/`.tar.gz`; a bigger one fails (the "
+            "installed file stays). Default: 2G.",
+            "2G",
         ),
     )
     db_reload_interval: float = field(

@@ -27,16 +27,34 @@ def split_list(raw: str) -> list[str]:
     return [item.strip() for item in re.split(r"[;,]", raw) if item.strip()]
 
 
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_networks(raw: str, variable: str) -> tuple[IPNetwork, ...]:
-    """Parse a list of IPs and CIDRs; a bad entry raises ``SettingsError`` naming it."""
+    """Parse a list of IPs and CIDRs; a bad entry raises ``SettingsError`` naming it.
+
+    Client addresses are compared as IPv4 when IPv4-mapped, so a mapped entry is turned into
+    its IPv4 network (``::ffff:192.0.2.0/120`` is ``192.0.2.0/24``); as written it would never
+    match. An entry with a zone id (``fe80::%eth0/64``) is refused: that names an interface.
+    """
     networks: list[IPNetwork] = []
     for item in split_list(raw):
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise SettingsError(
                 variable, f"{item!r} is not an IP address or CIDR network"
             ) from None
+        if isinstance(network, ipaddress.IPv6Network):
+            if network.network_address.scope_id is not None:
+                raise SettingsError(
+                    variable, f"{item!r} has a zone id, which names an interface: leave it out"
+                )
+            if network.subnet_of(_IPV4_MAPPED):
+                mapped = int(network.network_address) & 0xFFFFFFFF
+                networks.append(ipaddress.IPv4Network((mapped, network.prefixlen - 96)))
+                continue
+        networks.append(network)
     return tuple(networks)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ipgeo.dbupdate.errors import ConfigError
-from ipgeo.settings import Settings
+from ipgeo.settings import DB_MAX_DOWNLOAD_DEFAULT, Settings
 
 DEFAULT_HOST = "https://updates.maxmind.com"
 DEFAULT_EDITIONS = ("GeoLite2-City", "GeoLite2-ASN")
@@ -43,6 +43,7 @@ class UpdateConfig:
     proxy: str | None = None
     retry_for: float = 300.0
     preserve_file_times: bool = False
+    max_download: int = DB_MAX_DOWNLOAD_DEFAULT  # bytes, downloaded and unpacked alike
 
     @property
     def lock_path(self) -> Path:
@@ -178,7 +179,9 @@ def build_config(
     retry_for: float | None = None,
 ) -> UpdateConfig:
     """Merge GeoIP.conf, then ``IPGEO_*`` settings, then options (later ones win)."""
-    config = UpdateConfig(directory=default_directory(settings))
+    config = UpdateConfig(
+        directory=default_directory(settings), max_download=settings.db_max_download
+    )
     if conf_file is not None:
         config = _apply_conf(config, parse_geoip_conf(conf_file), str(conf_file))
     if settings.maxmind_account_id is not None:

@@ -33,6 +33,12 @@ class CorruptDownload(UpdateError):
     kind = "corrupt"
 
 
+class DownloadTooLarge(UpdateError):
+    """The download, or the database unpacked from it, is bigger than ``IPGEO_DB_MAX_DOWNLOAD``."""
+
+    kind = "too_large"
+
+
 class WrongDatabaseType(UpdateError):
     """The download is a valid database, but not of the expected type."""
 
@@ -43,3 +49,11 @@ class LockBusy(UpdateError):
     """Another updater holds the lock file."""
 
     kind = "locked"
+
+
+def too_large_hint(limit: int) -> str:
+    """``IPGEO_DB_MAX_DOWNLOAD (2 GiB)``: the bound that was hit, for error messages."""
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if limit >= size and limit % size == 0:
+            return f"IPGEO_DB_MAX_DOWNLOAD ({limit // size} {unit})"
+    return f"IPGEO_DB_MAX_DOWNLOAD ({limit:,} bytes)"

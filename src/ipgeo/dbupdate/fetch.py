@@ -14,7 +14,13 @@ import requests
 
 from ipgeo import __version__
 from ipgeo.dbupdate.config import UpdateConfig
-from ipgeo.dbupdate.errors import AuthenticationFailed, CorruptDownload, NetworkError
+from ipgeo.dbupdate.errors import (
+    AuthenticationFailed,
+    CorruptDownload,
+    DownloadTooLarge,
+    NetworkError,
+    too_large_hint,
+)
 
 TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 CHUNK = 1 << 20
@@ -125,14 +131,31 @@ class Downloader:
         return self._save(url, f"download of {name}", target, auth=False)
 
     def _save(self, url: str, what: str, target: Path, auth: bool) -> float | None:
-        with self._get(url, what, auth) as response, target.open("wb") as out:
+        limit = self.config.max_download
+        with self._get(url, what, auth) as response:
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > limit:
+                raise DownloadTooLarge(
+                    f"{what}: the server announces {int(announced):,} bytes, "
+                    f"more than {too_large_hint(limit)}"
+                )
             modified = _http_date(response.headers.get("Last-Modified"))
-            try:
-                for chunk in response.iter_content(CHUNK):
-                    out.write(chunk)
-            except requests.RequestException as exc:
-                # urllib3 enforces Content-Length: a cut-off body ends up here.
-                raise CorruptDownload(f"{what}: the download broke off: {_reason(exc)}") from None
+            received = 0
+            with target.open("wb") as out:
+                try:
+                    # Counted as received: no length, a chunked body or a wrong length included.
+                    for chunk in response.iter_content(CHUNK):
+                        received += len(chunk)
+                        if received > limit:
+                            raise DownloadTooLarge(
+                                f"{what}: the download exceeds {too_large_hint(limit)}"
+                            )
+                        out.write(chunk)
+                except requests.RequestException as exc:
+                    # urllib3 enforces Content-Length: a cut-off body ends up here.
+                    raise CorruptDownload(
+                        f"{what}: the download broke off: {_reason(exc)}"
+                    ) from None
         return modified
 
 

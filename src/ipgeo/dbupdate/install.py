@@ -15,13 +15,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Protocol
 
-from ipgeo.dbupdate.errors import CorruptDownload, LockBusy, UpdateError, WrongDatabaseType
+from ipgeo.dbupdate.errors import (
+    CorruptDownload,
+    DownloadTooLarge,
+    LockBusy,
+    UpdateError,
+    WrongDatabaseType,
+    too_large_hint,
+)
 from ipgeo.geo.database import DatabaseError, MaxMindDatabase
 from ipgeo.geo.models import DatabaseInfo
 
 CHUNK = 1 << 20
-# The largest commercial databases are a few GB; anything bigger is a broken or hostile download.
-MAX_DATABASE_BYTES = 8 << 30
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -47,39 +52,61 @@ class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class _BoundedReader:
+    """Reads ``source`` but raises ``DownloadTooLarge`` past ``limit`` bytes (gzip bombs)."""
+
+    def __init__(self, source: _Readable, limit: int) -> None:
+        self.source = source
+        self.limit = limit
+        self.read_so_far = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes; never more than one byte beyond the limit in all."""
+        room = self.limit + 1 - self.read_so_far
+        data = self.source.read(room if size < 0 else min(size, room))
+        self.read_so_far += len(data)
+        if self.read_so_far > self.limit:
+            raise DownloadTooLarge(
+                f"the download unpacks to more than {too_large_hint(self.limit)}"
+            )
+        return data
+
+
 def _copy(source: _Readable, out: IO[bytes]) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    written = 0
     while chunk := source.read(CHUNK):
-        written += len(chunk)
-        if written > MAX_DATABASE_BYTES:
-            raise CorruptDownload(f"the database unpacks to more than {MAX_DATABASE_BYTES} bytes")
         digest.update(chunk)
         out.write(chunk)
     return digest.hexdigest()
 
 
-def extract_mmdb(download: Path, target: Path) -> str:
-    """Write the ``.mmdb`` inside ``download`` (plain, gzip or tar.gz) to ``target``; its MD5."""
+def extract_mmdb(download: Path, target: Path, limit: int) -> str:
+    """Write the ``.mmdb`` inside ``download`` (plain, gzip or tar.gz) to ``target``; its MD5.
+
+    No more than ``limit`` bytes are unpacked (a tar.gz counts as a whole, headers and other
+    members included); beyond that ``DownloadTooLarge`` is raised.
+    """
     try:
         with download.open("rb") as raw:
             compressed = raw.read(2) == _GZIP_MAGIC
-        if not compressed:
+        if not compressed:  # the download itself was bounded
             with download.open("rb") as plain, target.open("wb") as out:
                 return _copy(plain, out)
         with gzip.open(download, "rb") as probe:
-            head = probe.read(512)
-        if head[257:262] != b"ustar":
-            with gzip.open(download, "rb") as unzipped, target.open("wb") as out:
-                return _copy(unzipped, out)
-        with tarfile.open(download, "r:gz") as archive:
-            for member in archive:
-                if member.isfile() and member.name.endswith(".mmdb"):
-                    member_file = archive.extractfile(member)
-                    if member_file is None:
-                        break
-                    with member_file, target.open("wb") as out:
-                        return _copy(member_file, out)
+            is_tar = probe.read(512)[257:262] == b"ustar"
+        with gzip.open(download, "rb") as unzipped, target.open("wb") as out:
+            stream = _BoundedReader(unzipped, limit)
+            if not is_tar:
+                return _copy(stream, out)
+            # Stream mode: tarfile only reads, never seeks, so every unpacked byte is counted.
+            with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
+                for member in archive:
+                    if member.isfile() and member.name.endswith(".mmdb"):
+                        member_file = archive.extractfile(member)
+                        if member_file is None:
+                            break
+                        with member_file:
+                            return _copy(member_file, out)
         raise CorruptDownload("the archive holds no .mmdb file")
     except (EOFError, gzip.BadGzipFile, zlib.error, tarfile.TarError) as exc:
         raise CorruptDownload(f"the download is truncated or not a valid archive ({exc})") from None

@@ -80,7 +80,7 @@ def update_edition(downloader: Downloader, config: UpdateConfig, edition: str) -
         _scratch(config.directory, edition, ".mmdb.new") as fresh,
     ):
         modified = downloader.download_edition(meta, download)
-        md5 = extract_mmdb(download, fresh)
+        md5 = extract_mmdb(download, fresh, config.max_download)
         if md5 != meta.md5:
             raise CorruptDownload(
                 f"the MD5 of the download ({md5}) does not match the server's ({meta.md5})"
@@ -109,7 +109,7 @@ def update_url(downloader: Downloader, config: UpdateConfig, source: UrlSource) 
                 raise CorruptDownload(
                     f"the {algorithm} of the download ({actual}) does not match {expected}"
                 )
-        md5 = extract_mmdb(download, fresh)
+        md5 = extract_mmdb(download, fresh, config.max_download)
         if target.is_file() and file_digest(target) == md5:
             return UpdateResult(source.filename, str(target), "unchanged", md5=md5)
         info = check_database(fresh, expected_type=None, expected_kind=expected_kind)

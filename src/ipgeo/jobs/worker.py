@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 import redis
@@ -35,9 +36,48 @@ class JobsUnavailable(RuntimeError):
 
 class BulkWorker(Worker):
     """A forking RQ worker that also ends cooperatively canceled jobs as ``canceled``,
-    drops the half-written output of a killed work-horse and removes expired job files."""
+    drops the half-written output of a killed work-horse and removes expired job files.
+
+    Its work-horse never outlives it, and it stops cold when the process that started it
+    (``ipgeo up``, ``ipgeo serve``) dies.
+    """
 
     cleaner: Cleaner | None = None
+    # The process that started this worker; a parent-death signal from it means it is gone.
+    started_by: int | None = None
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        """In the forked horse: die with the worker, even when the worker is SIGKILLed."""
+        # RQ puts the horse in a process group of its own, so nothing that stops the worker
+        # (SIGKILL, killpg of its group) reaches it; the kernel's parent-death signal does.
+        set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != self.pid:  # the worker died before the signal was armed
+            os._exit(1)
+        super().main_work_horse(job, queue)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Warm shutdown, or a cold one once the process that started the worker is gone."""
+        if self._starter_gone():
+            self._stop_cold()
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Cold shutdown (RQ ignores a second signal within a second; not if the starter died)."""
+        if self._starter_gone():
+            self._stop_cold()
+        super().request_force_stop(signum, frame)
+
+    def _starter_gone(self) -> bool:
+        # The parent-death signal of ``ipgeo up``/``serve`` is a SIGTERM like any other; that
+        # the worker has been reparented tells it apart. No one is left to wait for the job.
+        return self.started_by is not None and os.getppid() != self.started_by
+
+    def _stop_cold(self) -> None:
+        self.log.warning("Worker %s: the process that started it died: cold shut down", self.name)
+        if self.horse_pid:
+            self.kill_horse()
+            self.wait_for_horse()
+        raise SystemExit(1)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         """Record success, then file a job that stopped on request as canceled."""
@@ -91,14 +131,35 @@ def run_worker(
         maintenance_interval=maintenance_interval,
     )
     worker.cleaner = cleaner
+    if parent_death_signal():
+        worker.started_by = os.getppid()
     cleaner.run(connection)
     return bool(worker.work(burst=burst, logging_level="INFO"))
 
 
+_PR_SET_PDEATHSIG, _PR_GET_PDEATHSIG = 1, 2
+# Loaded before any fork: looking up a symbol in a forked child can deadlock on loader locks.
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Have Linux send ``signum`` to this process when its parent dies (PR_SET_PDEATHSIG)."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def parent_death_signal() -> int:
+    """The signal this process gets when its parent dies; 0 when none (PR_GET_PDEATHSIG)."""
+    if _libc is None:
+        return 0
+    value = ctypes.c_int(0)
+    _libc.prctl(_PR_GET_PDEATHSIG, ctypes.byref(value))
+    return value.value
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Ask Linux to SIGTERM this child when its parent dies (PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    set_parent_death_signal(signal.SIGTERM)
 
 
 def worker_command(name: str | None = None) -> list[str]:
@@ -131,7 +192,8 @@ def start_worker_process(
 ) -> subprocess.Popen[bytes]:
     """Start ``ipgeo worker`` as a child process on ``redis_url`` (stop it with ``stop_worker``).
 
-    The worker gets SIGTERM (a warm shutdown) if the starting process dies without stopping it.
+    The worker gets SIGTERM if the starting process dies without stopping it, and then stops
+    cold (its running job is killed; see ``BulkWorker.request_stop``).
     ``ipgeo up`` passes ``output`` (a pipe it prefixes) and a ``name`` to check readiness.
     """
     return subprocess.Popen(

@@ -1,0 +1,176 @@
+"""A job worker's work-horse never outlives it: real redis-server, `ipgeo worker`, work-horse.
+
+The job's input is a named pipe: the horse runs the job (it has opened its input) for as long
+as the test keeps the pipe open, so nothing here depends on how fast a job runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from ipgeo.jobs import JobFiles, JobOptions, enqueue, new_job_id
+from ipgeo.jobs.worker import start_worker_process
+from ipgeo.settings import Settings
+from tests.conftest import free_port
+from tests.servers import RedisServer
+from tests.upctl import UpProcess
+
+pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
+
+# Starts a worker the way `ipgeo up` and `ipgeo serve` do, then just waits.
+STARTER = """
+import sys
+from ipgeo.jobs.worker import start_worker_process
+worker = start_worker_process(sys.argv[1])
+print(worker.pid, flush=True)
+worker.wait()
+"""
+
+
+@pytest.fixture()
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def env(tmp_path: Path, redis_server: RedisServer) -> dict[str, str]:
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("IPGEO_")}
+    return environ | {
+        "IPGEO_DATA_DIR": str(tmp_path / "data"),
+        "IPGEO_DNS_SERVERS": "127.0.0.1:9",
+        "IPGEO_REDIS_URL": redis_server.url,
+    }
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _enqueue_endless_job(redis_server: RedisServer, env: dict[str, str]) -> tuple[str, Path]:
+    """Queue a job whose input is a named pipe nobody writes to yet."""
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("IPGEO_")})
+    job_id = new_job_id()
+    files = JobFiles.of(settings.data_dir, job_id)
+    files.directory.mkdir(parents=True)
+    os.mkfifo(files.input)
+    client = redis_server.client()
+    enqueue(client, settings, job_id, JobOptions(), "endless.log", 0, None)
+    client.close()
+    return job_id, files.input
+
+
+def _open_once_read(fifo: Path, worker: int) -> int:
+    """The pipe's write end, once a horse has opened the read end (it runs the job)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        assert _running(worker), "the worker exited"
+        assert time.monotonic() < deadline, "no work-horse opened the job's input"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kill", ["worker", "worker's group", "starter"])
+def test_work_horse_dies_with_its_worker(
+    kill: str, redis_server: RedisServer, env: dict[str, str]
+) -> None:
+    """SIGKILL of the worker or its group (supervisord's killasgroup, `up`'s clean-up), or of
+    the process that started it (`ipgeo up`, `ipgeo serve`): no process is left behind."""
+    job_id, fifo = _enqueue_endless_job(redis_server, env)
+    starter: subprocess.Popen[str] | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    pids: list[int] = []
+    writer = -1
+    try:
+        if kill == "starter":
+            starter = subprocess.Popen(
+                [sys.executable, "-c", STARTER, redis_server.url],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert starter.stdout is not None
+            pids += [starter.pid, int(starter.stdout.readline())]
+        else:
+            worker = start_worker_process(redis_server.url, env)
+            pids.append(worker.pid)
+        worker_pid = pids[-1]
+        writer = _open_once_read(fifo, worker_pid)
+        os.write(writer, b"81.2.69.142\n8.8.8.8\n")
+        [horse] = psutil.Process(worker_pid).children()
+        pids.append(horse.pid)
+        assert os.getpgid(horse.pid) != os.getpgid(worker_pid)  # RQ's own group for the horse
+        job = Job.fetch(job_id, connection=redis_server.client(), serializer=JSONSerializer)
+        assert job.get_status() == "started"
+        watched = [psutil.Process(pid) for pid in pids[-2:]]  # the worker and its horse
+
+        if kill == "worker":
+            os.kill(worker_pid, signal.SIGKILL)
+        elif kill == "worker's group":
+            os.killpg(worker_pid, signal.SIGKILL)
+        else:
+            assert starter is not None
+            starter.kill()
+            starter.wait()
+
+        _gone, alive = psutil.wait_procs(watched, timeout=15)
+        left = [proc.pid for proc in alive if _running(proc.pid)]
+        assert left == [], f"left behind: {left} (worker {worker_pid}, horse {horse.pid})"
+    finally:
+        for pid in pids:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        for child in (starter, worker):
+            if child is not None:
+                child.wait()
+        if writer >= 0:
+            os.close(writer)
+
+
+def test_killing_ipgeo_up_mid_job_leaves_no_process(
+    tmp_path: Path, redis_server: RedisServer, env: dict[str, str]
+) -> None:
+    """`ipgeo up` SIGKILLed while its worker runs a job (on a Redis that outlives it)."""
+    _job_id, fifo = _enqueue_endless_job(redis_server, env)
+    settings = {key: value for key, value in env.items() if key.startswith("IPGEO_")}
+    up = UpProcess(Path(env["IPGEO_DATA_DIR"]), free_port(), "--no-nginx", **settings)
+    processes: list[psutil.Process] = []
+    writer = -1
+    try:
+        up.wait_ready()
+        writer = _open_once_read(fifo, up.children()["worker"])
+        processes = up.descendants()
+        assert len(processes) > 2, processes  # the worker, its horse, the WSGI server
+        up.proc.kill()
+        up.proc.wait()
+        _gone, alive = psutil.wait_procs(processes, timeout=20)
+        left = [proc for proc in alive if _running(proc.pid)]
+        assert left == [], f"left behind: {left}\n{up.output()[-3000:]}"
+    finally:
+        for proc in processes:
+            if _running(proc.pid):
+                proc.kill()
+        up.kill_all()
+        if writer >= 0:
+            os.close(writer)
