@@ -11,7 +11,6 @@ the record's ``renderings`` (``PlaceRecord.rendering``), so it is made once as w
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
@@ -24,9 +23,6 @@ DEFAULT_RECORDS = 65_536  # per generation and process (~1 kB each); cleared whe
 ZONE_AT = PLACE_VALUES.index("time_zone")
 LATITUDE_AT = PLACE_VALUES.index("latitude")
 LONGITUDE_AT = PLACE_VALUES.index("longitude")
-# How long a time zone found from polygons is kept with its record: the locator's answer
-# may change with its state (PostGIS, or the embedded polygons while PostGIS is down).
-POLYGON_ZONE_SECONDS = 60.0
 NO_ASN: tuple[int | None, str | None] = (None, None)
 _MISSING = object()
 
@@ -34,12 +30,11 @@ _MISSING = object()
 class PlaceRecord:
     """One City record's place (``PLACE_VALUES``) and the renderings made from it."""
 
-    __slots__ = ("_polygon_zone", "renderings", "values")
+    __slots__ = ("renderings", "values")
 
     def __init__(self, values: tuple[Any, ...]) -> None:
         self.values = values
         self.renderings: dict[Hashable, Any] = {}
-        self._polygon_zone: tuple[float, str | None] | None = None
 
     @property
     def time_zone(self) -> str | None:
@@ -56,18 +51,19 @@ class PlaceRecord:
         return found
 
     def zone(self, locate: Callable[[float, float], str | None]) -> tuple[str, str] | None:
-        """``(time zone, source)``: the record's own, else found from polygons at its point."""
+        """``(time zone, source)``: the record's own, else found from polygons at its point.
+
+        A zone from polygons is asked for every time: the locator's answer may change with
+        its state (PostGIS, or the embedded polygons while PostGIS is down).
+        """
         named = self.values[ZONE_AT]
         if named:
             return named, "database"
         latitude, longitude = self.values[LATITUDE_AT], self.values[LONGITUDE_AT]
         if latitude is None or longitude is None:
             return None
-        now = time.monotonic()
-        kept = self._polygon_zone
-        if kept is None or now - kept[0] > POLYGON_ZONE_SECONDS:
-            kept = self._polygon_zone = (now, locate(latitude, longitude))
-        return (kept[1], "polygon") if kept[1] else None
+        found = locate(latitude, longitude)
+        return (found, "polygon") if found else None
 
 
 def address_of(version: int, number: int) -> IPAddress:
