@@ -28,6 +28,8 @@ SLOTS = ("input", "ip", "query", "version", "network", "hits")
 MARKED = ("time_zone", "time_zone_source", "utc_offset", "local_time", "asn", "asn_org")
 _PLACE_NAMES = PLACE_VALUES[:ZONE_AT]
 _QUOTE_RE = re.compile(r'[,"\r\n]')
+# cells left to ``csv.writer`` in per-line rows (its quoting of CR and NUL differs)
+_NEEDS_WRITER = re.compile(r'[,"\r\n\0]')
 # stand-ins while a template is rendered (no CSV quoting, no JSON escaping)
 _SLOT, _MARK = "\x01slot\x01", "\x01mark\x01"
 _SLOT_CSV, _MARK_CSV = _SLOT.encode(), _MARK.encode()
@@ -91,10 +93,10 @@ class Renderer:
             return orjson.dumps(value)
         if value is None or value == "":
             return b'""' if self._alone else b""
-        if not self._per_line:
+        if not self._per_line or _NEEDS_WRITER.search(text := cell(value)) is None:
             return csv_text(value).encode()
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow([cell(value)])
+        csv.writer(buffer, lineterminator="\n").writerow([text])
         return buffer.getvalue()[:-1].encode()
 
     def _texts(self, texts: list[str]) -> list[bytes]:
@@ -120,9 +122,13 @@ class Renderer:
             for name in self.columns
         ]
         if self.csv:
-            body = b",".join(
-                part.encode() if part in (_SLOT, _MARK) else self._cell(part) for part in parts
-            )
+            texts = [part if type(part) is str else cell(part) for part in parts]
+            line = ",".join(texts)
+            if self._alone or _NEEDS_WRITER.search("\t".join(texts)) is not None:  # to quote
+                line = ",".join(
+                    part if part in (_SLOT, _MARK) else self._cell(part).decode() for part in parts
+                )
+            body = line.encode()
             slot, mark = _SLOT_CSV, _MARK_CSV
         else:
             fields = dict(zip(self.columns, parts, strict=True))

@@ -10,6 +10,7 @@ and answer, as ``lookup_ip`` would give them.
 from __future__ import annotations
 
 import ipaddress
+import operator
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -55,8 +56,12 @@ _RESERVED_ANSWER = Answer(None, None, None, None, "reserved_address", RESERVED)
 _NOT_FOUND_ANSWER = Answer(None, None, None, None, "not_found", NOT_FOUND)
 
 
+_pick_facet = operator.itemgetter(*(PLACE_VALUES.index(name) for name in _FACET_VALUES))
+
+
 def _place_facet(place: PlaceRecord) -> tuple[Any, ...]:
-    return tuple(place.values[PLACE_VALUES.index(name)] for name in _FACET_VALUES)
+    found: tuple[Any, ...] = _pick_facet(place.values)
+    return found
 
 
 class Resolver:
