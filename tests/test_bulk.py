@@ -16,7 +16,6 @@ import orjson
 import pytest
 
 from ipgeo.bulk import BulkError, Cancelled, Options, Progress, run
-from ipgeo.bulk.lookup import CachedLookup
 from ipgeo.geo import FIELDS, GeoError, GeoService
 from ipgeo.geo.queries import parse_ip, reserved_reason
 from ipgeo.geo.reserved import ReservedFilter, _candidate_networks
@@ -55,6 +54,14 @@ def _reference(service: GeoService, ip: str) -> dict[str, Any]:
 def _same(row: dict[str, Any], expected: dict[str, Any]) -> bool:
     keys = [key for key in expected if key not in CLOCK_FIELDS]
     return {key: row[key] for key in keys} == {key: expected[key] for key in keys}
+
+
+def _bulk_rows(service: GeoService, ips: list[str]) -> list[dict[str, Any]]:
+    """The per-line rows of ``ips`` from the bulk engine (an IP list, NDJSON)."""
+    data = io.BytesIO(("\n".join(ips) + "\n").encode())
+    out = io.BytesIO()
+    run(service, [("ips", data)], Options(output_format="ndjson", input_format="ips"), out)
+    return _ndjson(out.getvalue())
 
 
 def _ndjson(data: bytes) -> list[dict[str, Any]]:
@@ -113,12 +120,8 @@ def test_unique_rows_have_hits(
 def test_random_addresses_equal_core_lookup(service: GeoService) -> None:
     rng = random.Random(11)
     ips = [*public_ips(rng, 4000, v6_share=0.3), "10.0.0.1", "::1", "100.64.1.1", "192.0.0.9"]
-    lookup = CachedLookup(service, cache_size=1000)
-    entries = lookup.get_many([parse_ip(ip) for ip in ips])  # type: ignore[misc]
-    for ip, entry in zip(ips, entries, strict=True):
-        row = entry.as_dict() | {"error": entry.error}
+    for ip, row in zip(ips, _bulk_rows(service, ips), strict=True):
         assert _same(row, _reference(service, ip)), ip
-    assert lookup.get_many([parse_ip(ips[-1])])[0] is entries[-1]  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize("record_size", [24, 28, 32])
@@ -151,12 +154,11 @@ def test_search_tree_walk_for_every_record_size(
     path = tmp_path / "t.mmdb"
     writer.to_db_file(str(path))
     service = GeoService(path)
-    lookup = CachedLookup(service)
     probes = ["81.2.69.1", "81.2.70.9", "81.2.70.200", "8.8.8.8", "1.2.3.4", "9.9.9.9"]
     if ip_version == 6:
         probes += ["2a02:8001::1", "2a03::1"]
-    for probe, entry in zip(probes, lookup.get_many([parse_ip(p) for p in probes]), strict=True):  # type: ignore[misc]
-        assert _same(entry.as_dict() | {"error": entry.error}, _reference(service, probe)), probe
+    for probe, row in zip(probes, _bulk_rows(service, probes), strict=True):
+        assert _same(row, _reference(service, probe)), probe
 
 
 def test_reserved_filter_matches_reserved_reason() -> None:
@@ -473,21 +475,6 @@ def test_vectorised_ipv4_rows_equal_core_lookup(service: GeoService, odd: str) -
     assert summary.distinct_ips == len(set(ips))
     assert summary.reserved == sum(row["error"] == "reserved_address" for row in rows)
     assert summary.not_found == sum(row["error"] == "not_found" for row in rows)
-
-
-def test_place_fragments_equal_one_by_one() -> None:
-    """Record cells rendered for a whole batch equal those rendered one record at a time."""
-    from ipgeo.bulk.writers import PER_LINE_DEFAULT, RowWriter
-
-    writer = RowWriter(io.BytesIO(), "csv", PER_LINE_DEFAULT)
-    places = [
-        ("Europe", "EU", "Germany", "DE", True, "Bavaria", "BY", "Mün,chen", "8\n03\r31", 48.1,
-         11.5, 100, "Europe/Berlin", "database", "+01:00", "2026-01-01T00:00:00+01:00"),
-        ("A", None, None, None, None, None, None, 'Say "hi"', "", None, -0.5, 0, None, None,
-         None, None),
-    ]  # fmt: skip
-    assert writer.place_fragments(places) == [writer.place_fragment(place) for place in places]
-    assert writer.place_fragments([]) == []
 
 
 def test_odd_items_in_a_batch_of_new_ips(service: GeoService) -> None:

@@ -13,12 +13,14 @@ import maxminddb
 import pytest
 
 from ipgeo.bulk import Options, run
-from ipgeo.bulk.lookup import Entry
+from ipgeo.bulk.resolver import Answer, Rows
 from ipgeo.bulk.writers import RowWriter
 from ipgeo.geo import FIELDS, GeoService
 from ipgeo.geo.addresses import network_text, parse_address
 from ipgeo.geo.database import bundled_city_db
 from ipgeo.geo.queries import parse_ip
+from ipgeo.geo.records import PlaceRecord
+from ipgeo.geo.timezones import zone_details
 from tests.test_bulk import _reference, _same
 
 # /16s with many networks in the bundled database: most addresses in them have a record
@@ -97,36 +99,43 @@ def test_located_ipv6_rows_equal_core_lookup(tmp_path: Path, count: int) -> None
     assert located > count // 2
 
 
-def test_place_fragments_equal_csv_writer() -> None:
+def _csv_line(values: list[object]) -> bytes:
+    values = ["true" if value is True else "false" if value is False else value for value in values]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue().encode()
+
+
+def test_record_cells_equal_csv_writer() -> None:
     writer = RowWriter(io.BytesIO(), "csv", ("source", "line", "input", *FIELDS, "error"))
+    renderer = writer.renderer
     base = ("Europe", "EU", "Germany", "DE", True, "Bayern", "BY", "München", "80331")
-    tail = (
-        48.1374,
-        11.5755,
-        20,
-        "Europe/Berlin",
-        "database",
-        "+01:00",
-        "2026-01-01T01:00:00+01:00",
-    )
-    odd = ["a,b", 'say "hi"', "line\nbreak", "cr\rhere", "", " spaced ", "日本", "nul\0"]
-    places = [(*base, *tail), (*base[:4], False, *base[5:], None, None, None, *tail[3:])]
+    tail = (48.1374, 11.5755, 20, "Europe/Berlin")
+    odd = ["a,b", 'say "hi"', "line\nbreak", "cr\rhere", "", " spaced ", "日本"]
+    places = [(*base, *tail), (*base[:4], False, *base[5:], None, None, None, tail[3])]
     places += [(text, *base[1:], *tail) for text in odd]
     places += [(*base[:7], text, *base[8:], *tail) for text in odd]
-    for place in places:
-        values = [
-            "true" if value is True else "false" if value is False else value for value in place
+    details = zone_details("Europe/Berlin", "database", renderer.now)
+    assert details is not None
+    zone = [details.name, details.source, details.utc_offset, details.local_time]
+    for asn, asn_org in ((None, None), (3320, 'Deutsche, "Telekom"')):
+        answers = [
+            Answer(PlaceRecord(place), ("Europe/Berlin", "database"), asn, asn_org, None, 2)
+            for place in places
         ]
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        expected = b",," + buffer.getvalue()[:-1].encode() + b",,,"
-        assert writer.place_fragment(place) == expected, place
-    assert writer.place_fragments(places) == list(map(writer.place_fragment, places))
+        count = len(answers)
+        rows = Rows(["1.2.3.4"] * count, [4] * count, ["1.2.3.0/24"] * count, list(range(count)))
+        renderer.clear()
+        tails = renderer.tails(answers, rows, ["1.2.3.4"] * count)
+        for place, rendered in zip(places, tails, strict=True):
+            values = ["1.2.3.4", "1.2.3.4", "1.2.3.4", 4, "1.2.3.0/24", None, *place[:-1]]
+            expected = b"," + _csv_line([*values, *zone, asn, asn_org, None])
+            assert rendered == expected, place
 
 
 @pytest.mark.parametrize("leading", [("source", "line", "input"), ("line",), ()])
 def test_error_tails_equal_csv_writer(leading: tuple[str, ...]) -> None:
-    writer = RowWriter(io.BytesIO(), "csv", (*leading, *FIELDS, "error"))
+    renderer = RowWriter(io.BytesIO(), "csv", (*leading, *FIELDS, "error")).renderer
     cases = [
         ("8.8.8.8", "8.8.8.8", 4, "not_found"),
         ("2001:0db8::1", "2001:db8::1", 6, "reserved_address"),
@@ -134,11 +143,10 @@ def test_error_tails_equal_csv_writer(leading: tuple[str, ...]) -> None:
         ('"x"', "1.2.3.4", 4, "not_found"),
     ]
     for text, ip, version, error in cases:
+        answer = Answer(None, None, None, None, error, 1)
+        renderer.clear()
+        tail = renderer.tails([answer], Rows([ip], [version], [None], [0]), [text])[0]
         row = (ip, ip, version) + (None,) * (len(FIELDS) - 3)
-        entry = Entry(ip, row, 1, error, "message")
         values = [*(([text]) if "input" in leading else []), *row, error]
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
         lead = b"," if leading else b""
-        expected = lead + buffer.getvalue().encode()
-        assert writer.tail(text, entry) == expected, text
+        assert tail == lead + _csv_line(values), text

@@ -1,13 +1,11 @@
 """Bulk enrichment of IP lists, CIDRs, ranges and access logs (no Flask).
 
 ``run(service, inputs, options, output, progress, should_cancel) -> Summary`` is the whole API
-used by the ``ipgeo bulk`` command and by background jobs; ``CachedLookup`` is the cached,
-batched lookup path the batch API shares.
+used by the ``ipgeo bulk`` command and by background jobs.
 """
 
 from ipgeo.bulk.engine import Options, Progress, ProgressCallback, run
 from ipgeo.bulk.errors import BulkError, Cancelled
-from ipgeo.bulk.lookup import CachedLookup, Entry
 from ipgeo.bulk.parsing import INPUT_FORMATS
 from ipgeo.bulk.summary import BadLine, Summary
 from ipgeo.bulk.writers import OUTPUT_FORMATS, PER_LINE_DEFAULT, UNIQUE_DEFAULT
@@ -19,9 +17,7 @@ __all__ = [
     "UNIQUE_DEFAULT",
     "BadLine",
     "BulkError",
-    "CachedLookup",
     "Cancelled",
-    "Entry",
     "Options",
     "Progress",
     "ProgressCallback",

@@ -1,15 +1,29 @@
-"""One bulk run: its inputs read in batches, then unique rows (if asked) and the summary."""
+"""One bulk run, composed: reader (``sources``, ``parsing``) → keyer → resolver → writer.
+
+Each batch of lines is keyed (``Keyer``), new IP keys are resolved through the kernel
+(``Resolver``) and rendered once (``Renderer``), and the rows of the lines are joined from
+their keys' row ends (``rows_block``). Counts go to a ``Tally``; unique rows and the summary
+are written at the end.
+"""
 
 from __future__ import annotations
 
 import gc
+import operator
+import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from itertools import compress
 from typing import BinaryIO
 
-from ipgeo.bulk.batches import BatchProcessor
+import numpy as np
+
+from ipgeo.bulk.blocks import rows_block
 from ipgeo.bulk.errors import BulkError, Cancelled
-from ipgeo.bulk.lookup import FIRST_PLACE, NOT_FOUND, RESERVED
+from ipgeo.bulk.keyer import Keyer
 from ipgeo.bulk.malloc import keep_freed_memory
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
 from ipgeo.bulk.parsing import (
@@ -22,14 +36,23 @@ from ipgeo.bulk.parsing import (
     list_item,
     log_client,
 )
+from ipgeo.bulk.ranges import range_addresses
+from ipgeo.bulk.resolver import Resolver, Rows
 from ipgeo.bulk.sources import Input, LineBatch, Source, open_source, read_batches, total_size
-from ipgeo.bulk.summary import Summary, top_places
+from ipgeo.bulk.summary import MAX_SAMPLES, BadLine, Summary
+from ipgeo.bulk.tally import Tally
+from ipgeo.bulk.tokens import BAD, IP, SKIP, Token
+from ipgeo.bulk.writers import RowWriter, columns_for
 from ipgeo.geo import GeoService
-from ipgeo.geo.queries import parse_ip
+from ipgeo.geo.addresses import Address, parse_address
+
+_TAIL = operator.attrgetter("tail")
+_PTON4 = partial(socket.inet_pton, socket.AF_INET)
+_UNIQUE_CHUNK = 8192
 
 
-class BulkRun(BatchProcessor):
-    """The state of one run (one writer, one cache, one summary) and its progress."""
+class BulkRun:
+    """One run: its parts (keyer, resolver, writer, tally), its summary and its progress."""
 
     def __init__(
         self,
@@ -39,7 +62,16 @@ class BulkRun(BatchProcessor):
         progress: ProgressCallback | None,
         should_cancel: Callable[[], bool] | None,
     ) -> None:
-        super().__init__(service, options, out)
+        self.options = options
+        self.resolver = Resolver(service, options.lang)
+        columns = columns_for(options.fields, options.unique)
+        self.writer = RowWriter(
+            out, options.output_format, columns, datetime.now(UTC), per_line=not options.unique
+        )
+        self.renderer = self.writer.renderer
+        self.keyer = Keyer(self._resolve_ips, options.max_line)
+        self.tally = Tally(options.unique)
+        self.summary = Summary()
         self.progress = progress
         self.should_cancel = should_cancel
         self._done_bytes = 0
@@ -59,25 +91,17 @@ class BulkRun(BatchProcessor):
         try:
             for item in inputs:
                 self._run_source(item)
-            self._fold(list(self.memo.values()))
+            self._fold(self.keyer.clear())
             if self.options.unique:
                 self._write_unique()
             self.writer.close()
         finally:
             if collecting:
                 gc.enable()
-            self.lookup.close()
         summary = self.summary
         summary.seconds = round(time.monotonic() - started, 3)
         summary.rows = self.writer.rows
-        summary.reserved = self.facet_hits[RESERVED]
-        summary.not_found = self.facet_hits[NOT_FOUND]
-        summary.located = sum(
-            count for facet, count in self.facet_hits.items() if facet >= FIRST_PLACE
-        )
-        summary.valid = summary.located + summary.reserved + summary.not_found
-        summary.distinct_ips = len(self.seen) if self.options.unique else len(self.distinct)
-        summary.top = top_places(self.lookup.facets, self.facet_hits, self.options.top)
+        self.tally.finish(summary, self.resolver.facets, self.options.top)
         return summary
 
     def _run_source(self, item: Input) -> None:
@@ -177,16 +201,162 @@ class BulkRun(BatchProcessor):
         """Announce the total input size for progress reports (``None`` when unknown)."""
         self._total_bytes = total
 
+    # -- one batch -------------------------------------------------------------------------------
+    def _batch(
+        self,
+        name: str,
+        head: bytes,
+        batch: LineBatch,
+        lineno: int,
+        extract: Extractor | None,
+        simple: bool,
+        fmt: str,
+    ) -> int:
+        """Count, resolve and write the rows of one batch of lines; return its line count."""
+        assert extract is not None
+        if self.resolver.refresh():
+            # the databases were reloaded: forget answers from the old files
+            self._fold(self.keyer.clear())
+        ranges = fmt in ("ips", "cidrs")
+        lines: list[bytes | None] | None = None
+        tails = None
+        if batch.buffer is not None and simple:
+            tails = self.keyer.key_block(batch, fmt != "log", ranges)
+        if tails is None:
+            lines = batch.lines
+            found, all_ips = self.keyer.tokens(lines, extract, simple, ranges, fmt == "log")
+            if all_ips:
+                for token, count in Counter(found).items():
+                    token.hits += count
+                tails = list(map(_TAIL, found))
+            else:
+                self._rows(name, head, lines, lineno, found)
+        if tails is not None:
+            self.summary.lines += len(tails)
+            if not self.options.unique:
+                line_format = self.writer.line_format if self.writer.has_line else None
+                block = rows_block(head, line_format, lineno + 1, tails)
+                self.writer.extend_block(block, len(tails))
+            count = len(tails)
+        else:
+            assert lines is not None
+            count = len(lines)
+        excess = len(self.keyer.memo) - self.options.cache_size
+        if excess > 0:
+            self._fold(self.keyer.evict(excess + self.options.cache_size // 2))
+        return count
+
+    def _rows(
+        self, name: str, head: bytes, lines: list[bytes | None], lineno: int, found: list[Token]
+    ) -> None:
+        """The rows of a batch whose lines are not all IPs, line after line."""
+        self.summary.lines += len(lines)
+        unique = self.options.unique
+        line_format = self.writer.line_format if self.writer.has_line else None
+        rows: list[bytes] = []
+        skipped = 0
+        for line, token in zip(lines, found, strict=True):
+            lineno += 1
+            kind = token.kind
+            if kind == IP:
+                token.hits += 1
+                if not unique:
+                    number = b"" if line_format is None else line_format % lineno
+                    rows.append(head + number + token.tail)
+            elif kind == SKIP:
+                skipped += 1
+            elif kind == BAD:
+                self._bad(name, lineno, token.reason, line)
+            else:
+                self.writer.extend(rows)
+                rows = []
+                self._range_rows(head, lineno, token)
+        self.summary.skipped += skipped
+        self.writer.extend(rows)
+
+    def _resolve_ips(self, pending: list[tuple[bytes, Token]]) -> None:
+        """Resolve and render the tokens of new IP keys (the keyer's ``resolve_ips``)."""
+        tokens = [token for _, token in pending]
+        plain = [":" not in token.text for token in tokens]
+        packed = None
+        if any(plain):
+            try:
+                packed = b"".join(map(_PTON4, [token.text for token in compress(tokens, plain)]))
+            except (OSError, ValueError):
+                packed = None
+        others = tokens
+        if packed is not None:
+            numbers = np.frombuffer(packed, dtype=">u4").astype(np.int64)
+            v4 = list(compress(tokens, plain))
+            self._resolved(v4, self.resolver.resolve_v4(numbers, [token.text for token in v4]))
+            others = list(compress(tokens, map(operator.not_, plain)))
+        located: list[Token] = []
+        addresses: list[Address] = []
+        for token in others:
+            address = parse_address(token.text)
+            if address is None:
+                token.kind, token.reason = BAD, "not an IP address"
+            else:
+                addresses.append(address)
+                located.append(token)
+        if addresses:
+            self._resolved(located, self.resolver.resolve(addresses))
+        if self.options.unique or packed is None:
+            self.tally.met([token.ip for token in tokens if token.kind == IP])
+        else:
+            self.tally.met([token.ip for token in located], packed)
+
+    def _resolved(self, tokens: list[Token], rows: Rows) -> None:
+        """Give tokens their resolved rows: IP, answer, facet and row end."""
+        answers = self.resolver.answers
+        if self.options.unique:
+            tails: list[bytes] = [b""] * len(tokens)
+        else:
+            tails = self.renderer.tails(answers, rows, [token.text for token in tokens])
+        for token, ip, answer, tail in zip(tokens, rows.ips, rows.answers, tails, strict=True):
+            token.ip = ip
+            token.answer = answer
+            token.facet = answers[answer].facet
+            token.tail = tail
+
+    def _fold(self, tokens: list[Token]) -> None:
+        """Move pending hit counts of tokens into the tally."""
+        self.tally.fold(tokens)
+
+    def _bad(self, name: str, lineno: int, reason: str, line: bytes | None) -> None:
+        self.summary.unparseable += 1
+        if len(self.summary.unparseable_lines) < MAX_SAMPLES:
+            text = "" if line is None else line[:200].decode("utf-8", "replace")
+            self.summary.unparseable_lines.append(BadLine(name, lineno, reason, text))
+
+    def _range_rows(self, head: bytes, lineno: int, token: Token) -> None:
+        """The rows of a CIDR or range line: one per address looked up in it."""
+        assert token.bounds is not None
+        options = self.options
+        number = self.writer.line_format % lineno if self.writer.has_line else b""
+        for addresses in range_addresses(self.resolver, options, lineno, token.text, *token.bounds):
+            rows = self.resolver.resolve(addresses)
+            answers = self.resolver.answers
+            for ip, answer in zip(rows.ips, rows.answers, strict=True):
+                self.tally.add(ip, answers[answer].facet)
+            if options.unique:
+                continue
+            tails = self.renderer.tails(answers, rows, [token.text] * len(addresses))
+            self.writer.extend([head + number + tail for tail in tails])
+
     # -- unique mode -----------------------------------------------------------------------------
     def _write_unique(self) -> None:
-        keys = list(self.seen)
-        for offset in range(0, len(keys), 8192):
-            chunk = keys[offset : offset + 8192]
-            addresses = [parse_ip(key) for key in chunk]
-            entries = self.lookup.get_many(addresses)  # type: ignore[arg-type]
-            self.writer.extend(
-                [self.writer.unique_row(entry, self.seen[entry.key]) for entry in entries]
-            )
+        seen = self.tally.seen
+        keys = list(seen)
+        opening = self.writer.head("")
+        for offset in range(0, len(keys), _UNIQUE_CHUNK):
+            chunk = keys[offset : offset + _UNIQUE_CHUNK]
+            addresses: list[Address] = list(map(parse_address, chunk))  # type: ignore[arg-type]
+            self.resolver.refresh()
+            rows = self.resolver.resolve(addresses)
+            hits = list(map(seen.__getitem__, chunk))
+            tails = self.renderer.tails(self.resolver.answers, rows, hits=hits)
+            self.writer.extend([opening + tail for tail in tails])
 
 
 def _chain(first: LineBatch, rest: Iterator[LineBatch]) -> Iterator[LineBatch]:

@@ -6,10 +6,11 @@ import ipaddress
 from collections.abc import Iterator
 
 from ipgeo.bulk.errors import BulkError
-from ipgeo.bulk.lookup import CachedLookup, Entry
 from ipgeo.bulk.options import Options
 from ipgeo.bulk.parsing import parse_range
+from ipgeo.bulk.resolver import Resolver
 from ipgeo.bulk.tokens import BAD, RANGE, IPAddress, Token
+from ipgeo.geo.addresses import Address
 
 _EXPAND_CHUNK = 4096
 
@@ -27,18 +28,19 @@ def range_token(text: str) -> Token:
     return token
 
 
-def range_entries(
-    lookup: CachedLookup,
+def range_addresses(
+    resolver: Resolver,
     options: Options,
     lineno: int,
     text: str,
     first: IPAddress,
     last: IPAddress,
-) -> Iterator[list[Entry]]:
-    """The entries of a range in chunks: every address with ``--expand``, else each
-    database network in it (at least one lookup, of its first address)."""
+) -> Iterator[list[Address]]:
+    """The addresses of a range to look up, in chunks: every address with ``--expand``, else
+    the first of each database network in it (at least one: its first address)."""
     start, end = int(first), int(last)
-    make = ipaddress.IPv4Address if first.version == 4 else ipaddress.IPv6Address
+    version = first.version
+    make = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
     if options.expand:
         size = end - start + 1
         if size > options.max_expand:
@@ -49,16 +51,15 @@ def range_entries(
             )
         for chunk in range(start, end + 1, _EXPAND_CHUNK):
             stop = min(end + 1, chunk + _EXPAND_CHUNK)
-            addresses: list[IPAddress] = [make(number) for number in range(chunk, stop)]
-            yield lookup.get_many(addresses)
+            yield [(str(make(number)), version, number) for number in range(chunk, stop)]
         return
     found = False
-    batch = []
-    for address in lookup.networks(first, last):
-        batch.append(address)
+    batch: list[Address] = []
+    for address in resolver.networks(first, last):
+        batch.append((str(address), version, int(address)))
         if len(batch) >= _EXPAND_CHUNK:
             found = True
-            yield lookup.get_many(batch)
+            yield batch
             batch = []
     if batch or not found:
-        yield lookup.get_many(batch or [first])
+        yield batch or [(str(first), version, start)]

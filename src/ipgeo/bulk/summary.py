@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_SAMPLES = 20
-# Position of each value in a facet tuple built by ``CachedLookup``.
-_COUNTRY_ISO, _COUNTRY, _REGION_CODE, _REGION, _CITY, _ASN, _ASN_ORG, _TIME_ZONE = range(8)
+
+
+class Facet(NamedTuple):
+    """The values of an answer that the summary counts by."""
+
+    country_iso: str | None
+    country: str | None
+    region_code: str | None
+    region: str | None
+    city: str | None
+    asn: int | None
+    asn_org: str | None
+    time_zone: str | None
 
 
 @dataclass
@@ -66,7 +77,7 @@ def _ranked(counts: Counter[Any], total: int, top: int, label: Any) -> list[dict
     return ranked
 
 
-def top_places(facets: list[tuple[Any, ...]], hits: Counter[int], top: int) -> dict[str, Any]:
+def top_places(facets: list[Facet | None], hits: Counter[int], top: int) -> dict[str, Any]:
     """Top countries, regions, cities, ASNs and time zones from facet hit counts."""
     countries: Counter[Any] = Counter()
     regions: Counter[Any] = Counter()
@@ -77,26 +88,26 @@ def top_places(facets: list[tuple[Any, ...]], hits: Counter[int], top: int) -> d
     total = 0
     for facet_id, count in hits.items():
         facet = facets[facet_id]
-        if not facet:
+        if facet is None:
             continue
         total += count
-        iso = facet[_COUNTRY_ISO]
+        iso = facet.country_iso
         if iso:
             countries[iso] += count
-            names[("country", iso)] = facet[_COUNTRY]
-        if facet[_REGION] or facet[_REGION_CODE]:
-            key = f"{iso or '?'}-{facet[_REGION_CODE] or facet[_REGION]}"
+            names[("country", iso)] = facet.country
+        if facet.region or facet.region_code:
+            key = f"{iso or '?'}-{facet.region_code or facet.region}"
             regions[key] += count
-            names[("region", key)] = facet[_REGION]
-        if facet[_CITY]:
-            key = f"{facet[_CITY]}, {facet[_REGION] or facet[_REGION_CODE] or '-'}, {iso or '?'}"
+            names[("region", key)] = facet.region
+        if facet.city:
+            key = f"{facet.city}, {facet.region or facet.region_code or '-'}, {iso or '?'}"
             cities[key] += count
-            names[("city", key)] = facet[_CITY]
-        if facet[_ASN] is not None:
-            asns[facet[_ASN]] += count
-            names[("asn", facet[_ASN])] = facet[_ASN_ORG]
-        if facet[_TIME_ZONE]:
-            zones[facet[_TIME_ZONE]] += count
+            names[("city", key)] = facet.city
+        if facet.asn is not None:
+            asns[facet.asn] += count
+            names[("asn", facet.asn)] = facet.asn_org
+        if facet.time_zone:
+            zones[facet.time_zone] += count
     return {
         "countries": _ranked(countries, total, top, lambda key: names[("country", key)]),
         "regions": _ranked(regions, total, top, lambda key: names[("region", key)]),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from ipgeo.bulk.lookup import Entry
-
 SKIP, IP, RANGE, BAD = range(4)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -13,14 +11,15 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class Token:
     """What one distinct input item (as bytes) turned out to be, plus its pending hit count."""
 
-    __slots__ = ("bounds", "entry", "facet", "hits", "kind", "reason", "tail", "text")
+    __slots__ = ("answer", "bounds", "facet", "hits", "ip", "kind", "reason", "tail", "text")
 
     def __init__(self, kind: int, text: str = "", reason: str = "") -> None:
         self.kind = kind
         self.text = text
         self.reason = reason
-        self.entry: Entry | None = None  # set where rows are rendered from it
-        self.facet = -1  # the summary facet of an IP's answer, once known
+        self.ip = ""  # an IP's canonical text
+        self.answer = -1  # an IP's answer id (``Resolver.answers``)
+        self.facet = -1  # the summary facet of an IP's answer
         self.tail = b""
         self.hits = 0
         self.bounds: tuple[IPAddress, IPAddress] | None = None

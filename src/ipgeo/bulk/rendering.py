@@ -1,0 +1,209 @@
+"""The one renderer of each output format: a row's end (its columns after the line number).
+
+A row is rendered from a ``%`` template of its answer: the constant cells (CSV) or fields
+(JSON) with ``%s`` slots for the per-address values (``SLOTS``: input, ip, query, version,
+network, hits), filled for many addresses at once. A City record renders its part once and
+keeps it (``PlaceRecord.rendering``), with slots for the values of this run (``MARKED``: the
+zone at the run's clock, the ASN values); an answer without a record is rendered directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from ipgeo.bulk.resolver import Answer, Rows
+from ipgeo.formats import cell
+from ipgeo.geo.database import PLACE_VALUES
+from ipgeo.geo.records import ZONE_AT, PlaceRecord
+from ipgeo.geo.timezones import zone_details
+
+SLOTS = ("input", "ip", "query", "version", "network", "hits")
+MARKED = ("time_zone", "time_zone_source", "utc_offset", "local_time", "asn", "asn_org")
+_PLACE_NAMES = PLACE_VALUES[:ZONE_AT]
+_QUOTE_RE = re.compile(r'[,"\r\n]')
+# cells left to ``csv.writer`` in per-line rows (its quoting of CR and NUL differs)
+_NEEDS_WRITER = re.compile(r'[,"\r\n\0]')
+# stand-ins while a template is rendered (no CSV quoting, no JSON escaping)
+_SLOT, _MARK = "\x01slot\x01", "\x01mark\x01"
+_SLOT_CSV, _MARK_CSV = _SLOT.encode(), _MARK.encode()
+_SLOT_JSON, _MARK_JSON = orjson.dumps(_SLOT), orjson.dumps(_MARK)
+_VERSIONS = {4: b"4", 6: b"6"}
+_NO_ZONE = (None, None, None, None)
+
+
+def csv_text(value: Any) -> str:
+    """One CSV cell the way ``csv.writer`` quotes ``formats.cell(value)`` (minimal quoting)."""
+    if value is None:
+        return ""
+    kind = type(value)
+    if kind is int or kind is float:
+        return str(value)
+    text = value if kind is str else cell(value)
+    if _QUOTE_RE.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_cells(values: Sequence[Any]) -> bytes:
+    """A CSV line (without its newline) of ``values``."""
+    return ",".join([csv_text(value) for value in values]).encode()
+
+
+class Renderer:
+    """Renders the row ends of one format and column selection, for one run's clock."""
+
+    def __init__(
+        self,
+        fmt: str,
+        columns: Sequence[str],
+        lead: bytes,
+        end: bytes,
+        now: datetime,
+        per_line: bool = True,
+    ) -> None:
+        self.csv = fmt == "csv"
+        self.columns = tuple(columns)  # input, the lookup fields, hits, error
+        self.slots = tuple(name for name in self.columns if name in SLOTS)
+        self.marked = tuple(name for name in self.columns if name in MARKED)
+        self._lead = lead if self.columns else b""
+        self._end = end
+        # Per-line CSV cells are those of ``csv.writer`` (which quotes the empty cell of a
+        # one-cell line), unique rows' those of ``csv_text``.
+        self._per_line = per_line
+        self._alone = per_line and len(self.columns) == 1
+        self.now = now
+        self.key = ("bulk", fmt, self.columns, lead, end, self._alone)
+        self._templates: list[bytes | None] = []  # by answer id
+        self._zones: dict[tuple[str, str] | None, tuple[Any, ...]] = {}
+
+    def clear(self) -> None:
+        """Forget the answers' templates (their ids are given again after a reload)."""
+        self._templates = []
+
+    # -- cells -----------------------------------------------------------------------------------
+    def _cell(self, value: Any) -> bytes:
+        if not self.csv:
+            return orjson.dumps(value)
+        if value is None or value == "":
+            return b'""' if self._alone else b""
+        if not self._per_line or _NEEDS_WRITER.search(text := cell(value)) is None:
+            return csv_text(value).encode()
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([text])
+        return buffer.getvalue()[:-1].encode()
+
+    def _texts(self, texts: list[str]) -> list[bytes]:
+        """Text cells (IP texts, inputs), escaped for the format."""
+        if not self.csv:
+            return list(map(orjson.dumps, texts))
+        if _QUOTE_RE.search("\t".join(texts)) is None:  # no cell to quote
+            return list(map(str.encode, texts))
+        return [self._cell(text) for text in texts]
+
+    def _networks(self, networks: list[str | None]) -> list[bytes]:
+        if not self.csv:
+            return list(map(orjson.dumps, networks))
+        return [b"" if network is None else network.encode() for network in networks]
+
+    # -- templates -------------------------------------------------------------------------------
+    def _template(self, values: dict[str, Any], levels: int) -> bytes:
+        """The row end of ``values`` with ``%s`` slots; formatted ``levels`` times (the marked
+        columns first when there are two levels)."""
+        marked = levels == 2
+        parts: list[Any] = [
+            _SLOT if name in SLOTS else _MARK if marked and name in MARKED else values.get(name)
+            for name in self.columns
+        ]
+        if self.csv:
+            texts = [part if type(part) is str else cell(part) for part in parts]
+            line = ",".join(texts)
+            if self._alone or _NEEDS_WRITER.search("\t".join(texts)) is not None:  # to quote
+                line = ",".join(
+                    part if part in (_SLOT, _MARK) else self._cell(part).decode() for part in parts
+                )
+            body = line.encode()
+            slot, mark = _SLOT_CSV, _MARK_CSV
+        else:
+            fields = dict(zip(self.columns, parts, strict=True))
+            body = orjson.dumps(fields)[1:-1]
+            slot, mark = _SLOT_JSON, _MARK_JSON
+        text = self._lead + body + self._end if body else self._end
+        text = text.replace(b"%", b"%" * 2**levels)
+        text = text.replace(slot, b"%%s" if marked else b"%s")
+        return text.replace(mark, b"%s")
+
+    def _record_template(self, place: PlaceRecord) -> bytes:
+        values = dict(zip(_PLACE_NAMES, place.values, strict=False))
+        return self._template(values, 2)
+
+    def template(self, answer_id: int, answer: Answer) -> bytes:
+        """The template of one answer of this run (slots: ``self.slots``)."""
+        templates = self._templates
+        if answer_id < len(templates):
+            found = templates[answer_id]
+            if found is not None:
+                return found
+        else:
+            templates.extend([None] * (answer_id + 1 - len(templates)))
+        place = answer.place
+        if place is None:
+            values = {"asn": answer.asn, "asn_org": answer.asn_org, "error": answer.error}
+            found = self._template(values, 1)
+        else:
+            record: bytes = place.rendering(self.key, self._record_template)
+            if self.marked:
+                zone = self._zone(answer.zone)
+                marks = dict(zip(MARKED, (*zone, answer.asn, answer.asn_org), strict=True))
+                found = record % tuple(self._cell(marks[name]) for name in self.marked)
+            else:
+                found = record % ()
+        templates[answer_id] = found
+        return found
+
+    def _zone(self, named: tuple[str, str] | None) -> tuple[Any, ...]:
+        """Name, source, offset and local time of a zone at the run's clock."""
+        found = self._zones.get(named)
+        if found is None:
+            details = zone_details(*named, self.now) if named else None
+            found = self._zones[named] = (
+                _NO_ZONE
+                if details is None
+                else (details.name, details.source, details.utc_offset, details.local_time)
+            )
+        return found
+
+    # -- rows ------------------------------------------------------------------------------------
+    def tails(
+        self,
+        answers: Sequence[Answer],
+        rows: Rows,
+        inputs: list[str] | None = None,
+        hits: list[int] | None = None,
+    ) -> list[bytes]:
+        """The row end of each row of ``rows`` (``inputs``: the items as written)."""
+        template = self.template
+        templates = [template(answer, answers[answer]) for answer in rows.answers]
+        columns: list[list[bytes]] = []
+        ips: list[bytes] = []
+        for name in self.slots:
+            if name == "input":
+                columns.append(self._texts(inputs if inputs is not None else rows.ips))
+            elif name in ("ip", "query"):
+                ips = ips or self._texts(rows.ips)
+                columns.append(ips)
+            elif name == "version":
+                columns.append(list(map(_VERSIONS.__getitem__, rows.versions)))
+            elif name == "network":
+                columns.append(self._networks(rows.networks))
+            else:
+                columns.append([b"%d" % count for count in hits or ()])
+        if not columns:
+            return [text % () for text in templates]
+        return list(map(bytes.__mod__, templates, zip(*columns, strict=True)))

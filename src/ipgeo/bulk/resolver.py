@@ -1,0 +1,207 @@
+"""The resolver of a bulk run: addresses through the lookup kernel to typed rows.
+
+Addresses are walked through the City (and ASN) trees of the generation in service, as
+arrays; each distinct pair of records gives one ``Answer`` (the kernel's ``PlaceRecord``, its
+time zone, the ASN values, the summary facet), made once per run, shared by every address it
+covers. A batch of resolved addresses is a ``Rows``: per address its text, version, network
+and answer, as ``lookup_ip`` would give them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import operator
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ipgeo.bulk.summary import Facet
+from ipgeo.geo import GeoService
+from ipgeo.geo.addresses import Address, IPAddress, network_text
+from ipgeo.geo.database import PLACE_VALUES
+from ipgeo.geo.generation import Generation
+from ipgeo.geo.records import PlaceRecord
+from ipgeo.geo.tree import IntArray, TreeWalker
+
+# Facet ids of rows without a location; located rows get ids from ``FIRST_PLACE`` on.
+RESERVED, NOT_FOUND, FIRST_PLACE = 0, 1, 2
+_FACET_VALUES = ("country_iso", "country", "region_code", "region", "city")
+# IPv6 batches up to this size are walked one address after the other (``TreeWalker.find``);
+# numpy walks cost per tree level, not per address.
+_SINGLE_V6_WALKS = 64
+
+
+class Answer(NamedTuple):
+    """What one City record and one ASN record say of every address they cover."""
+
+    place: PlaceRecord | None
+    zone: tuple[str, str] | None  # (time zone, source)
+    asn: int | None
+    asn_org: str | None
+    error: str | None  # ``reserved_address``, ``not_found`` or None
+    facet: int  # the summary facet id
+
+
+class Rows(NamedTuple):
+    """Resolved addresses as columns: position ``i`` is one typed row."""
+
+    ips: list[str]  # canonical text
+    versions: list[int]
+    networks: list[str | None]
+    answers: list[int]  # ids in ``Resolver.answers``
+
+
+_RESERVED_ANSWER = Answer(None, None, None, None, "reserved_address", RESERVED)
+_NOT_FOUND_ANSWER = Answer(None, None, None, None, "not_found", NOT_FOUND)
+
+
+_pick_facet = operator.itemgetter(*(PLACE_VALUES.index(name) for name in _FACET_VALUES))
+
+
+def _place_facet(place: PlaceRecord) -> tuple[Any, ...]:
+    found: tuple[Any, ...] = _pick_facet(place.values)
+    return found
+
+
+class Resolver:
+    """Resolves addresses in the generation in service; answers are numbered per run."""
+
+    def __init__(self, service: GeoService, lang: str | None) -> None:
+        self.service = service
+        self.languages = service.languages_for(lang)
+        self.current: Generation = service.current()
+        self.answers: list[Answer] = [_RESERVED_ANSWER, _NOT_FOUND_ANSWER]
+        self._answer_ids: dict[tuple[int, int], int] = {}  # (City, ASN record pointer) → id
+        self.facets: list[Facet | None] = [None, None]  # by id; none for reserved, not found
+        self._facet_ids: dict[Facet, int] = {}
+
+    def refresh(self) -> bool:
+        """Take the generation in service; True when it changed (record pointers are void)."""
+        current = self.service.current()
+        if current is self.current:
+            return False
+        self.current = current
+        self._answer_ids.clear()
+        return True
+
+    # -- answers ---------------------------------------------------------------------------------
+    def _answer_id(self, city: int, asn: int, version: int, number: int) -> int:
+        """The id of the answer of a (City, ASN) record pointer pair; ``number`` is in both."""
+        key = (city, asn)
+        found = self._answer_ids.get(key)
+        if found is not None:
+            return found
+        current = self.current
+        place = current.place(city, version, number, self.languages)
+        asn_walker = current.asn_walker
+        asn_values: tuple[int | None, str | None] = (None, None)
+        if asn_walker is not None and asn > asn_walker.node_count:
+            asn_values = current.records.asn(asn, version, number)
+        if place is None and asn_values[0] is None:
+            found = NOT_FOUND
+        else:
+            zone = self.service.zone_of(place) if place is not None else None
+            values = place.rendering("summary facet", _place_facet) if place else (None,) * 5
+            facet = self._facet_id(Facet._make((*values, *asn_values, zone[0] if zone else None)))
+            found = len(self.answers)
+            self.answers.append(Answer(place, zone, *asn_values, None, facet))
+        self._answer_ids[key] = found
+        return found
+
+    def _facet_id(self, facet: Facet) -> int:
+        found = self._facet_ids.get(facet)
+        if found is None:
+            found = self._facet_ids[facet] = len(self.facets)
+            self.facets.append(facet)
+        return found
+
+    # -- batches ---------------------------------------------------------------------------------
+    def resolve_v4(self, numbers: IntArray, texts: list[str]) -> Rows:
+        """The rows of canonical IPv4 addresses given as integers and texts, with numpy."""
+        current = self.current
+        count = len(texts)
+        reserved = self.service.reserved.reserved_v4(numbers)
+        city, prefixes = current.city_walker.walk_v4(numbers)
+        keys = city << 32
+        if current.asn_walker is not None:
+            keys |= current.asn_walker.walk_v4(numbers)[0]
+        keys[reserved] = -1
+        distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        samples = numbers[first].tolist()
+        ids = [
+            RESERVED if key < 0 else self._answer_id(key >> 32, key & 0xFFFFFFFF, 4, sample)
+            for key, sample in zip(distinct.tolist(), samples, strict=True)
+        ]
+        answers: list[int] = np.array(ids, dtype=np.int64)[inverse.reshape(-1)].tolist()
+        masks = (0xFFFFFFFF << (32 - prefixes)) & 0xFFFFFFFF
+        octets = (numbers & masks).astype(">u4").view(np.uint8).reshape(-1, 4).T.tolist()
+        networks: list[str | None] = list(
+            map("%d.%d.%d.%d/%d".__mod__, zip(*octets, prefixes.tolist(), strict=True))
+        )
+        placeless = [
+            index for index, answer in enumerate(ids) if self.answers[answer].place is None
+        ]
+        if placeless:
+            for position in np.flatnonzero(np.isin(inverse.reshape(-1), placeless)).tolist():
+                networks[position] = None
+        return Rows(texts, [4] * count, networks, answers)
+
+    def resolve(self, addresses: list[Address]) -> Rows:
+        """The rows of addresses of any version, given as ``(canonical text, version, integer)``."""
+        count = len(addresses)
+        answers = [RESERVED] * count
+        networks: list[str | None] = [None] * count
+        reserved = self.service.reserved.is_reserved_number
+        by_version: dict[int, list[int]] = {4: [], 6: []}
+        for position, (_, version, number) in enumerate(addresses):
+            if not reserved(version, number):
+                by_version[version].append(position)
+        current = self.current
+        for version, positions in by_version.items():
+            if not positions:
+                continue
+            numbers = [addresses[position][2] for position in positions]
+            city, prefixes = _walk(current.city_walker, version, numbers)
+            asn = (
+                _walk(current.asn_walker, version, numbers)[0]
+                if current.asn_walker
+                else [0] * len(numbers)
+            )
+            for position, number, pointer, prefix, asn_pointer in zip(
+                positions, numbers, city, prefixes, asn, strict=True
+            ):
+                answer = self._answer_id(pointer, asn_pointer, version, number)
+                answers[position] = answer
+                if self.answers[answer].place is not None:
+                    networks[position] = network_text(version, number, prefix)
+        ips = [address[0] for address in addresses]
+        return Rows(ips, [address[1] for address in addresses], networks, answers)
+
+    def networks(self, first: IPAddress, last: IPAddress) -> Iterator[IPAddress]:
+        """The first address (within ``first..last``) of every database network with a record."""
+        walker = self.current.city_walker
+        width = 32 if first.version == 4 else 128
+        make = ipaddress.IPv4Address if first.version == 4 else ipaddress.IPv6Address
+        current, end = int(first), int(last)
+        while current <= end:
+            pointer, prefix = walker.find(first.version, current)
+            host_bits = width - prefix
+            if pointer > walker.node_count:
+                yield make(current)
+            if host_bits >= width:
+                break
+            current = ((current >> host_bits) + 1) << host_bits
+
+
+def _walk(walker: TreeWalker | None, version: int, numbers: list[int]) -> tuple[list[int], ...]:
+    """Record pointers and prefix lengths of addresses of one version."""
+    assert walker is not None
+    if version == 4:
+        pointers, prefixes = walker.walk_v4(np.array(numbers, dtype=np.int64))
+        return pointers.tolist(), prefixes.tolist()
+    if len(numbers) <= _SINGLE_V6_WALKS:
+        found = [walker.find(6, number) for number in numbers]
+        return [pointer for pointer, _ in found], [prefix for _, prefix in found]
+    pointers, prefixes = walker.walk_v6(numbers)
+    return pointers.tolist(), prefixes.tolist()

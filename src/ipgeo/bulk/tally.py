@@ -1,0 +1,62 @@
+"""The counts of a bulk run: hits per place facet, and distinct IPs (with hits in unique mode)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ipgeo.bulk.distinct import DistinctIPs
+from ipgeo.bulk.resolver import FIRST_PLACE, NOT_FOUND, RESERVED
+from ipgeo.bulk.summary import Facet, Summary, top_places
+from ipgeo.bulk.tokens import Token
+
+
+class Tally:
+    """Hits by facet id and by IP; tokens keep pending hits until they are folded in here."""
+
+    def __init__(self, unique: bool) -> None:
+        self.unique = unique
+        self.seen: dict[str, int] = {}  # unique mode: hits per IP, in first-seen order
+        self.distinct = DistinctIPs()  # per-line mode
+        self.facet_hits: Counter[int] = Counter()
+
+    def met(self, ips: list[str], packed_v4: bytes = b"") -> None:
+        """Count the distinct IPs met in new keys, in order (``packed_v4``: more IPv4
+        addresses, as 4 bytes each; per-line mode only)."""
+        if self.unique:
+            seen = self.seen
+            for ip in ips:
+                if ip not in seen:
+                    seen[ip] = 0
+            return
+        self.distinct.add_packed_v4(packed_v4)
+        for ip in ips:
+            self.distinct.add(ip)
+
+    def add(self, ip: str, facet: int) -> None:
+        """Count one row of ``ip``."""
+        if self.unique:
+            self.seen[ip] = self.seen.get(ip, 0) + 1
+        else:
+            self.distinct.add(ip)
+        self.facet_hits[facet] += 1
+
+    def fold(self, tokens: list[Token]) -> None:
+        """Move the pending hit counts of tokens into the totals."""
+        seen = self.seen if self.unique else None
+        facet_hits = self.facet_hits
+        for token in tokens:
+            if token.hits and token.facet >= 0:
+                if seen is not None:
+                    seen[token.ip] = seen.get(token.ip, 0) + token.hits
+                facet_hits[token.facet] += token.hits
+                token.hits = 0
+
+    def finish(self, summary: Summary, facets: list[Facet | None], top: int) -> None:
+        """Put the counts into ``summary``."""
+        hits = self.facet_hits
+        summary.reserved = hits[RESERVED]
+        summary.not_found = hits[NOT_FOUND]
+        summary.located = sum(count for facet, count in hits.items() if facet >= FIRST_PLACE)
+        summary.valid = summary.located + summary.reserved + summary.not_found
+        summary.distinct_ips = len(self.seen) if self.unique else len(self.distinct)
+        summary.top = top_places(facets, hits, top)
