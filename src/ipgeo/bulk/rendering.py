@@ -36,6 +36,7 @@ _SLOT_CSV, _MARK_CSV = _SLOT.encode(), _MARK.encode()
 _SLOT_JSON, _MARK_JSON = orjson.dumps(_SLOT), orjson.dumps(_MARK)
 _VERSIONS = {4: b"4", 6: b"6"}
 _NO_ZONE = (None, None, None, None)
+_MARKS_KEPT = 65_536
 
 
 def csv_text(value: Any) -> str:
@@ -81,7 +82,21 @@ class Renderer:
         self.now = now
         self.key = ("bulk", fmt, self.columns, lead, end, self._alone)
         self._templates: list[bytes | None] = []  # by answer id
+        # each column of a record's template: a slot or mark stand-in, the index of its
+        # value in ``PlaceRecord.values``, or None (a column a located answer leaves empty)
+        self._record_plan: list[str | int | None] = [
+            _SLOT
+            if name in SLOTS
+            else _MARK
+            if name in MARKED
+            else _PLACE_NAMES.index(name)
+            if name in _PLACE_NAMES
+            else None
+            for name in self.columns
+        ]
         self._zones: dict[tuple[str, str] | None, tuple[Any, ...]] = {}
+        # rendered marked cells by (zone, asn, asn_org): zones repeat, ASNs mostly too
+        self._marks: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
 
     def clear(self) -> None:
         """Forget the answers' templates (their ids are given again after a reload)."""
@@ -113,16 +128,14 @@ class Renderer:
         return [b"" if network is None else network.encode() for network in networks]
 
     # -- templates -------------------------------------------------------------------------------
-    def _template(self, values: dict[str, Any], levels: int) -> bytes:
-        """The row end of ``values`` with ``%s`` slots; formatted ``levels`` times (the marked
-        columns first when there are two levels)."""
+    def _template(self, parts: list[Any], levels: int) -> bytes:
+        """The row end of the column values ``parts`` (with the slot and mark stand-ins) as a
+        ``%`` template, formatted ``levels`` times (the marked columns first when two)."""
         marked = levels == 2
-        parts: list[Any] = [
-            _SLOT if name in SLOTS else _MARK if marked and name in MARKED else values.get(name)
-            for name in self.columns
-        ]
         if self.csv:
-            texts = [part if type(part) is str else cell(part) for part in parts]
+            texts = [
+                part if type(part) is str else "" if part is None else cell(part) for part in parts
+            ]
             line = ",".join(texts)
             if self._alone or _NEEDS_WRITER.search("\t".join(texts)) is not None:  # to quote
                 line = ",".join(
@@ -140,8 +153,9 @@ class Renderer:
         return text.replace(mark, b"%s")
 
     def _record_template(self, place: PlaceRecord) -> bytes:
-        values = dict(zip(_PLACE_NAMES, place.values, strict=False))
-        return self._template(values, 2)
+        values = place.values
+        parts = [values[item] if type(item) is int else item for item in self._record_plan]
+        return self._template(parts, 2)
 
     def template(self, answer_id: int, answer: Answer) -> bytes:
         """The template of one answer of this run (slots: ``self.slots``)."""
@@ -155,16 +169,25 @@ class Renderer:
         place = answer.place
         if place is None:
             values = {"asn": answer.asn, "asn_org": answer.asn_org, "error": answer.error}
-            found = self._template(values, 1)
+            parts = [_SLOT if name in SLOTS else values.get(name) for name in self.columns]
+            found = self._template(parts, 1)
         else:
             record: bytes = place.rendering(self.key, self._record_template)
-            if self.marked:
-                zone = self._zone(answer.zone)
-                marks = dict(zip(MARKED, (*zone, answer.asn, answer.asn_org), strict=True))
-                found = record % tuple(self._cell(marks[name]) for name in self.marked)
-            else:
-                found = record % ()
+            found = record % self._marked_cells(answer) if self.marked else record % ()
         templates[answer_id] = found
+        return found
+
+    def _marked_cells(self, answer: Answer) -> tuple[bytes, ...]:
+        """The cells of the marked columns of an answer (zone at the run's clock, ASN)."""
+        key = (answer.zone, answer.asn, answer.asn_org)
+        found = self._marks.get(key)
+        if found is None:
+            values = (*self._zone(answer.zone), answer.asn, answer.asn_org)
+            marks = dict(zip(MARKED, values, strict=True))
+            found = tuple(self._cell(marks[name]) for name in self.marked)
+            if len(self._marks) >= _MARKS_KEPT:
+                self._marks.clear()
+            self._marks[key] = found
         return found
 
     def _zone(self, named: tuple[str, str] | None) -> tuple[Any, ...]:
@@ -188,8 +211,11 @@ class Renderer:
         hits: list[int] | None = None,
     ) -> list[bytes]:
         """The row end of each row of ``rows`` (``inputs``: the items as written)."""
+        ids = rows.answers
         template = self.template
-        templates = [template(answer, answers[answer]) for answer in rows.answers]
+        # one template per answer of the batch, then a gather (most rows share answers)
+        made = {answer: template(answer, answers[answer]) for answer in set(ids)}
+        templates = list(map(made.__getitem__, ids))
         columns: list[list[bytes]] = []
         ips: list[bytes] = []
         for name in self.slots:
