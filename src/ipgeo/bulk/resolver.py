@@ -22,14 +22,11 @@ from ipgeo.geo.addresses import Address, IPAddress, network_text
 from ipgeo.geo.database import PLACE_VALUES
 from ipgeo.geo.generation import Generation
 from ipgeo.geo.records import PlaceRecord
-from ipgeo.geo.tree import IntArray, TreeWalker
+from ipgeo.geo.tree import IntArray
 
 # Facet ids of rows without a location; located rows get ids from ``FIRST_PLACE`` on.
 RESERVED, NOT_FOUND, FIRST_PLACE = 0, 1, 2
 _FACET_VALUES = ("country_iso", "country", "region_code", "region", "city")
-# IPv6 batches up to this size are walked one address after the other (``TreeWalker.find``);
-# numpy walks cost per tree level, not per address.
-_SINGLE_V6_WALKS = 64
 
 
 class Answer(NamedTuple):
@@ -94,10 +91,7 @@ class Resolver:
             return found
         current = self.current
         place = current.place(city, version, number, self.languages)
-        asn_walker = current.asn_walker
-        asn_values: tuple[int | None, str | None] = (None, None)
-        if asn_walker is not None and asn > asn_walker.node_count:
-            asn_values = current.records.asn(asn, version, number)
+        asn_values = current.asn_at(asn, version, number)
         if place is None and asn_values[0] is None:
             found = NOT_FOUND
         else:
@@ -122,10 +116,8 @@ class Resolver:
         current = self.current
         count = len(texts)
         reserved = self.service.reserved.reserved_v4(numbers)
-        city, prefixes = current.city_walker.walk_v4(numbers)
-        keys = city << 32
-        if current.asn_walker is not None:
-            keys |= current.asn_walker.walk_v4(numbers)[0]
+        city, prefixes, asn = current.locate_v4(numbers)
+        keys = city << 32 | asn
         keys[reserved] = -1
         distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         samples = numbers[first].tolist()
@@ -162,12 +154,7 @@ class Resolver:
             if not positions:
                 continue
             numbers = [addresses[position][2] for position in positions]
-            city, prefixes = _walk(current.city_walker, version, numbers)
-            asn = (
-                _walk(current.asn_walker, version, numbers)[0]
-                if current.asn_walker
-                else [0] * len(numbers)
-            )
+            city, prefixes, asn = current.locate(version, numbers)
             for position, number, pointer, prefix, asn_pointer in zip(
                 positions, numbers, city, prefixes, asn, strict=True
             ):
@@ -180,28 +167,6 @@ class Resolver:
 
     def networks(self, first: IPAddress, last: IPAddress) -> Iterator[IPAddress]:
         """The first address (within ``first..last``) of every database network with a record."""
-        walker = self.current.city_walker
-        width = 32 if first.version == 4 else 128
         make = ipaddress.IPv4Address if first.version == 4 else ipaddress.IPv6Address
-        current, end = int(first), int(last)
-        while current <= end:
-            pointer, prefix = walker.find(first.version, current)
-            host_bits = width - prefix
-            if pointer > walker.node_count:
-                yield make(current)
-            if host_bits >= width:
-                break
-            current = ((current >> host_bits) + 1) << host_bits
-
-
-def _walk(walker: TreeWalker | None, version: int, numbers: list[int]) -> tuple[list[int], ...]:
-    """Record pointers and prefix lengths of addresses of one version."""
-    assert walker is not None
-    if version == 4:
-        pointers, prefixes = walker.walk_v4(np.array(numbers, dtype=np.int64))
-        return pointers.tolist(), prefixes.tolist()
-    if len(numbers) <= _SINGLE_V6_WALKS:
-        found = [walker.find(6, number) for number in numbers]
-        return [pointer for pointer, _ in found], [prefix for _, prefix in found]
-    pointers, prefixes = walker.walk_v6(numbers)
-    return pointers.tolist(), prefixes.tolist()
+        for number in self.current.networks(first.version, int(first), int(last)):
+            yield make(number)

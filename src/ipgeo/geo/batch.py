@@ -136,18 +136,15 @@ def _answer_ipv4(
         return
     current = service.current()
     keep = ~service.reserved.reserved_v4(numbers)
-    pointers, prefixes = current.city_walker.walk_v4(numbers)
+    pointers, prefixes, asn_pointers = current.locate_v4(numbers)
     keep &= pointers > current.city_walker.node_count  # the rest: looked up one by one
     if not keep.all():
         positions = [positions[i] for i in np.flatnonzero(keep).tolist()]
         numbers, pointers, prefixes = numbers[keep], pointers[keep], prefixes[keep]
+        asn_pointers = asn_pointers[keep]
     if not positions:
         return
-    keys: npt.NDArray[np.integer[Any]] = pointers
-    asn_walker = current.asn_walker
-    if asn_walker is not None:  # both pointers in one key (each below 2**32)
-        asn_pointers = asn_walker.walk_v4(numbers)[0].astype(np.uint64)
-        keys = pointers.astype(np.uint64) << np.uint64(32) | asn_pointers
+    keys = pointers << 32 | asn_pointers  # both pointers in one key (each below 2**32)
     distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     texts = _templates(
         service, current, distinct, numbers[first], fields or FIELDS, service.languages_for(lang)
@@ -169,10 +166,9 @@ def _templates(
     zones: dict[tuple[str, str] | None, tuple[bytes, ...]] = {}
     marks = [_MARKED.index(name) for name in fields if name in _MARKED]
     pick = itemgetter(*marks) if marks else None
-    asn_walker = current.asn_walker
     key_list: list[int] = keys.tolist()
     sample_list: list[int] = samples.tolist()
-    pointers = [key >> 32 for key in key_list] if asn_walker is not None else key_list
+    pointers = [key >> 32 for key in key_list]
     places = current.records.places(pointers, sample_list, 4, languages)
     render = partial(_template, fields=fields)
     rendering_key = ("batch", fields)
@@ -188,11 +184,8 @@ def _templates(
         values = zones.get(named)
         if values is None:
             values = zones[named] = _zone_json(named)
-        if asn_walker is not None and key & 0xFFFFFFFF > asn_walker.node_count:
-            asn, asn_org = current.records.asn(key & 0xFFFFFFFF, 4, sample)
-            values += (_json(asn), _json(asn_org))
-        else:
-            values += _NULL_ASN
+        asn, asn_org = current.asn_at(key & 0xFFFFFFFF, 4, sample)
+        values += _NULL_ASN if asn is None and asn_org is None else (_json(asn), _json(asn_org))
         append(text % pick(values))
     return result
 

@@ -9,14 +9,20 @@ the generation, so nothing else has to notice a reload: it is dropped with the o
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from ipgeo.geo.database import DatabaseError, MaxMindDatabase
 from ipgeo.geo.records import DEFAULT_RECORDS, PlaceRecord, RecordCache
-from ipgeo.geo.tree import FileSignature, SearchTree, TreeWalker, signature_of
+from ipgeo.geo.tree import FileSignature, IntArray, SearchTree, TreeWalker, signature_of
 
 # Tries at opening a reader and its tree from the same file while it is being replaced.
 _OPEN_ATTEMPTS = 3
+# IPv6 batches up to this size are walked one address after the other (``TreeWalker.find``):
+# array walks cost per tree level, not per address.
+_SINGLE_V6_WALKS = 64
 
 
 def file_signature(path: Path) -> FileSignature | None:
@@ -67,6 +73,42 @@ class Generation:
         self.signatures = (self.city.signature, self.asn.signature if self.asn else None)
         self.records = RecordCache(self.city, self.asn, record_cache_size)
 
+    def locate_v4(self, numbers: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        """City pointers, prefix lengths and ASN pointers of IPv4 addresses, as arrays."""
+        city, prefixes = self.city_walker.walk_v4(numbers)
+        if self.asn_walker is None:
+            return city, prefixes, np.zeros(len(numbers), dtype=np.int64)
+        return city, prefixes, self.asn_walker.walk_v4(numbers)[0]
+
+    def locate(self, version: int, numbers: list[int]) -> tuple[list[int], list[int], list[int]]:
+        """``locate_v4`` for addresses of either version, as lists."""
+        if version == 4:
+            city, prefixes, asn = self.locate_v4(np.array(numbers, dtype=np.int64))
+            return city.tolist(), prefixes.tolist(), asn.tolist()
+        city_list, prefix_list = _walk_v6(self.city_walker, numbers)
+        asn_list = _walk_v6(self.asn_walker, numbers)[0] if self.asn_walker else [0] * len(numbers)
+        return city_list, prefix_list, asn_list
+
+    def asn_at(self, pointer: int, version: int, number: int) -> tuple[int | None, str | None]:
+        """``(asn, organisation)`` of ASN record ``pointer`` (as ``locate`` found it)."""
+        if self.asn_walker is None or pointer <= self.asn_walker.node_count:
+            return None, None
+        return self.records.asn(pointer, version, number)
+
+    def networks(self, version: int, first: int, last: int) -> Iterator[int]:
+        """The first address (within ``first..last``) of every City network with a record."""
+        walker = self.city_walker
+        width = 32 if version == 4 else 128
+        current = first
+        while current <= last:
+            pointer, prefix = walker.find(version, current)
+            host_bits = width - prefix
+            if pointer > walker.node_count:
+                yield current
+            if host_bits >= width:
+                break
+            current = ((current >> host_bits) + 1) << host_bits
+
     def find(self, version: int, number: int) -> tuple[int, int]:
         """The City record pointer and prefix length of one address."""
         return self.city_walker.find(version, number)
@@ -84,10 +126,7 @@ class Generation:
         walker = self.asn_walker
         if walker is None:
             return None, None
-        pointer, _ = walker.find(version, number)
-        if pointer <= walker.node_count:
-            return None, None
-        return self.records.asn(pointer, version, number)
+        return self.asn_at(walker.find(version, number)[0], version, number)
 
     def close(self) -> None:
         """Unmap the files (only when no lookup can use this generation any more)."""
@@ -97,3 +136,13 @@ class Generation:
             self.asn.close()
         if self.asn_walker is not None:
             self.asn_walker.close()
+
+
+def _walk_v6(walker: TreeWalker | None, numbers: list[int]) -> tuple[list[int], list[int]]:
+    """Pointers and prefix lengths of IPv6 addresses: a few one by one, many as arrays."""
+    assert walker is not None
+    if len(numbers) <= _SINGLE_V6_WALKS:
+        found = [walker.find(6, number) for number in numbers]
+        return [pointer for pointer, _ in found], [prefix for _, prefix in found]
+    pointers, prefixes = walker.walk_v6(numbers)
+    return pointers.tolist(), prefixes.tolist()
