@@ -1,4 +1,4 @@
-"""The lean path's quick IPv4 lookup and spliced JSON equal the regular lookup and rendering."""
+"""The quick IPv4 lookup and its spliced JSON equal the regular lookup and rendering."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from ipgeo.answers import cached_answer
 from ipgeo.geo import GeoError, GeoService
 from tests.mmdbgen import city_record
 from tests.test_parity import _random_public
@@ -146,39 +145,3 @@ def test_quick_ipv4_with_an_asn_database(testdata: Path) -> None:
     head, middle, tail = quick.json_parts
     clock = orjson.dumps(quick.row["utc_offset"]), orjson.dumps(quick.row["local_time"])
     assert head + clock[0] + middle + clock[1] + tail == orjson.dumps(quick.row)
-
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        None,
-        ("ip", "utc_offset", "local_time"),
-        ("local_time", "utc_offset"),  # reversed: rendered from the fields instead
-        ("utc_offset",),
-        ("city", "local_time"),
-    ],
-)
-def test_spliced_json_equals_rendering_the_fields(
-    service: GeoService, fields: tuple[str, ...] | None
-) -> None:
-    for text in ("81.2.69.142", "8.8.8.8", "2a02:c7c::1"):
-        result = service.lookup_ip(ipaddress.ip_address(text))
-        row = result.as_dict(fields)
-        zone = (result.time_zone, "database") if result.time_zone else None
-        answer, body, _ = cached_answer(row, "json", zone)
-        if fields is None and zone is not None:
-            assert answer.json_parts is not None
-        rendered, content_type = answer.rendered()
-        assert content_type == "application/json"
-        fresh = answer.fresh_row() if answer.row is not None else orjson.loads(body)
-        assert orjson.loads(rendered) == fresh
-        assert rendered == orjson.dumps(fresh)
-
-
-def test_spliced_json_escapes_like_orjson() -> None:
-    row = {"city": 'a "quoted" \\ name \x00', "utc_offset": "+01:00", "local_time": "x"}
-    answer, _, _ = cached_answer(row, "json", ("Europe/Berlin", "database"))
-    assert answer.json_parts is not None
-    rendered, _ = answer.rendered()
-    assert orjson.loads(rendered)["city"] == row["city"]
-    assert rendered == orjson.dumps(answer.fresh_row())
