@@ -99,25 +99,26 @@ class RequestPipeline:
                     refusal = Refusal(ApiError(429, "rate_limited", limits.message()))
             if refusal is not None and refusal.wants_page(exchange):
                 environ[REFUSAL_KEY] = refusal
-                status, body = self._flask(exchange, start_response, limits)
+                status, body = self._flask(exchange, start_response, limits, refusal)
             elif refusal is not None:
                 error = refusal.error
                 answer = Answer(error.status, error.json(), "application/json")
-                status, body = self._respond(exchange, start_response, answer, limits)
+                raised = not refusal.who  # the allowlist's refusal was never an exception
+                status, body = self._respond(exchange, start_response, answer, raised, limits)
             elif route is not None:
-                answer = self._run(exchange, route)
-                status, body = self._respond(exchange, start_response, answer, limits)
+                answer, raised = self._run(exchange, route)
+                status, body = self._respond(exchange, start_response, answer, raised, limits)
             else:
-                status, body = self._flask(exchange, start_response, limits)
+                status, body = self._flask(exchange, start_response, limits, None)
             self._observe(exchange, status, time.perf_counter() - started)
             return body
         finally:
             request_id_var.reset(token)
 
-    def _run(self, exchange: Exchange, route: PipelineRoute) -> Answer:
-        """The handler's answer, or the answer of its error."""
+    def _run(self, exchange: Exchange, route: PipelineRoute) -> tuple[Answer, bool]:
+        """The handler's answer, or the answer of its error (then True)."""
         try:
-            return route.handler(exchange, exchange.args)
+            return route.handler(exchange, exchange.args), False
         except ApiError as exc:
             error = exc
         except GeoError as exc:
@@ -127,18 +128,19 @@ class RequestPipeline:
         except Exception:
             self.logger.exception("unexpected error")
             error = ApiError(500, "internal_error", "an unexpected error occurred")
-        return Answer(error.status, error.json(), "application/json")
+        return Answer(error.status, error.json(), "application/json"), True
 
     def _respond(
         self,
         exchange: Exchange,
         start_response: StartResponse,
         answer: Answer,
+        raised: bool,
         limits: RateLimitOutcome | None,
     ) -> tuple[int, list[bytes]]:
         status, body, content_type = answer
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-        headers += self._headers(exchange, limits)
+        headers += self._headers(exchange, raised, limits)
         start_response(_STATUS_LINES[status], headers)
         return status, [b"" if exchange.method == "HEAD" else body]
 
@@ -147,25 +149,37 @@ class RequestPipeline:
         exchange: Exchange,
         start_response: StartResponse,
         limits: RateLimitOutcome | None,
+        refusal: Refusal | None,
     ) -> tuple[int, Iterable[bytes]]:
         """Let the Flask app answer; the pipeline's headers follow Flask's own."""
         sent = [0]
 
         def start(status: str, headers: Headers, exc_info: object = None) -> object:
-            sent[0] = int(status[:3])
-            headers.extend(self._headers(exchange, limits))
+            code = sent[0] = int(status[:3])
+            # Flask's error answers come from its error handlers (a forbidden page does not).
+            ours = self._headers(exchange, code >= 400 and not (refusal and refusal.who), limits)
+            if len(headers) > 2 and headers[-1][0] == "Content-Length":
+                headers[-1:-1] = ours  # Werkzeug adds a missing length after every hook
+            else:
+                headers += ours
             return start_response(status, headers, exc_info)  # type: ignore[arg-type]
 
         body = self.flask_wsgi(exchange.environ, start)  # type: ignore[arg-type]
         return sent[0], body
 
-    def _headers(self, exchange: Exchange, limits: RateLimitOutcome | None) -> Headers:
-        """The pipeline's headers of an answer, after the answer's own."""
-        headers = limits.headers(time.time()) if limits is not None else []
+    def _headers(
+        self, exchange: Exchange, raised: bool, limits: RateLimitOutcome | None
+    ) -> Headers:
+        """The pipeline's headers of an answer (``raised``: an error's), after its own."""
+        cors = self.cors.headers(exchange) if self.cors is not None else []
+        # flask-cors gave error answers their headers before any other hook ran.
+        headers = list(cors) if raised else []
+        if limits is not None:
+            headers += limits.headers(time.time())
         headers.append(("X-Request-ID", exchange.request_id))
         headers.append(("X-Database-Build", database_build(self.service)))
-        if self.cors is not None:
-            headers += self.cors.headers(exchange)
+        if not raised:
+            headers += cors
         return headers
 
     def _observe(self, exchange: Exchange, status: int, duration: float) -> None:
