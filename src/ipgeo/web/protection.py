@@ -71,7 +71,9 @@ class Protection:
                     "IPGEO_REDIS_URL is unset: rate limits are counted per process, in memory "
                     "(several workers multiply them)"
                 )
-            self.limiter = RateLimiter(settings.rate_limit, guard.client if guard else None)
+            self.limiter = RateLimiter(
+                settings.rate_limit, guard.client.connection_pool if guard else None
+            )
 
     def forbidden(self, exchange: Exchange) -> Refusal | None:
         """The allowlist's refusal of ``exchange``, if any (probes and static files pass)."""

@@ -14,7 +14,10 @@ Redis, the counts live in the process (``limits``' memory storage, its strategy 
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +26,8 @@ import redis
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
+from redis.connection import AbstractConnection
+from redis.exceptions import NoScriptError
 
 from ipgeo.web.exchange import BoundedTable
 
@@ -119,32 +124,61 @@ def _text(script: str | bytes) -> str:
 
 
 class _RedisCounter:
-    """Sliding windows in Redis, every limit and the header window in one script call."""
+    """Sliding windows in Redis, every limit and the header window in one script call.
 
-    def __init__(self, client: redis.Redis, items: tuple[RateLimitItem, ...]) -> None:
+    Each thread calls on a connection of its own, made by the app's pool: redis-py's pool
+    bookkeeping per command (locks, health and state checks) costs about twice the call
+    itself, on every request.
+    """
+
+    def __init__(self, pool: redis.ConnectionPool, items: tuple[RateLimitItem, ...]) -> None:
+        self.pool = pool
         self.items = items
-        self.script = client.register_script(
-            _JOINED_SCRIPT.format(
-                acquire=_text(RedisStorage.SCRIPT_ACQUIRE_SLIDING_WINDOW),
-                window=_text(RedisStorage.SCRIPT_SLIDING_WINDOW),
-            )
+        self.script = _JOINED_SCRIPT.format(
+            acquire=_text(RedisStorage.SCRIPT_ACQUIRE_SLIDING_WINDOW),
+            window=_text(RedisStorage.SCRIPT_SLIDING_WINDOW),
         )
+        self.sha = hashlib.sha1(self.script.encode(), usedforsecurity=False).hexdigest()
         self.limits = [number for item in items for number in (item.amount, item.get_expiry())]
-        self.keys: BoundedTable[str, list[str]] = BoundedTable(self._keys)
+        self.commands: BoundedTable[tuple[str, int], list[bytes]] = BoundedTable(self._command)
+        self._local = threading.local()
 
-    def _keys(self, client: str) -> list[str]:
-        """RedisStorage's names of the previous and the current window of each limit."""
+    def _command(self, client_and_cost: tuple[str, int]) -> list[bytes]:
+        """The packed EVALSHA for a client and a cost, with RedisStorage's key names."""
+        client, cost = client_and_cost
         keys = []
         for item in self.items:
             key = item.key_for(KEY_PREFIX, client, SCOPE)
             keys += [f"{RedisStorage.PREFIX}:{{{key}}}/-1", f"{RedisStorage.PREFIX}:{{{key}}}"]
-        return keys
+        packed: list[bytes] = self._connection().pack_command(
+            "EVALSHA", self.sha, len(keys), *keys, cost, *self.limits
+        )
+        return packed
+
+    def _connection(self) -> AbstractConnection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked worker
+            local.connection, local.pid = self.pool.make_connection(), os.getpid()
+        connection: AbstractConnection = local.connection
+        return connection
 
     def charge(self, client: str, cost: int) -> tuple[int | None, Window | tuple[float, int]]:
         """Hit the limits in order up to the first refusal: its position, and a window."""
-        refused, (previous_count, previous_ttl, current_count, current_ttl) = self.script(
-            self.keys[client], [cost, *self.limits]
-        )
+        connection = self._connection()
+        command = self.commands[(client, cost)]
+        try:
+            connection.send_packed_command(command)
+            try:
+                reply = connection.read_response()
+            except NoScriptError:  # a restarted or flushed Redis: load it once more
+                connection.send_command("SCRIPT", "LOAD", self.script)
+                connection.read_response()
+                connection.send_packed_command(command)
+                reply = connection.read_response()
+        except redis.RedisError:
+            connection.disconnect()  # the next call connects afresh
+            raise
+        refused, (previous_count, previous_ttl, current_count, current_ttl) = reply
         window = Window(
             int(previous_count or 0),
             max(0, float(previous_ttl or 0)) / 1000,
@@ -176,11 +210,11 @@ class _MemoryCounter:
 class RateLimiter:
     """The limits of ``IPGEO_RATE_LIMIT`` per client key, counted in Redis or in memory."""
 
-    def __init__(self, spec: str, client: redis.Redis | None) -> None:
+    def __init__(self, spec: str, pool: redis.ConnectionPool | None) -> None:
         # Smallest window first; equal windows keep their order (``RateLimitItem.__lt__``).
         self.items = tuple(sorted(parse_many(spec), key=lambda item: item.GRANULARITY.seconds))
         self.counter: _Counter = (
-            _RedisCounter(client, self.items) if client is not None else _MemoryCounter(self.items)
+            _RedisCounter(pool, self.items) if pool is not None else _MemoryCounter(self.items)
         )
 
     def charge(self, client: str, cost: int = 1) -> RateLimitOutcome:
