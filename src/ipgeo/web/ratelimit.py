@@ -20,13 +20,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import redis
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
-from redis.connection import AbstractConnection
 from redis.exceptions import NoScriptError
 
 from ipgeo.web.exchange import BoundedTable
@@ -119,6 +118,16 @@ return {{0, window({{KEYS[1], KEYS[2]}}, {{ARGV[3]}})}}
 """
 
 
+class _Connection(Protocol):
+    """What the counter uses of a redis-py connection (whose methods are not annotated)."""
+
+    def pack_command(self, *args: object) -> list[bytes]: ...
+    def send_packed_command(self, command: list[bytes]) -> None: ...
+    def send_command(self, *args: object) -> None: ...
+    def read_response(self) -> Any: ...
+    def disconnect(self) -> None: ...
+
+
 def _text(script: str | bytes) -> str:
     return script.decode() if isinstance(script, bytes) else script
 
@@ -155,12 +164,11 @@ class _RedisCounter:
         )
         return packed
 
-    def _connection(self) -> AbstractConnection:
+    def _connection(self) -> _Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked worker
             local.connection, local.pid = self.pool.make_connection(), os.getpid()
-        connection: AbstractConnection = local.connection
-        return connection
+        return cast(_Connection, local.connection)
 
     def charge(self, client: str, cost: int) -> tuple[int | None, Window | tuple[float, int]]:
         """Hit the limits in order up to the first refusal: its position, and a window."""
