@@ -102,6 +102,21 @@ def test_the_allowlist_refuses_every_route_kind_and_still_observes(
     assert allowed.status_code == status
 
 
+@pytest.mark.parametrize("url", ["/api/v1/lookup/81.2.69.142?lang=de", "/docs?x=1"])
+def test_the_access_log_can_be_left_to_nginx(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    endpoint = "/docs" if url.startswith("/docs") else "/api/v1/lookup/<path:query>"
+    for setting, lines in (("true", 1), ("false", 0)):
+        client = make_app(IPGEO_ACCESS_LOG=setting).test_client()
+        before = _requests(endpoint, 200)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="ipgeo.access"):
+            assert client.get(url).status_code == 200
+        assert len([r for r in caplog.records if r.name == "ipgeo.access"]) == lines
+        assert _requests(endpoint, 200) - before == 1  # metrics either way
+
+
 def test_probes_and_static_files_pass_the_allowlist(make_app: Callable[..., Flask]) -> None:
     client = make_app(IPGEO_ALLOWED="10.0.0.0/8").test_client()
     for url in ("/healthz?x=1", "/readyz", "/static/css/site.css?v=1"):
