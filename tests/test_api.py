@@ -3,42 +3,15 @@ from __future__ import annotations
 import csv
 import io
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 
 import orjson
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from ipgeo.geo import FIELDS
-from ipgeo.settings import Settings
 from ipgeo.web import create_app
-from ipgeo.web.lean import LeanLookups
 
 PUBLIC = {"REMOTE_ADDR": "81.2.69.142"}
-
-
-@pytest.fixture(
-    params=[("lean", "cached"), ("flask", "cached"), ("lean", "uncached"), ("flask", "uncached")],
-    ids="-".join,
-)
-def app(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Flask:
-    """Every API test runs on the lean path and on Flask's, with the answer cache on and off.
-
-    The answers must not differ: same statuses, bodies and headers.
-    """
-    path, cache = request.param
-    return create_app(
-        make_settings(
-            IPGEO_LEAN_PATH="true" if path == "lean" else "false",
-            IPGEO_ANSWER_CACHE_SIZE="50000" if cache == "cached" else "0",
-        )
-    )
-
-
-def test_lean_path_is_installed_only_when_asked(app: Flask) -> None:
-    lean = isinstance(app.wsgi_app, LeanLookups)
-    assert lean == app.extensions["ipgeo.settings"].lean_path
 
 
 def test_lookup_has_every_field(client: FlaskClient) -> None:
@@ -169,7 +142,6 @@ def test_spoofed_forwarded_for_is_ignored_without_trusted_proxies(client: FlaskC
 
 
 def test_trusted_proxy_header(make_settings: object) -> None:
-    from ipgeo.web import create_app
 
     app = create_app(make_settings(IPGEO_TRUSTED_PROXIES="127.0.0.1"))  # type: ignore[operator]
     client = app.test_client()
@@ -223,7 +195,6 @@ def test_cors(client: FlaskClient) -> None:
 
 
 def test_cors_restricted(make_settings: object) -> None:
-    from ipgeo.web import create_app
 
     app = create_app(make_settings(IPGEO_CORS_ORIGINS="https://ok.example"))  # type: ignore[operator]
     client = app.test_client()

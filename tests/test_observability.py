@@ -289,31 +289,34 @@ def test_readyz_matches_its_openapi_schema(
     assert "/metrics" in document["paths"]
 
 
-def test_requests_answered_by_an_earlier_hook_are_still_observed(
+def test_refused_requests_are_still_observed(
     make_city_app: Callable[..., Flask], log_stream: Callable[[str], io.StringIO]
 ) -> None:
-    # A hook added after the app was built: only Flask's path runs it (the lean path is
-    # installed only where no such hook exists, see test_lean.py).
-    app = make_city_app(IPGEO_LEAN_PATH="false")
-
-    def _too_many() -> None:  # a rate limiter whose hook runs even before ours
-        from flask import request
-
-        if request.path == "/ip":
-            abort(429)
-
-    app.before_request_funcs[None].insert(0, _too_many)
-
-    client = app.test_client()
-    before = value(scrape(client), "ipgeo_rate_limited_total", endpoint="/ip")
+    """The allowlist answers before any handler, after the request id and before the metrics."""
+    client = make_city_app(IPGEO_ALLOWED="10.0.0.0/8").test_client()
+    before = value(
+        scrape(make_city_app().test_client()),
+        "ipgeo_http_requests_total",
+        endpoint="/ip",
+        method="GET",
+        status="403",
+    )
     stream = log_stream("json")
-    response = client.get("/ip", headers={"X-Request-ID": "limited-1"})
-    assert response.status_code == 429
-    assert response.headers["X-Request-ID"] == "limited-1"
-    assert value(scrape(client), "ipgeo_rate_limited_total", endpoint="/ip") - before == 1
+    response = client.get("/ip", headers={"X-Request-ID": "refused-1"})
+    assert response.status_code == 403
+    assert response.headers["X-Request-ID"] == "refused-1"
+    assert response.headers["X-Database-Build"] == "2023-11-14T22:13:20Z"
+    after = value(
+        scrape(make_city_app().test_client()),
+        "ipgeo_http_requests_total",
+        endpoint="/ip",
+        method="GET",
+        status="403",
+    )
+    assert after - before == 1
     [entry] = [
         orjson.loads(line)
         for line in stream.getvalue().splitlines()
-        if '"ipgeo.access"' in line and "limited-1" in line
+        if '"ipgeo.access"' in line and "refused-1" in line
     ]
-    assert entry["status"] == 429
+    assert (entry["status"], entry["endpoint"], entry["path"]) == (403, "/ip", "/ip")

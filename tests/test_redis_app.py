@@ -13,15 +13,10 @@ from tests.conftest import free_port
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "User-Agent": "Mozilla/5.0"}
 
 
-# The visit counter on the lean path (``ipgeo.web.lean``) and on Flask's: same counts.
-LEAN_AND_FLASK = pytest.mark.parametrize("lean", ["true", "false"], ids=["lean", "flask"])
-
-
-@LEAN_AND_FLASK
 def test_json_counts_visits_per_client_ip(
-    make_app: Callable[..., Flask], redis_url: str, redisdb: redis.Redis, lean: str
+    make_app: Callable[..., Flask], redis_url: str, redisdb: redis.Redis
 ) -> None:
-    client = make_app(IPGEO_REDIS_URL=redis_url, IPGEO_LEAN_PATH=lean).test_client()
+    client = make_app(IPGEO_REDIS_URL=redis_url).test_client()
     assert client.get("/json").json["visits"] == 1
     assert client.get("/json").json["visits"] == 2
     other = {"REMOTE_ADDR": "81.2.69.142"}
@@ -48,13 +43,8 @@ def test_home_page_shows_visits_and_curl_is_not_counted(
     assert int(redisdb.get("visits:127.0.0.1")) == 2  # type: ignore[arg-type]
 
 
-@LEAN_AND_FLASK
-def test_visit_ttl(
-    make_app: Callable[..., Flask], redis_url: str, redisdb: redis.Redis, lean: str
-) -> None:
-    client = make_app(
-        IPGEO_REDIS_URL=redis_url, IPGEO_VISIT_TTL="100", IPGEO_LEAN_PATH=lean
-    ).test_client()
+def test_visit_ttl(make_app: Callable[..., Flask], redis_url: str, redisdb: redis.Redis) -> None:
+    client = make_app(IPGEO_REDIS_URL=redis_url, IPGEO_VISIT_TTL="100").test_client()
     assert client.get("/json").json["visits"] == 1
     assert client.get("/json").json["visits"] == 2
     assert 0 < redisdb.ttl("visits:127.0.0.1") <= 100
@@ -190,13 +180,12 @@ def test_redis_down_lookups_still_answer(
     assert not [r for r in caplog.records if r.exc_info], "no tracebacks per request"
 
 
-@LEAN_AND_FLASK
 def test_redis_down_json_answers_without_visits(
-    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture, lean: str
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("WARNING")
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    client = make_app(IPGEO_REDIS_URL=dead, IPGEO_LEAN_PATH=lean).test_client()
+    client = make_app(IPGEO_REDIS_URL=dead).test_client()
     for _ in range(20):
         response = client.get("/json", environ_base={"REMOTE_ADDR": "81.2.69.142"})
         assert response.status_code == 200

@@ -116,17 +116,6 @@ class Settings:
             "65536",
         ),
     )
-    lean_path: bool = field(
-        default=True,
-        metadata=_env(
-            "IPGEO_LEAN_PATH",
-            p.parse_bool,
-            "Answer plain `GET /api/v1/lookup/<ip>`, `/json` and `/ip` requests (no query "
-            "string, JSON) without Flask's request machinery, with identical answers and "
-            "headers (only without an allowlist, rate limits or restricted CORS origins).",
-            "true",
-        ),
-    )
     dns_timeout: float = field(
         default=2.0,
         metadata=_env(

@@ -1,4 +1,4 @@
-"""The Flask web layer: a thin shell over ``ipgeo.geo``."""
+"""The web layer over ``ipgeo.geo``: the request pipeline (``pipeline.py``) and the Flask pages."""
 
 from ipgeo.web.app import create_app
 

@@ -7,29 +7,21 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, request, url_for
-from flask_cors import CORS
+from flask import Flask, Response, render_template, request, url_for
 
 from ipgeo import __version__
 from ipgeo.geo import ATTRIBUTION, GeoService
 from ipgeo.settings import Settings
-from ipgeo.web.api import api
 from ipgeo.web.dashboard import init_dashboard
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
 from ipgeo.web.job_pages import job_pages
 from ipgeo.web.jobs_api import jobs_api
-from ipgeo.web.observability import init_observability
 from ipgeo.web.pages import pages
-from ipgeo.web.plain import plain
-from ipgeo.web.protection import init_protection
+from ipgeo.web.pipeline import REFUSAL_KEY, RequestPipeline
+from ipgeo.web.protection import Protection, Refusal, init_redis
 from ipgeo.web.readiness import asn_database_check, database_check
-
-# GET endpoints that browsers on other origins may call.
-CORS_PATHS = (
-    r"^/(api/v1/(lookup|meta)/?.*|api/openapi\.json"
-    r"|json|ip|country|country-iso|city|coordinates|timezone|asn)$"
-)
+from ipgeo.web.routes import pipeline_routes, register_routes
 
 
 def content_security_policy(map_tiles: str = "") -> str:
@@ -46,7 +38,11 @@ def content_security_policy(map_tiles: str = "") -> str:
 
 
 def create_app(settings: Settings | None = None, service: GeoService | None = None) -> Flask:
-    """Build the application; opens the databases unless a ``service`` is given."""
+    """Build the application; opens the databases unless a ``service`` is given.
+
+    Its WSGI callable is the request pipeline (``ipgeo.web.pipeline``), which runs every
+    request's stages and answers the API itself; Flask answers pages, docs and jobs.
+    """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     # "//" in a lookup path is part of a (bad) query: answer it, do not redirect it away.
@@ -55,28 +51,17 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.extensions["ipgeo.settings"] = settings
     geo = app.extensions["ipgeo.geo"] = service or GeoService.from_settings(settings)
     app.extensions["ipgeo.readiness"] = {
-        "database": database_check,
-        "asn_database": asn_database_check,
+        "database": database_check(geo, settings.db_max_age_days),
+        "asn_database": asn_database_check(geo),
     }
     timezones_health = getattr(geo.timezones, "health", None)
     if callable(timezones_health):  # the PostGIS locator: degraded while it falls back
         app.extensions["ipgeo.readiness"]["postgres"] = timezones_health
-    if settings.cors_origins:
-        CORS(
-            app,
-            resources={CORS_PATHS: {"origins": list(settings.cors_origins)}},
-            methods=["GET", "HEAD", "OPTIONS"],
-            max_age=86400,
-            send_wildcard=settings.cors_origins == ("*",),
-            vary_header=True,
-        )
+    guard = init_redis(app, settings)
     register_error_handlers(app)
-    # Observability first: requests refused by the allowlist or limiter still get an id,
-    # a log line and their metrics.
-    init_observability(app)
-    init_protection(app, settings)
-    app.register_blueprint(api)
-    app.register_blueprint(plain)
+    app.before_request(_show_refusal)
+    routes = pipeline_routes(app)
+    register_routes(app, routes)
     app.register_blueprint(docs)
     app.register_blueprint(pages)
     app.register_blueprint(jobs_api)
@@ -110,4 +95,18 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
 
     # Last, so that its headers are set before the pages' defaults.
     init_dashboard(app, settings)
+    # After everything: every request enters through the pipeline, Flask's own callable last.
+    app.wsgi_app = RequestPipeline(  # type: ignore[method-assign]
+        app, app.wsgi_app, routes, Protection(settings, guard)
+    )
     return app
+
+
+def _show_refusal() -> Response | None:
+    """Show a refusal of the request pipeline as a page (the first before-request hook)."""
+    refusal: Refusal | None = request.environ.get(REFUSAL_KEY)
+    if refusal is None:
+        return None
+    if refusal.who:
+        return Response(render_template("forbidden.html", ip=refusal.who), status=403)
+    raise refusal.error

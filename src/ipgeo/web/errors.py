@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, Response, render_template, request
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import HTTPException
 
 from ipgeo.formats import to_json
@@ -32,15 +33,26 @@ class ApiError(Exception):
         """Translate a domain error into its API form."""
         return cls(STATUS_BY_CODE.get(error.code, 400), error.code, error.message)
 
+    @classmethod
+    def from_http(cls, exc: HTTPException) -> ApiError:
+        """Translate a Werkzeug HTTP error (404, 405, 413, ...) into its API form."""
+        name = (exc.name or "error").lower()
+        code = "".join(ch if ch.isalnum() else "_" for ch in name)
+        return cls(exc.code or 500, code, exc.description or exc.name)
+
     def as_dict(self) -> dict[str, dict[str, str]]:
         """The JSON body."""
         return {"error": {"code": self.code, "message": self.message}}
+
+    def json(self) -> bytes:
+        """The JSON body, serialized."""
+        return to_json(self.as_dict())
 
     def response(self) -> Response:
         """The Flask response: JSON, or an HTML page when a person asked for a page."""
         if wants_error_page():
             return error_page(self)
-        return Response(to_json(self.as_dict()), status=self.status, mimetype="application/json")
+        return Response(self.json(), status=self.status, mimetype="application/json")
 
 
 # Blueprints whose errors are pages; unknown URLs get a page when a browser asks.
@@ -60,15 +72,25 @@ PAGE_TITLES: dict[str, str] = {
 }
 
 
+def prefers_html(accept: MIMEAccept) -> bool:
+    """True when ``Accept`` ranks an HTML page above JSON (a browser)."""
+    return accept.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def error_page_wanted(blueprint: str | None, path: str, agent: str, accept: MIMEAccept) -> bool:
+    """Whether an error answer should be an HTML page (pages, or a browser on an unknown URL)."""
+    if blueprint in PAGE_BLUEPRINTS:
+        return not agent.lower().startswith(("curl/", "wget/", "httpie/"))
+    if blueprint is not None or path.startswith(_API_PREFIXES):
+        return False
+    return prefers_html(accept)
+
+
 def wants_error_page() -> bool:
     """True when an error of the current request should be an HTML page, not JSON."""
-    if request.blueprint in PAGE_BLUEPRINTS:
-        agent = (request.user_agent.string or "").lower()
-        return not agent.startswith(("curl/", "wget/", "httpie/"))
-    if request.blueprint is not None or request.path.startswith(_API_PREFIXES):
-        return False
-    accept = request.accept_mimetypes
-    return accept.best_match(["application/json", "text/html"]) == "text/html"
+    return error_page_wanted(
+        request.blueprint, request.path, request.user_agent.string or "", request.accept_mimetypes
+    )
 
 
 def error_page(error: ApiError) -> Response:
@@ -85,11 +107,6 @@ def error_page(error: ApiError) -> Response:
     return Response(body, status=error.status, mimetype="text/html")
 
 
-def _http_code(exc: HTTPException) -> str:
-    name = (exc.name or "error").lower()
-    return "".join(ch if ch.isalnum() else "_" for ch in name)
-
-
 def register_error_handlers(app: Flask) -> None:
     """Render every error, including Werkzeug's and unexpected ones, as API JSON."""
 
@@ -103,9 +120,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        error = ApiError(status, _http_code(exc), exc.description or exc.name)
-        response = error.response()
+        response = ApiError.from_http(exc).response()
         for header in ("Allow", "Retry-After"):
             value = exc.get_response().headers.get(header)
             if value:

@@ -12,7 +12,7 @@ from ipgeo import jobs
 from ipgeo.bulk import INPUT_FORMATS
 from ipgeo.web.errors import ApiError
 from ipgeo.web.jobs_api import jobs_settings, links, load_job, redis_unavailable, submit_job
-from ipgeo.web.params import request_client_ip
+from ipgeo.web.params import current_exchange
 
 job_pages = Blueprint("job_pages", __name__)
 
@@ -39,7 +39,7 @@ def upload() -> str:
         error = "Background jobs need Redis: set IPGEO_REDIS_URL (or use `ipgeo serve`)."
     else:
         try:
-            recent = jobs.recent_jobs(guard.client, settings, request_client_ip())
+            recent = jobs.recent_jobs(guard.client, settings, current_exchange().client_ip)
         except redis.RedisError:
             error = "The job store (Redis) is unavailable right now; try again in a moment."
     return render_template(

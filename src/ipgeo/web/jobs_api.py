@@ -12,7 +12,7 @@ from rq.job import Job
 from ipgeo import jobs
 from ipgeo.settings import Settings
 from ipgeo.web.errors import ApiError
-from ipgeo.web.params import request_client_ip
+from ipgeo.web.params import current_exchange
 from ipgeo.web.uploads import receive
 
 jobs_api = Blueprint("jobs_api", __name__)
@@ -86,7 +86,9 @@ def submit_job() -> jobs.JobView:
             options = jobs.JobOptions.parse(values)
         except jobs.JobOptionError as exc:
             raise ApiError(400, "invalid_option", str(exc)) from None
-        job = jobs.enqueue(connection, settings, job_id, options, name, size, request_client_ip())
+        job = jobs.enqueue(
+            connection, settings, job_id, options, name, size, current_exchange().client_ip
+        )
         cleaner = _cleaners.setdefault(id(current_app), jobs.Cleaner(settings.data_dir))
         cleaner.maybe_run(connection)
         return jobs.job_view(connection, settings, job)
@@ -119,7 +121,7 @@ def list_jobs() -> Response:
     """The latest jobs submitted from the caller's address."""
     connection = jobs_redis()
     try:
-        views = jobs.recent_jobs(connection, jobs_settings(), request_client_ip())
+        views = jobs.recent_jobs(connection, jobs_settings(), current_exchange().client_ip)
     except redis.RedisError as exc:
         raise redis_unavailable(exc) from None
     return json_response({"jobs": [view_dict(view) for view in views]})

@@ -1,50 +1,26 @@
-"""Request ids, one access-log line per request, request metrics and ``/metrics``."""
+"""Request metrics, the access-log line, the build header and ``/metrics``."""
 
 from __future__ import annotations
 
 import logging
-import re
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ipgeo.geo import GeoService
-from ipgeo.logs import request_id_var
 from ipgeo.metrics import exposition, labelled
-from ipgeo.web.api import geo_service
+from ipgeo.settings import IPNetwork
 from ipgeo.web.errors import ApiError
-from ipgeo.web.params import request_client_ip
+from ipgeo.web.exchange import Answer, Exchange
 
 access_log = logging.getLogger("ipgeo.access")
-observability = Blueprint("observability", __name__)
-
-# nginx's $request_id is 32 hex digits; accept ids of that kind, never arbitrary text.
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-
-def request_id() -> str:
-    """The id of the current request (from ``X-Request-ID`` when sane, else generated)."""
-    rid: str = g.request_id
-    return rid
 
 
 @lru_cache(maxsize=16)
 def _iso_time(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _endpoint() -> str:
-    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-
-
-def request_id_from(incoming: str) -> str:
-    """The id for a request: ``incoming`` (an ``X-Request-ID``) when sane, else a new one."""
-    return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
 
 
 def database_build(service: GeoService) -> str:
@@ -76,6 +52,23 @@ class AccessRecord:
     endpoint: str
 
 
+def access_record(exchange: Exchange, endpoint: str, status: int, duration: float) -> AccessRecord:
+    """The access-log record of an answered request."""
+    client = exchange.client_ip
+    return AccessRecord(
+        method=exchange.method,
+        full_path=exchange.full_path,
+        path=exchange.path,
+        query=exchange.query_string,
+        status=status,
+        duration=duration,
+        client=str(client) if client is not None else "-",
+        request_id=exchange.request_id,
+        user_agent=exchange.user_agent,
+        endpoint=endpoint,
+    )
+
+
 def log_access(record: AccessRecord) -> None:
     """Write the one access-log line of a request."""
     access_log.info(
@@ -101,62 +94,16 @@ def log_access(record: AccessRecord) -> None:
     )
 
 
-def _before() -> None:
-    g.request_started = time.perf_counter()
-    g.request_id = request_id_from(request.headers.get("X-Request-ID", ""))
-    g.request_id_token = request_id_var.set(g.request_id)
+class MetricsEndpoint:
+    """``/metrics``: Prometheus metrics of every worker process, for the metrics networks only."""
 
+    def __init__(self, service: GeoService, allowed: tuple[IPNetwork, ...]) -> None:
+        self.service = service
+        self.allowed = allowed
 
-def _after(response: Response) -> Response:
-    if "request_started" not in g:  # another before-request hook answered first
-        _before()
-    duration = time.perf_counter() - g.request_started
-    response.headers["X-Request-ID"] = g.request_id
-    response.headers["X-Database-Build"] = database_build(geo_service())
-    endpoint = _endpoint()
-    record_request(endpoint, request.method, response.status_code, duration)
-    if current_app.extensions["ipgeo.settings"].access_log and access_log.isEnabledFor(
-        logging.INFO
-    ):
-        client = request_client_ip()
-        log_access(
-            AccessRecord(
-                method=request.method,
-                full_path=request.full_path.rstrip("?"),
-                path=request.path,
-                query=request.query_string.decode("latin-1"),
-                status=response.status_code,
-                duration=duration,
-                client=str(client) if client is not None else "-",
-                request_id=g.request_id,
-                user_agent=request.headers.get("User-Agent", ""),
-                endpoint=endpoint,
-            )
-        )
-    return response
-
-
-def _teardown(exc: BaseException | None) -> None:
-    token = g.pop("request_id_token", None)
-    if token is not None:
-        request_id_var.reset(token)
-
-
-@observability.get("/metrics")
-def metrics_view() -> Response:
-    """Prometheus metrics of every worker process; only for ``IPGEO_METRICS_ALLOWED``."""
-    allowed = current_app.extensions["ipgeo.settings"].metrics_allowed
-    client = request_client_ip()
-    if client is None or not any(client in network for network in allowed):
-        raise ApiError(403, "forbidden", "metrics are only served to the metrics network")
-    return Response(exposition(geo_service()), content_type=CONTENT_TYPE_LATEST)
-
-
-def init_observability(app: Flask) -> None:
-    """Register the request hooks and the ``/metrics`` endpoint."""
-    # First of all before-request hooks, so that requests an allowlist or a rate limiter
-    # answers early still get an id, a log line and their place in the metrics.
-    app.before_request_funcs.setdefault(None, []).insert(0, _before)
-    app.after_request(_after)
-    app.teardown_request(_teardown)
-    app.register_blueprint(observability)
+    def __call__(self, exchange: Exchange, args: dict[str, str]) -> Answer:
+        """The exposition, or a 403 outside ``IPGEO_METRICS_ALLOWED``."""
+        client = exchange.client_ip
+        if client is None or not any(client in network for network in self.allowed):
+            raise ApiError(403, "forbidden", "metrics are only served to the metrics network")
+        return Answer(200, exposition(self.service), CONTENT_TYPE_LATEST)

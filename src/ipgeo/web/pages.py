@@ -12,9 +12,8 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 from ipgeo.geo.queries import reserved_reason
 from ipgeo.web.api import geo_service
 from ipgeo.web.errors import ApiError
-from ipgeo.web.params import language, wants_plain_text
-from ipgeo.web.plain import caller_ip, own_result
-from ipgeo.web.protection import count_visit
+from ipgeo.web.params import current_exchange, language, wants_plain_text
+from ipgeo.web.plain import caller_ip, count_visit, own_result
 
 pages = Blueprint("pages", __name__)
 
@@ -65,17 +64,18 @@ def api_url(query: str) -> str:
 @pages.get("/")
 def home() -> Response | str:
     """The bare IP for command-line clients, the "what is my IP" page for browsers."""
-    if wants_plain_text():
-        return Response(f"{caller_ip()}\n", mimetype="text/plain")
-    ip = caller_ip()
-    result = own_result()
+    exchange = current_exchange()
+    if wants_plain_text(exchange):
+        return Response(f"{caller_ip(exchange)}\n", mimetype="text/plain")
+    ip = caller_ip(exchange)
+    result = own_result(geo_service(), exchange)
     return render_template(
         "home.html",
         ip=str(ip),
         result=result,
         located=result.country is not None or result.latitude is not None,
         reserved=reserved_reason(ip),
-        visits=count_visit(),
+        visits=count_visit(current_app.extensions.get("ipgeo.visits"), exchange),
         api_url=api_url(str(ip)),
     )
 
@@ -93,7 +93,7 @@ def lookup_form() -> WerkzeugResponse:
 @pages.get("/lookup/<path:query>")
 def lookup(query: str) -> str:
     """Details, map, raw JSON and API examples for one IP address or domain name."""
-    result = geo_service().lookup(query, lang=language())
+    result = geo_service().lookup(query, lang=language(current_exchange()))
     return render_template(
         "lookup.html",
         query=query,

@@ -1,99 +1,50 @@
-"""``/ip`` and ``/json`` for the caller, plain-text single fields for scripts, health checks."""
+"""``/ip`` and ``/json`` for the caller, plain-text single fields for scripts, health checks.
+
+They run inside the request pipeline (``ipgeo.web.pipeline``), not as Flask views.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Flask
 
 from ipgeo.formats import render
-from ipgeo.geo import GeoError, LookupResult
+from ipgeo.geo import GeoError, GeoService, LookupResult
 from ipgeo.geo.queries import parse_ip
-from ipgeo.web.api import geo_service, json_response
+from ipgeo.visits import VisitCounter
 from ipgeo.web.errors import ApiError
-from ipgeo.web.params import (
-    language,
-    output_format,
-    request_client_ip,
-    selected_fields,
-)
-from ipgeo.web.protection import count_visit
-
-plain = Blueprint("plain", __name__)
+from ipgeo.web.exchange import Answer, Exchange, json_answer, text_answer
+from ipgeo.web.params import language, output_format, selected_fields
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ReadinessCheck = Callable[[], dict[str, object]]
 
 
-def _text(body: str, status: int = 200) -> Response:
-    return Response(body + "\n", status=status, mimetype="text/plain")
-
-
-def caller_ip() -> IPAddress:
+def caller_ip(exchange: Exchange) -> IPAddress:
     """The caller's address; a 400 when unknown (e.g. a unix socket peer)."""
-    ip = request_client_ip()
+    ip = exchange.client_ip
     if ip is None:
         raise ApiError(400, "no_client_ip", "the client address is unknown")
     return ip
 
 
-def own_result() -> LookupResult:
+def own_result(service: GeoService, exchange: Exchange) -> LookupResult:
     """The caller's own lookup; reserved or unknown addresses give a result with only the IP."""
-    ip = caller_ip()
+    ip = caller_ip(exchange)
     try:
-        return geo_service().lookup_ip(ip, lang=language())
+        return service.lookup_ip(ip, lang=language(exchange))
     except GeoError:
         return LookupResult(ip=str(ip), query=str(ip), version=ip.version)
 
 
-@plain.get("/ip")
-def ip_text() -> Response:
-    """The caller's IP address as plain text."""
-    return _text(str(caller_ip()))
-
-
-@plain.get("/json")
-def own_json() -> Response:
-    """The caller's own lookup, with ``visits``: how often this IP called (when Redis is on)."""
-    fields = selected_fields(extra=("visits",))
-    fmt = output_format()
-    ip = caller_ip()
-    lang = language()
-    shown = tuple(name for name in fields if name != "visits") if fields else None
-    try:
-        row = geo_service().lookup_ip(ip, lang=lang).as_dict(shown)
-    except GeoError:  # reserved or unknown: only the IP
-        row = LookupResult(ip=str(ip), query=str(ip), version=ip.version).as_dict(shown)
-    visits = count_visit()
-    if visits is not None and (fields is None or "visits" in fields):
-        row["visits"] = visits
-    body, content_type = render(row, fmt)
-    return Response(body, content_type=content_type)
-
-
-def _target() -> LookupResult:
-    raw = request.args.get("ip")
-    if raw is None:
-        return geo_service().lookup_ip(caller_ip(), lang=language())
-    ip = parse_ip(raw)
-    if ip is None:
-        raise ApiError(400, "invalid_query", f"{raw[:80]!r} is not an IP address")
-    return geo_service().lookup_ip(ip, lang=language())
-
-
-def _field_endpoint(name: str, render: Callable[[LookupResult], str | None]) -> None:
-    def view() -> Response:
-        result = _target()
-        value = render(result)
-        if value is None:
-            raise ApiError(
-                404, "not_found", f"no {name.replace('-', ' ')} is known for {result.ip}"
-            )
-        return _text(value)
-
-    view.__name__ = f"field_{name.replace('-', '_')}"
-    view.__doc__ = f"The {name} of the caller (or of ``?ip=``) as plain text."
-    plain.add_url_rule(f"/{name}", view_func=view, methods=["GET"])
+def count_visit(visits: VisitCounter | None, exchange: Exchange) -> int | None:
+    """Count a GET of the caller; the new total, or ``None`` without Redis."""
+    ip = exchange.client_ip
+    if visits is None or ip is None or exchange.method != "GET":
+        return None
+    return visits.hit(ip)
 
 
 def _coordinates(result: LookupResult) -> str | None:
@@ -102,30 +53,84 @@ def _coordinates(result: LookupResult) -> str | None:
     return f"{result.latitude},{result.longitude}"
 
 
-_field_endpoint("country", lambda r: r.country)
-_field_endpoint("country-iso", lambda r: r.country_iso)
-_field_endpoint("city", lambda r: r.city)
-_field_endpoint("coordinates", _coordinates)
-_field_endpoint("timezone", lambda r: r.time_zone)
-_field_endpoint("asn", lambda r: f"AS{r.asn}" if r.asn is not None else None)
+# The plain-text endpoints: ``/<name>`` answers one value of the caller (or of ``?ip=``).
+FIELD_ENDPOINTS: dict[str, Callable[[LookupResult], str | None]] = {
+    "country": lambda r: r.country,
+    "country-iso": lambda r: r.country_iso,
+    "city": lambda r: r.city,
+    "coordinates": _coordinates,
+    "timezone": lambda r: r.time_zone,
+    "asn": lambda r: f"AS{r.asn}" if r.asn is not None else None,
+}
 
 
-@plain.get("/healthz")
-def healthz() -> Response:
-    """Liveness: the process answers."""
-    return json_response({"status": "ok"})
+class CallerApi:
+    """Handlers of the caller's own endpoints and the health checks for the request pipeline."""
 
+    def __init__(self, app: Flask) -> None:
+        self.service: GeoService = app.extensions["ipgeo.geo"]
+        self.visits: VisitCounter | None = app.extensions.get("ipgeo.visits")
+        self.readiness: dict[str, ReadinessCheck] = app.extensions["ipgeo.readiness"]
 
-@plain.get("/readyz")
-def readyz() -> Response:
-    """Readiness: every dependency as ok/degraded/down; 503 only when lookups cannot be served."""
-    checks: dict[str, dict[str, object]] = {}
-    for name, check in current_app.extensions["ipgeo.readiness"].items():
+    def ip_text(self, exchange: Exchange, args: dict[str, str]) -> Answer:
+        """The caller's IP address as plain text."""
+        return text_answer(str(caller_ip(exchange)))
+
+    def own_json(self, exchange: Exchange, args: dict[str, str]) -> Answer:
+        """The caller's own lookup, with ``visits``: how often this IP called (with Redis)."""
+        fields = selected_fields(exchange, extra=("visits",))
+        fmt = output_format(exchange)
+        ip = caller_ip(exchange)
+        lang = language(exchange)
+        shown = tuple(name for name in fields if name != "visits") if fields else None
         try:
-            checks[name] = check()
-        except Exception as exc:  # a failing check reports, never crashes the probe
-            checks[name] = {"status": "down", "error": str(exc)}
-    down = checks.get("database", {}).get("status") == "down"
-    degraded = any(check.get("status") != "ok" for check in checks.values())
-    status = "down" if down else "degraded" if degraded else "ok"
-    return json_response({"status": status, "checks": checks}, status=503 if down else 200)
+            row = self.service.lookup_ip(ip, lang=lang).as_dict(shown)
+        except GeoError:  # reserved or unknown: only the IP
+            row = LookupResult(ip=str(ip), query=str(ip), version=ip.version).as_dict(shown)
+        visits = count_visit(self.visits, exchange)
+        if visits is not None and (fields is None or "visits" in fields):
+            row["visits"] = visits
+        body, content_type = render(row, fmt)
+        return Answer(200, body, content_type)
+
+    def field(self, name: str) -> Callable[[Exchange, dict[str, str]], Answer]:
+        """The handler of ``/<name>``: one value of the caller (or of ``?ip=``) as plain text."""
+        value_of = FIELD_ENDPOINTS[name]
+
+        def answer(exchange: Exchange, args: dict[str, str]) -> Answer:
+            result = self._target(exchange)
+            value = value_of(result)
+            if value is None:
+                raise ApiError(
+                    404, "not_found", f"no {name.replace('-', ' ')} is known for {result.ip}"
+                )
+            return text_answer(value)
+
+        return answer
+
+    def _target(self, exchange: Exchange) -> LookupResult:
+        raw = exchange.arg("ip")
+        if raw is None:
+            ip = caller_ip(exchange)
+            return self.service.lookup_ip(ip, lang=language(exchange))
+        parsed = parse_ip(raw)
+        if parsed is None:
+            raise ApiError(400, "invalid_query", f"{raw[:80]!r} is not an IP address")
+        return self.service.lookup_ip(parsed, lang=language(exchange))
+
+    def healthz(self, exchange: Exchange, args: dict[str, str]) -> Answer:
+        """Liveness: the process answers."""
+        return json_answer({"status": "ok"})
+
+    def readyz(self, exchange: Exchange, args: dict[str, str]) -> Answer:
+        """Readiness: each dependency ok/degraded/down; 503 only when lookups cannot be served."""
+        checks: dict[str, dict[str, object]] = {}
+        for name, check in self.readiness.items():
+            try:
+                checks[name] = check()
+            except Exception as exc:  # a failing check reports, never crashes the probe
+                checks[name] = {"status": "down", "error": str(exc)}
+        down = checks.get("database", {}).get("status") == "down"
+        degraded = any(check.get("status") != "ok" for check in checks.values())
+        status = "down" if down else "degraded" if degraded else "ok"
+        return json_answer({"status": status, "checks": checks}, status=503 if down else 200)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import current_app
-
+from ipgeo.geo import GeoService
 from ipgeo.geo.database import MaxMindDatabase
 from ipgeo.geo.errors import GeoError
-from ipgeo.web.api import geo_service
 
 _PROBE = ipaddress.ip_address("1.1.1.1")
 
@@ -27,28 +26,34 @@ def _describe(database: MaxMindDatabase) -> dict[str, Any]:
     }
 
 
-def database_check() -> dict[str, Any]:
+def database_check(service: GeoService, max_age_days: int) -> Callable[[], dict[str, Any]]:
     """The City/Country database: down when unreadable, degraded when stale or a reload failed."""
-    service = geo_service()
-    service.refresh()
-    result = _describe(service.city)
-    result["generation"] = service.generation
-    max_age = current_app.extensions["ipgeo.settings"].db_max_age_days
-    if max_age and result["age_days"] > max_age:
-        result["status"] = "degraded"
-        result["problem"] = f"the database is older than {max_age} days"
-    if service.last_reload_error:
-        result["status"] = "degraded"
-        result["reload_error"] = service.last_reload_error
-    return result
+
+    def check() -> dict[str, Any]:
+        service.refresh()
+        result = _describe(service.city)
+        result["generation"] = service.generation
+        if max_age_days and result["age_days"] > max_age_days:
+            result["status"] = "degraded"
+            result["problem"] = f"the database is older than {max_age_days} days"
+        if service.last_reload_error:
+            result["status"] = "degraded"
+            result["reload_error"] = service.last_reload_error
+        return result
+
+    return check
 
 
-def asn_database_check() -> dict[str, Any]:
+def asn_database_check(service: GeoService) -> Callable[[], dict[str, Any]]:
     """The optional ASN database: lookups still work without it, so at worst degraded."""
-    asn = geo_service().asn
-    if asn is None:
-        return {"status": "ok", "configured": False}
-    try:
-        return _describe(asn)
-    except (GeoError, OSError) as exc:
-        return {"status": "degraded", "error": str(exc)}
+
+    def check() -> dict[str, Any]:
+        asn = service.asn
+        if asn is None:
+            return {"status": "ok", "configured": False}
+        try:
+            return _describe(asn)
+        except (GeoError, OSError) as exc:
+            return {"status": "degraded", "error": str(exc)}
+
+    return check
