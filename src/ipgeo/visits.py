@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import redis
 
@@ -40,7 +41,9 @@ class VisitCounter:
                 pipe.expire(key, self.ttl)
                 count = int(pipe.execute()[0])
             else:
-                count = int(self.client.incr(key))  # type: ignore[arg-type]
+                # ``Any``: redis-py's annotations of these calls differ between versions
+                counted: Any = self.client.incr(key)
+                count = int(counted)
         except redis.RedisError as exc:
             self.guard.failed("the visit counter", exc)
             return None
@@ -49,5 +52,5 @@ class VisitCounter:
 
     def get(self, ip: IPAddress) -> int:
         """The current count of ``ip`` (0 when never seen); raises ``redis.RedisError``."""
-        value = self.client.get(visit_key(ip))
-        return int(value) if value is not None else 0  # type: ignore[arg-type]
+        value: Any = self.client.get(visit_key(ip))
+        return int(value) if value is not None else 0
