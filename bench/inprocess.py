@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, env in CONFIGS.items()
         }
         service: GeoService = apps["defaults"].extensions["ipgeo.geo"]
+
         def known(text: str) -> bool:
             try:
                 service.lookup(text)
