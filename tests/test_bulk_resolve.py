@@ -109,12 +109,24 @@ def _csv_line(values: list[object]) -> bytes:
 def test_record_cells_equal_csv_writer() -> None:
     writer = RowWriter(io.BytesIO(), "csv", ("source", "line", "input", *FIELDS, "error"))
     renderer = writer.renderer
-    base = ("Europe", "EU", "Germany", "DE", True, "Bayern", "BY", "München", "80331")
+    base = (
+        "Europe",
+        "EU",
+        "Germany",
+        "DE",
+        True,
+        "Deutschland, a",
+        "DE",
+        "Bayern",
+        "BY",
+        "München",
+        "80331",
+    )
     tail = (48.1374, 11.5755, 20, "Europe/Berlin")
     odd = ["a,b", 'say "hi"', "line\nbreak", "cr\rhere", "", " spaced ", "日本"]
-    places = [(*base, *tail), (*base[:4], False, *base[5:], None, None, None, tail[3])]
+    places = [(*base, *tail), (*base[:4], False, None, None, *base[7:], None, None, None, tail[3])]
     places += [(text, *base[1:], *tail) for text in odd]
-    places += [(*base[:7], text, *base[8:], *tail) for text in odd]
+    places += [(*base[:9], text, *base[10:], *tail) for text in odd]
     details = zone_details("Europe/Berlin", "database", renderer.now)
     assert details is not None
     zone = [details.name, details.source, details.utc_offset, details.local_time]

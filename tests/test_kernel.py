@@ -14,11 +14,12 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from ipgeo.geo import GeoService
-from ipgeo.geo.database import bundled_city_db
+from ipgeo.geo.database import PLACE_VALUES, bundled_city_db
 from ipgeo.geo.generation import Generation
 from tests.mmdbgen import city_record
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+CITY_AT = PLACE_VALUES.index("city")
 
 
 def _write_layout(path: Path, record_size: int, ip_version: int, mp: pytest.MonkeyPatch) -> None:
@@ -78,7 +79,7 @@ def _assert_walks_like_maxminddb(path: Path, addresses: list[IPAddress]) -> None
             assert found_prefix == prefix, ip
             if record is not None:
                 place = generation.place(pointer, ip.version, int(ip), ("en",))
-                assert place is not None and place.values[7] == record.get("city", {}).get(
+                assert place is not None and place.values[CITY_AT] == record.get("city", {}).get(
                     "names", {}
                 ).get("en"), ip
     v4 = [int(ip) for ip in addresses if ip.version == 4]

@@ -36,7 +36,8 @@ def _name(node: dict[str, Any] | None) -> str | None:
 
 
 def _expected(record: dict[str, Any], prefix: int, ip: Any) -> dict[str, Any]:
-    country = record.get("country") or record.get("registered_country") or {}
+    country = record.get("country") or {}  # where the network is, never where it is registered
+    registered = record.get("registered_country") or {}
     subdivision = (record.get("subdivisions") or [{}])[0]
     location = record.get("location", {})
     zone = location.get("time_zone")
@@ -58,6 +59,8 @@ def _expected(record: dict[str, Any], prefix: int, ip: Any) -> dict[str, Any]:
         "country_eu": bool(country.get("is_in_european_union"))
         if country.get("iso_code")
         else None,
+        "registered_country": _name(registered),
+        "registered_country_iso": registered.get("iso_code"),
         "region": _name(subdivision),
         "region_code": subdivision.get("iso_code"),
         "city": _name(record.get("city")),

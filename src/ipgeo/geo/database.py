@@ -14,6 +14,7 @@ from maxminddb.errors import InvalidDatabaseError
 
 from ipgeo.geo.errors import DatabaseUnavailable
 from ipgeo.geo.models import DatabaseInfo
+from ipgeo.geo.names import continent_name, continent_of, territory_name
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -62,29 +63,29 @@ def _dig(record: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 # The place a City record gives, in ``FIELDS`` order (continent … accuracy_radius_km), and
 # the record's own time zone: what ``place_values`` returns.
 PLACE_VALUES = (
-    "continent", "continent_code", "country", "country_iso", "country_eu", "region",
-    "region_code", "city", "postal_code", "latitude", "longitude", "accuracy_radius_km",
-    "time_zone",
+    "continent", "continent_code", "country", "country_iso", "country_eu",
+    "registered_country", "registered_country_iso", "region", "region_code", "city",
+    "postal_code", "latitude", "longitude", "accuracy_radius_km", "time_zone",
 )  # fmt: skip
-_IPINFO_MISSING = (None,) * (len(PLACE_VALUES) - 4)
 
 
 def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple[Any, ...]:
-    """Map a GeoIP2/GeoLite2/DB-IP style record (or an IPinfo lite one) to ``PLACE_VALUES``."""
-    if _is_ipinfo(record):
-        get = record.get
-        ipinfo = (get("continent"), get("continent_code"), get("country"), get("country_code"))
-        return ipinfo + _IPINFO_MISSING
-    # ``_dig`` written out for the dicts the readers give: this runs once per bulk-run record
+    """Map a record to ``PLACE_VALUES``: MaxMind's layout (GeoIP2, GeoLite2, DB-IP), IPinfo's,
+    or a flat one (``country_code``, ``state1``, ``city``, ``postcode``, ``latitude``, …)."""
+    if "country_code" in record:
+        return _flat_values(record, languages)
+    # ``_dig`` written out for the dicts the readers give: this runs once per record
     get = record.get
     continent = get("continent")
     if type(continent) is not dict:
         continent = _dig(record, "continent")
+    # the country the location is in; never the registered one (another answer)
     country = get("country")
     if type(country) is not dict:
         country = _dig(record, "country")
-    if not country:
-        country = _dig(record, "registered_country")
+    registered = get("registered_country")
+    if type(registered) is not dict:
+        registered = _dig(record, "registered_country")
     subdivisions = get("subdivisions") or [{}]
     first = subdivisions[0]
     region = first if type(first) is dict or isinstance(first, Mapping) else {}
@@ -104,6 +105,8 @@ def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple
         _name(country.get("names"), languages),
         iso,
         bool(country.get("is_in_european_union", False)) if iso else None,
+        _name(registered.get("names"), languages),
+        registered.get("iso_code"),
         _name(region.get("names"), languages),
         region.get("iso_code"),
         _name(city.get("names"), languages),
@@ -115,8 +118,38 @@ def place_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple
     )
 
 
-def _is_ipinfo(record: Mapping[str, Any]) -> bool:
-    return "country_code" in record and "country" in record and isinstance(record["country"], str)
+def _flat_values(record: Mapping[str, Any], languages: tuple[str, ...]) -> tuple[Any, ...]:
+    """``place_values`` of the flat layouts: IPinfo Lite's, and the city and country layouts
+    free sources publish. Names the record lacks come from the ISO codes (``geo.names``)."""
+    get = record.get
+    iso = get("country_code") or None
+    continent_code = get("continent_code") or (continent_of(iso) if iso else None)
+    country = get("country") if isinstance(get("country"), str) else None
+    continent = get("continent") if isinstance(get("continent"), str) else None
+    if not country or (languages[0] != "en" and iso):  # IPinfo names are English
+        country = (territory_name(iso, languages) if iso else None) or country
+    if not continent or (languages[0] != "en" and continent_code):
+        continent = (continent_name(continent_code, languages) if continent_code else None) or (
+            continent
+        )
+    latitude, longitude = get("latitude"), get("longitude")
+    return (
+        continent,
+        continent_code,
+        country,
+        iso,
+        None,  # EU membership: not in these layouts
+        None,
+        None,
+        get("state1") or None,
+        None,
+        get("city") if isinstance(get("city"), str) and get("city") else None,
+        get("postcode") or None,
+        float(latitude) if isinstance(latitude, int | float) else None,
+        float(longitude) if isinstance(longitude, int | float) else None,
+        None,
+        get("timezone") or None,
+    )
 
 
 class MaxMindDatabase:

@@ -18,6 +18,8 @@ FIELDS: tuple[str, ...] = (
     "country",
     "country_iso",
     "country_eu",
+    "registered_country",
+    "registered_country_iso",
     "region",
     "region_code",
     "city",
@@ -58,6 +60,8 @@ class LookupResult:
     country: str | None = None
     country_iso: str | None = None
     country_eu: bool | None = None
+    registered_country: str | None = None
+    registered_country_iso: str | None = None
     region: str | None = None
     region_code: str | None = None
     city: str | None = None

@@ -20,6 +20,11 @@ _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "country": _STRING,
     "country_iso": {**_STRING, "description": "ISO 3166-1 alpha-2 code.", "example": "US"},
     "country_eu": {"type": "boolean", "nullable": True},
+    "registered_country": {
+        **_STRING,
+        "description": "The country the network is registered to (may differ from `country`).",
+    },
+    "registered_country_iso": {**_STRING, "description": "ISO code of `registered_country`."},
     "region": _STRING,
     "region_code": _STRING,
     "city": _STRING,
