@@ -113,7 +113,9 @@ def test_in_networks_needs_a_match() -> None:
 
 def test_visit_key_is_canonical() -> None:
     assert visit_key(ip("::ffff:1.2.3.4")) == "visits:1.2.3.4"
-    assert visit_key(ip("2001:DB8:0:0::1")) == "visits:2001:db8::1"
+    assert visit_key(ip("1.2.3.4")) == "visits:1.2.3.4"
+    assert visit_key(ip("2001:DB8:0:0::1")) == "visits:2001:db8::/64"
+    assert visit_key(ip("2001:DB8:0:0::1"), 128) == "visits:2001:db8::1/128"
 
 
 def test_nginx_include() -> None:

@@ -15,6 +15,26 @@ request_id_var: ContextVar[str | None] = ContextVar("ipgeo_request_id", default=
 
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
+# What nginx escapes in its access log: control characters, quote, backslash and every byte
+# from 0x7f up. WSGI gives paths and headers as Latin-1 text, one character per byte.
+_BYTE_ESCAPES = {code: f"\\x{code:02X}" for code in (*range(0x20), 0x22, 0x5C, *range(0x7F, 0x100))}
+
+
+def _escape_wide(char: str) -> str:
+    if ord(char) < 0x100:
+        return char
+    return "".join(f"\\x{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
+def escape_field(value: str) -> str:
+    """``value`` as one safe field of a text log line: printable ASCII, ``\\xHH`` otherwise."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value
+    escaped = value.translate(_BYTE_ESCAPES)
+    if escaped.isascii():
+        return escaped
+    return "".join(_escape_wide(char) for char in escaped)
+
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in record.__dict__.items() if key not in _STANDARD_ATTRS}

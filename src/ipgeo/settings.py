@@ -376,7 +376,8 @@ class Settings:
         metadata=_env(
             "IPGEO_METRICS_ALLOWED",
             p.parse_networks,
-            "Client networks allowed to read `/metrics` (others get 403; empty: nobody). "
+            "Client networks allowed to read `/metrics` (others get 403; empty: nobody) and the "
+            "details of `/readyz` (paths, errors; others see each check's status). "
             "Default: loopback only.",
             "127.0.0.1;10.0.0.0/8",
         ),
@@ -416,6 +417,29 @@ class Settings:
             p.parse_int(60, 365 * 86400),
             "Seconds a failed job (its error and its input file) is kept.",
             "604800",
+        ),
+    )
+    job_max_rows: int = field(
+        default=10_000_000,
+        metadata=_env(
+            "IPGEO_JOB_MAX_ROWS",
+            p.parse_int(1, 10**12),
+            "Most rows a bulk job may write; a job whose result would be longer (say, one "
+            "line `0.0.0.0/0` has a row per database network) ends `failed` with the error "
+            "`too_large` and its partial result is removed.",
+            "10000000",
+        ),
+    )
+    job_max_input: int = field(
+        default=20 * 1024**3,
+        metadata=_env(
+            "IPGEO_JOB_MAX_INPUT",
+            p.parse_size(1024, 1024**5),
+            "Most bytes of a job's input once decompressed (bytes, or with K, M, G, T): a "
+            "small gzip upload can hold a thousand times its size. Past it the job ends "
+            "`failed` with the error `too_large`. Default: 20G (20 times the default "
+            "`IPGEO_MAX_UPLOAD`).",
+            "20G",
         ),
     )
     job_retries: int = field(

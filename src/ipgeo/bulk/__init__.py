@@ -5,7 +5,7 @@ used by the ``ipgeo bulk`` command and by background jobs.
 """
 
 from ipgeo.bulk.engine import Options, Progress, ProgressCallback, run
-from ipgeo.bulk.errors import BulkError, Cancelled
+from ipgeo.bulk.errors import BulkError, Cancelled, TooLarge
 from ipgeo.bulk.parsing import INPUT_FORMATS
 from ipgeo.bulk.summary import BadLine, Summary
 from ipgeo.bulk.writers import OUTPUT_FORMATS, PER_LINE_DEFAULT, UNIQUE_DEFAULT
@@ -22,5 +22,6 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "Summary",
+    "TooLarge",
     "run",
 ]

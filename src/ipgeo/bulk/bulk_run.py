@@ -22,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ipgeo.bulk.blocks import rows_block
-from ipgeo.bulk.errors import BulkError, Cancelled
+from ipgeo.bulk.errors import BulkError, Cancelled, TooLarge
 from ipgeo.bulk.keyer import Keyer
 from ipgeo.bulk.malloc import keep_freed_memory
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
@@ -66,7 +66,12 @@ class BulkRun:
         self.resolver = Resolver(service, options.lang)
         columns = columns_for(options.fields, options.unique)
         self.writer = RowWriter(
-            out, options.output_format, columns, datetime.now(UTC), per_line=not options.unique
+            out,
+            options.output_format,
+            columns,
+            datetime.now(UTC),
+            per_line=not options.unique,
+            max_rows=options.max_rows,
         )
         self.renderer = self.writer.renderer
         self.keyer = Keyer(self._resolve_ips, options.max_line)
@@ -109,7 +114,7 @@ class BulkRun:
         name = source.name
         self.summary.sources.append(name)
         try:
-            batches = read_batches(source, self.options.max_line)
+            batches = read_batches(source, self.options.max_line, self.options.max_input)
             first = next(batches, None)
             if first is None:
                 self.summary.input_formats[name] = "empty"
@@ -182,9 +187,12 @@ class BulkRun:
         self.summary.skipped += len(lines)
         return [], lineno + len(lines), None
 
-    def _report(self, source: Source) -> None:
+    def _check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
             raise Cancelled("cancelled")
+
+    def _report(self, source: Source) -> None:
+        self._check_cancel()
         if self.progress is not None:
             position = source.position() or 0
             self.progress(
@@ -330,16 +338,23 @@ class BulkRun:
             self.summary.unparseable_lines.append(BadLine(name, lineno, reason, text))
 
     def _range_rows(self, head: bytes, lineno: int, token: Token) -> None:
-        """The rows of a CIDR or range line: one per address looked up in it."""
+        """The rows of a CIDR or range line: one per address looked up in it.
+
+        One line can cover millions of networks, so cancel and the row bound are checked for
+        every chunk of addresses, not only between batches of lines.
+        """
         assert token.bounds is not None
         options = self.options
         number = self.writer.line_format % lineno if self.writer.has_line else b""
         for addresses in range_addresses(self.resolver, options, lineno, token.text, *token.bounds):
+            self._check_cancel()
             rows = self.resolver.resolve(addresses)
             answers = self.resolver.answers
             for ip, answer in zip(rows.ips, rows.answers, strict=True):
                 self.tally.add(ip, answers[answer].facet)
             if options.unique:
+                if options.max_rows is not None and len(self.tally.seen) > options.max_rows:
+                    raise TooLarge("rows", options.max_rows)
                 continue
             tails = self.renderer.tails(answers, rows, [token.text] * len(addresses))
             self.writer.extend([head + number + tail for tail in tails])

@@ -9,3 +9,16 @@ class BulkError(Exception):
 
 class Cancelled(BulkError):
     """The caller asked the run to stop."""
+
+
+class TooLarge(BulkError):
+    """The run went past one of its bounds: ``rows`` written or ``input`` bytes read."""
+
+    def __init__(self, bound: str, limit: int) -> None:
+        self.bound = bound
+        self.limit = limit
+        if bound == "rows":
+            message = f"the result has more than {limit:,} rows"
+        else:
+            message = f"the input is larger than {limit:,} bytes (decompressed)"
+        super().__init__(message)

@@ -24,6 +24,8 @@ class Options:
     lang: str | None = None
     cache_size: int = 65_536
     max_line: int = MAX_LINE
+    max_rows: int | None = None  # stop with ``TooLarge`` past this many rows (None: no bound)
+    max_input: int | None = None  # ... or past this many bytes of one decompressed input
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from ipgeo.bulk.errors import BulkError
+from ipgeo.bulk.errors import BulkError, TooLarge
 
 CHUNK_SIZE = 1 << 20
 MAX_LINE = 64 * 1024
@@ -117,10 +117,17 @@ class LineBatch:
         return self._lines
 
 
-def read_batches(source: Source, max_line: int = MAX_LINE) -> Iterator[LineBatch]:
-    """Yield the lines of ``source`` in batches of about ``CHUNK_SIZE`` bytes."""
+def read_batches(
+    source: Source, max_line: int = MAX_LINE, max_bytes: int | None = None
+) -> Iterator[LineBatch]:
+    """Yield the lines of ``source`` in batches of about ``CHUNK_SIZE`` bytes.
+
+    Past ``max_bytes`` of (decompressed) data it raises ``TooLarge``: a small gzip file can
+    hold a thousand times its size.
+    """
     carry = b""
     skipping = False
+    read = 0
     while True:
         try:
             chunk = source.stream.read(CHUNK_SIZE)
@@ -129,6 +136,9 @@ def read_batches(source: Source, max_line: int = MAX_LINE) -> Iterator[LineBatch
             raise BulkError(f"{source.name}: unreadable {kind} ({exc})") from None
         if not chunk:
             break
+        read += len(chunk)
+        if max_bytes is not None and read > max_bytes:
+            raise TooLarge("input", max_bytes)
         if skipping:
             newline = chunk.find(b"\n")
             if newline < 0:

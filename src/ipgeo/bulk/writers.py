@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ipgeo.bulk.errors import BulkError
+from ipgeo.bulk.errors import BulkError, TooLarge
 from ipgeo.bulk.rendering import Renderer, csv_cells
 from ipgeo.geo import FIELDS
 
@@ -65,6 +65,7 @@ class RowWriter:
         columns: Sequence[str],
         now: datetime | None = None,
         per_line: bool = True,
+        max_rows: int | None = None,
     ) -> None:
         if fmt not in OUTPUT_FORMATS:
             raise BulkError(
@@ -75,6 +76,7 @@ class RowWriter:
         self.columns = tuple(columns)
         self.has_line = "line" in self.columns
         self.rows = 0
+        self.max_rows = max_rows
         self._pending: list[bytes] = []
         self._started = False
         self._csv = fmt == "csv"
@@ -110,8 +112,9 @@ class RowWriter:
         return orjson.dumps(dict(zip(self.columns, values, strict=True))) + self._newline
 
     def extend(self, rows: list[bytes]) -> None:
-        """Queue rendered rows; they are written in large blocks."""
+        """Queue rendered rows; they are written in large blocks (``TooLarge`` past the bound)."""
         self.rows += len(rows)
+        self._bound()
         self._pending.extend(rows)
         if len(self._pending) >= 8192:
             self.flush()
@@ -119,8 +122,13 @@ class RowWriter:
     def extend_block(self, block: bytes, count: int) -> None:
         """Queue ``count`` rendered rows given as one block of bytes."""
         self.rows += count
+        self._bound()
         self._pending.append(block)
         self.flush()
+
+    def _bound(self) -> None:
+        if self.max_rows is not None and self.rows > self.max_rows:
+            raise TooLarge("rows", self.max_rows)
 
     def flush(self) -> None:
         """Write queued rows."""

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from ipgeo.bulk import INPUT_FORMATS, OUTPUT_FORMATS, BulkError, Options, Summary, run
+from ipgeo.bulk import (
+    INPUT_FORMATS,
+    OUTPUT_FORMATS,
+    BulkError,
+    Options,
+    Summary,
+    TooLarge,
+    run,
+)
 from ipgeo.bulk import Progress as BulkProgress
 from ipgeo.bulk.engine import ProgressCallback
 from ipgeo.cli.common import load_service, load_settings
@@ -57,6 +65,12 @@ _FIELDS_HELP = (
     show_default=True,
     help="Most addresses one CIDR/range may expand to.",
 )
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop with an error (and no output file) past this many rows. Default: no bound.",
+)
 @click.option("--summary", "show_summary", is_flag=True, help="Print a summary of the run.")
 @click.option(
     "--summary-format", type=click.Choice(["table", "json"]), default="table", show_default=True
@@ -74,6 +88,7 @@ def bulk(
     ip_column: str | None,
     expand: bool,
     max_expand: int,
+    max_rows: int | None,
     show_summary: bool,
     summary_format: str,
     top: int,
@@ -94,6 +109,7 @@ def bulk(
         ip_column=ip_column,
         expand=expand,
         max_expand=max_expand,
+        max_rows=max_rows,
         top=top,
         lang=lang,
     )
@@ -103,6 +119,8 @@ def bulk(
             summary = run(
                 service, list(files), options, output or sys.stdout.buffer, progress=callback
             )
+    except TooLarge as exc:
+        raise click.ClickException(f"{exc} (--max-rows {exc.limit})") from None
     except BulkError as exc:
         raise click.ClickException(str(exc)) from None
     except BrokenPipeError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import redis
 from rq import get_current_job
 from rq.job import Job
 
-from ipgeo.bulk import BulkError, Cancelled, Progress, Summary, run
+from ipgeo.bulk import BulkError, Cancelled, Progress, Summary, TooLarge, run
 from ipgeo.geo import GeoService
 from ipgeo.jobs.files import JobFiles
 from ipgeo.jobs.options import JobOptions
@@ -138,6 +139,12 @@ def result_summary(summary: Summary, top: int) -> dict[str, Any]:
     return data
 
 
+def too_large_message(exc: TooLarge) -> str:
+    """What a job that went past a bound says, naming the setting of the bound."""
+    setting = "IPGEO_JOB_MAX_ROWS" if exc.bound == "rows" else "IPGEO_JOB_MAX_INPUT"
+    return f"{exc}: the limit is {setting}={exc.limit}"
+
+
 def run_bulk_job(job_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     """Enrich the job's input into its NDJSON result; the summary is the job's return value."""
     job = get_current_job()
@@ -145,7 +152,8 @@ def run_bulk_job(job_dir: str, options: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("run_bulk_job runs inside an RQ worker")
     files = JobFiles(Path(job_dir))
     job_options = JobOptions.from_dict(options)
-    reporter = ProgressReporter(job, _settings().job_progress_interval)
+    settings = _settings()
+    reporter = ProgressReporter(job, settings.job_progress_interval)
     if not files.input.exists():
         # Canceled while a worker was already taking it off the queue: nothing to do.
         job.meta["state"] = "canceled"
@@ -153,12 +161,17 @@ def run_bulk_job(job_dir: str, options: dict[str, Any]) -> dict[str, Any]:
         return {"canceled": True}
     reporter.save()
     name = str((job.meta.get("input") or {}).get("name") or "upload")
+    engine_options = replace(
+        job_options.engine_options(),
+        max_rows=settings.job_max_rows,
+        max_input=settings.job_max_input,
+    )
     try:
         with files.input.open("rb") as stream:
             summary = run(
                 _service(),
                 [(name, stream)],
-                job_options.engine_options(),
+                engine_options,
                 files.result,
                 progress=reporter,
                 should_cancel=CancelCheck(job.connection, job.id),
@@ -173,11 +186,13 @@ def run_bulk_job(job_dir: str, options: dict[str, Any]) -> dict[str, Any]:
         return {"canceled": True}
     except (BulkError, OSError) as exc:
         files.remove_partial()
-        message = str(exc)
+        code, message = "bad_input", str(exc)
         if isinstance(exc, OSError):
             message = f"cannot read the upload or write the result: {exc.strerror or exc}"
+        elif isinstance(exc, TooLarge):
+            code, message = "too_large", too_large_message(exc)
         job.retries_left = 0  # bad input stays bad: never retried
-        job.meta["error"] = {"code": "bad_input", "message": message}
+        job.meta["error"] = {"code": code, "message": message}
         job.save_meta()  # type: ignore[no-untyped-call]
         raise JobInputError(message) from None
     reporter.save(finished=True)

@@ -85,6 +85,7 @@ class LookupApi:
 
 def meta_document(service: GeoService) -> dict[str, Any]:
     """Service version, database metadata and the data licence attribution."""
+    service.refresh()  # describe the databases that a lookup would use now
     return {
         "service": "ipgeo",
         "version": __version__,

@@ -10,6 +10,7 @@ from functools import lru_cache
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ipgeo.geo import GeoService
+from ipgeo.logs import escape_field
 from ipgeo.metrics import exposition, labelled
 from ipgeo.settings import IPNetwork
 from ipgeo.web.errors import ApiError
@@ -28,9 +29,20 @@ def database_build(service: GeoService) -> str:
     return _iso_time(service.city.info.build_epoch)
 
 
+# Methods counted under their own name; any other method is counted as ``other`` so that a
+# client cannot add a series per request (``curl -X QWERTYUI``).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    """The metrics' label of an HTTP method: itself when standard, else ``other``."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
 def record_request(endpoint: str, method: str, status: int, duration: float) -> None:
-    """Count one answered request and its latency."""
-    labelled("requests", endpoint, method, str(status)).inc()
+    """Count one answered request and its latency (``endpoint``: a URL rule or one bucket)."""
+    labelled("requests", endpoint, method_label(method), str(status)).inc()
     labelled("request_duration", endpoint).observe(duration)
     if status == 429:
         labelled("rate_limited", endpoint).inc()
@@ -70,16 +82,21 @@ def access_record(exchange: Exchange, endpoint: str, status: int, duration: floa
 
 
 def log_access(record: AccessRecord) -> None:
-    """Write the one access-log line of a request."""
+    """Write the one access-log line of a request.
+
+    The line's fields come from the client, so its text is escaped the way nginx escapes its
+    log (``\\xHH``): a path with a line break cannot write a line of its own. The JSON format
+    keeps the raw values in its fields (the JSON encoder escapes them).
+    """
     access_log.info(
         '%s "%s %s" %d %.1f ms id=%s "%s"',
-        record.client,
-        record.method,
-        record.full_path,
+        escape_field(record.client),
+        escape_field(record.method),
+        escape_field(record.full_path),
         record.status,
         record.duration * 1000,
-        record.request_id,
-        record.user_agent,
+        escape_field(record.request_id),
+        escape_field(record.user_agent),
         extra={
             "method": record.method,
             "path": record.path,

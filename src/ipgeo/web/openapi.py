@@ -285,7 +285,8 @@ def _paths() -> dict[str, Any]:
                     "database: type, path, build date, age in days, reload generation; "
                     "`degraded` when a replaced file failed to load or it is older than "
                     "`IPGEO_DB_MAX_AGE_DAYS`), `asn_database`, and Redis/PostgreSQL where "
-                    "configured. 503 only when lookups cannot be served."
+                    "configured. 503 only when lookups cannot be served. Clients outside "
+                    "`IPGEO_METRICS_ALLOWED` get only the `status` of each check."
                 ),
                 "tags": ["service"],
                 "responses": {

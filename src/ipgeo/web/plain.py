@@ -71,6 +71,7 @@ class CallerApi:
         self.service: GeoService = app.extensions["ipgeo.geo"]
         self.visits: VisitCounter | None = app.extensions.get("ipgeo.visits")
         self.readiness: dict[str, ReadinessCheck] = app.extensions["ipgeo.readiness"]
+        self.details_allowed = app.extensions["ipgeo.settings"].metrics_allowed
 
     def ip_text(self, exchange: Exchange, args: dict[str, str]) -> Answer:
         """The caller's IP address as plain text."""
@@ -123,7 +124,11 @@ class CallerApi:
         return json_answer({"status": "ok"})
 
     def readyz(self, exchange: Exchange, args: dict[str, str]) -> Answer:
-        """Readiness: each dependency ok/degraded/down; 503 only when lookups cannot be served."""
+        """Readiness: each dependency ok/degraded/down; 503 only when lookups cannot be served.
+
+        Only clients in ``IPGEO_METRICS_ALLOWED`` see the details (paths, errors, generation);
+        every other client sees the status of each check.
+        """
         checks: dict[str, dict[str, object]] = {}
         for name, check in self.readiness.items():
             try:
@@ -133,4 +138,10 @@ class CallerApi:
         down = checks.get("database", {}).get("status") == "down"
         degraded = any(check.get("status") != "ok" for check in checks.values())
         status = "down" if down else "degraded" if degraded else "ok"
+        if not self._sees_details(exchange):
+            checks = {name: {"status": check.get("status")} for name, check in checks.items()}
         return json_answer({"status": status, "checks": checks}, status=503 if down else 200)
+
+    def _sees_details(self, exchange: Exchange) -> bool:
+        client = exchange.client_ip
+        return client is not None and any(client in network for network in self.details_allowed)

@@ -10,6 +10,7 @@ import redis
 from flask import Flask
 
 from ipgeo.allowlist import in_networks, is_allowed
+from ipgeo.clientip import client_key
 from ipgeo.redisstore import RedisGuard, connection_pool
 from ipgeo.settings import Settings
 from ipgeo.visits import VisitCounter
@@ -51,7 +52,9 @@ def init_redis(app: Flask, settings: Settings) -> RedisGuard | None:
     client = redis.Redis(connection_pool=connection_pool(settings.redis_url))
     guard = RedisGuard(client)
     app.extensions["ipgeo.redis"] = guard
-    app.extensions["ipgeo.visits"] = VisitCounter(client, guard, settings.visit_ttl)
+    app.extensions["ipgeo.visits"] = VisitCounter(
+        client, guard, settings.visit_ttl, settings.client_ipv6_prefix
+    )
     app.extensions["ipgeo.readiness"]["redis"] = guard.check
     return guard
 
@@ -63,6 +66,7 @@ class Protection:
         self.allowed = settings.allowed
         self.exempt = settings.rate_limit_exempt
         self.batch_limit = settings.batch_limit
+        self.ipv6_prefix = settings.client_ipv6_prefix
         self.guard = guard
         self.limiter: RateLimiter | None = None
         if settings.rate_limit:
@@ -88,16 +92,17 @@ class Protection:
     def rate_limit(self, exchange: Exchange) -> RateLimitOutcome | None:
         """Count ``exchange`` against its client's limits; ``None`` when it is not limited.
 
+        A client is its IPv4 address or its IPv6 network (``IPGEO_CLIENT_IPV6_PREFIX``).
+
         Fails open: while Redis is unreachable nothing is counted (the guard warns).
         """
         limiter = self.limiter
         if limiter is None or self._unlimited(exchange):
             return None
         ip = exchange.client_ip
+        client = client_key(ip, self.ipv6_prefix) if ip is not None else "unknown"
         try:
-            outcome = limiter.charge(
-                ip.compressed if ip is not None else "unknown", self._cost(exchange)
-            )
+            outcome = limiter.charge(client, self._cost(exchange))
         except redis.RedisError as exc:
             if self.guard is not None:
                 self.guard.failed("rate limiting", exc)
