@@ -85,6 +85,7 @@ class LookupApi:
 
 def meta_document(service: GeoService) -> dict[str, Any]:
     """Service version, database metadata and the credits of the data in service."""
+    service.refresh()  # describe the files in service now, not those of the last lookup
     databases = service.databases
     return {
         "service": "ipgeo",

@@ -91,7 +91,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
         def asset(filename: str) -> str:
             return url_for("static", filename=filename, v=_static_hash(filename))
 
-        databases = geo.databases  # at request time: a reload switches the credits
+        geo.refresh()  # the credits follow the data in service: after a reload, the new one
+        databases = geo.databases
         return {
             "asset": asset,
             "attribution": attribution_text(databases),
