@@ -11,13 +11,15 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 import requests
 
+from ipgeo.dbupdate import ConfigError, build_config
 from ipgeo.dbupdate.dbip import months
+from ipgeo.settings import Settings
 from tests.mmdbgen import city_record, write_mmdb
 from tests.servers import AppServer, wait_until
 from tests.test_redis_acceptance import server_env
@@ -65,6 +67,11 @@ def _update(server: UpdateServer, env: dict[str, str]) -> subprocess.CompletedPr
         timeout=120,
         check=False,
     )
+
+
+def test_months_roll_over_the_year() -> None:
+    assert months(date(2026, 1, 15)) == ("2026-01", "2025-12")
+    assert months(date(2026, 11, 30)) == ("2026-11", "2026-10")
 
 
 def test_last_months_files_are_installed_when_this_months_are_not_out(
@@ -150,3 +157,18 @@ def test_a_running_server_switches_to_db_ip_without_a_restart(
         assert ready["status"] == "ok", ready
         assert ready["checks"]["asn_database"]["type"] == ASN_TYPE
         assert "databases reloaded" in app.log()
+
+
+def test_source_auto_prefers_what_is_configured(tmp_path: Path) -> None:
+    base = {"IPGEO_DATA_DIR": str(tmp_path)}
+    keyless = build_config(Settings.from_env(base), source="auto")
+    assert keyless.dbip_url == "https://download.db-ip.com/free/"
+    assert not keyless.uses_maxmind and not keyless.urls
+    account = {"IPGEO_MAXMIND_ACCOUNT_ID": "42", "IPGEO_MAXMIND_LICENSE_KEY": "secret"}
+    maxmind = build_config(Settings.from_env(base | account), source="auto")
+    assert maxmind.uses_maxmind and maxmind.dbip_url is None
+    # Asked for by name, DB-IP Lite is fetched alone.
+    dbip = build_config(Settings.from_env(base | account), source="dbip-lite")
+    assert dbip.dbip_url is not None and not dbip.uses_maxmind
+    with pytest.raises(ConfigError, match="--source dbip-lite"):
+        build_config(Settings.from_env(base))

@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
             "asset": asset,
             "attribution": attribution_text(databases),
             "attributions": attributions(databases),
-            "data": databases[0],
+            "served_database": databases[0],
             "version": __version__,
         }
 
