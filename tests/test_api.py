@@ -176,7 +176,10 @@ def test_asn_with_asn_database(test_app: Flask) -> None:
 def test_health_ready_meta(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz").get_json()
-    assert ready["status"] == "ok" and ready["checks"]["database"]["status"] == "ok"
+    # The bundled database is from 2019: older than IPGEO_DB_MAX_AGE_DAYS' default of 45.
+    assert ready["status"] == "degraded"
+    assert ready["checks"]["database"]["status"] == "degraded"
+    assert ready["checks"]["database"]["problem"] == "the database is older than 45 days"
     meta = client.get("/api/v1/meta").get_json()
     assert meta["databases"][0]["database_type"] == "GeoLite2-City"
     assert meta["databases"][0]["build_date"].startswith("2019-12")

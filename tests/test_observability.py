@@ -225,7 +225,9 @@ def test_build_header_and_meta_follow_reloads(client: FlaskClient, city_file: Pa
 def test_readyz_reports_each_dependency(
     make_city_app: Callable[..., Flask], city_file: Path, testdata: Path
 ) -> None:
-    client = make_city_app(IPGEO_DB_RELOAD_INTERVAL="0.001").test_client()
+    client = make_city_app(
+        IPGEO_DB_RELOAD_INTERVAL="0.001", IPGEO_DB_MAX_AGE_DAYS="0"
+    ).test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 200
     body = ready.json

@@ -54,6 +54,12 @@ def test_lookup_through_nginx(up: UpProcess) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", resp.headers["X-Request-ID"])
 
 
+def test_stale_data_is_named_once_at_start(up: UpProcess) -> None:
+    # The bundled 2019 database is older than IPGEO_DB_MAX_AGE_DAYS' default (45 days).
+    output = up.output()
+    assert output.count("refresh it with: ipgeo db update --source dbip-lite") == 1, output
+
+
 def _redis(up: UpProcess) -> redis.Redis:
     return redis.Redis(unix_socket_path=str(up.data_dir.resolve() / "redis" / "redis.sock"))
 

@@ -63,8 +63,12 @@ class UpdateServerState:
     # How a file's body is framed: "length" (a true Content-Length), "chunked", "until-close"
     # (no length; the connection's end ends it) or "claims:N" (a false Content-Length of N).
     framing: dict[str, str] = field(default_factory=dict)
+    content_types: dict[str, str] = field(default_factory=dict)  # default: octet-stream
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_OCTETS = "application/octet-stream"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -126,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.state.files[parts.path]
             framing = self.state.framing.get(parts.path, "length")
             if framing == "length":
-                self._send(200, body, "application/octet-stream")
+                self._send(200, body, self.state.content_types.get(parts.path, _OCTETS))
             else:
                 self._send_framed(body, framing)
             return
@@ -182,6 +186,11 @@ class UpdateServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def dbip_month_path(product: str, month: str) -> str:
+    """Where DB-IP publishes a month's Lite file (``/free/dbip-city-lite-2026-11.mmdb.gz``)."""
+    return f"/free/dbip-{product}-lite-{month}.mmdb.gz"
 
 
 def gzip_bytes(data: bytes) -> bytes:

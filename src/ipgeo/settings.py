@@ -37,7 +37,9 @@ class Settings:
             "IPGEO_CITY_DB",
             p.parse_optional_path,
             "Path of a MaxMind-format City or Country database (GeoLite2, DB-IP, IPinfo). "
-            "Default: the GeoLite2 City database bundled with the package.",
+            "Default: the newest City or Country database installed in the database "
+            "directory (`IPGEO_DB_DIR`), else the GeoLite2 City database bundled with the "
+            "package.",
             "/data/GeoLite2-City.mmdb",
         ),
     )
@@ -46,7 +48,8 @@ class Settings:
         metadata=_env(
             "IPGEO_ASN_DB",
             p.parse_optional_path,
-            "Path of an optional ASN (or ISP) database; adds `asn` and `asn_org`.",
+            "Path of an optional ASN (or ISP) database; adds `asn` and `asn_org`. Default: "
+            "the newest ASN database installed in the database directory, if any.",
             "/data/GeoLite2-ASN.mmdb",
         ),
     )
@@ -282,8 +285,9 @@ class Settings:
         metadata=_env(
             "IPGEO_DB_DIR",
             p.parse_optional_path,
-            "Directory `ipgeo db update` writes databases to. Default: the directory of "
-            "`IPGEO_CITY_DB`, else `IPGEO_DATA_DIR/databases`.",
+            "Directory `ipgeo db update` writes databases to, and where the service looks "
+            "for them when `IPGEO_CITY_DB`/`IPGEO_ASN_DB` are unset. Default: the directory "
+            "of `IPGEO_CITY_DB`, else `IPGEO_DATA_DIR/databases`.",
             "/data",
         ),
     )
@@ -337,6 +341,16 @@ class Settings:
             "dbip-city-lite.mmdb=https://example.com/dbip-city-lite.mmdb.gz",
         ),
     )
+    dbip_url: str = field(
+        default="https://download.db-ip.com/free/",
+        metadata=_env(
+            "IPGEO_DBIP_URL",
+            p.parse_directory_url,
+            "Where `ipgeo db update --source dbip-lite` fetches DB-IP's monthly "
+            "`dbip-city-lite-YYYY-MM.mmdb.gz` and `dbip-asn-lite-YYYY-MM.mmdb.gz`.",
+            "https://download.db-ip.com/free/",
+        ),
+    )
     db_max_download: int = field(
         default=DB_MAX_DOWNLOAD_DEFAULT,
         metadata=_env(
@@ -359,12 +373,13 @@ class Settings:
         ),
     )
     db_max_age_days: int = field(
-        default=0,
+        default=45,
         metadata=_env(
             "IPGEO_DB_MAX_AGE_DAYS",
             p.parse_int(0, 100_000),
-            "`/readyz` reports the database as degraded when its build is older than this "
-            "many days (0: never).",
+            "When the served City database's build is older than this many days, `/readyz` "
+            "reports it as degraded and `ipgeo serve`/`ipgeo up` warn at start (0: never). "
+            "Default: 45.",
             "45",
         ),
     )
@@ -490,6 +505,16 @@ class Settings:
             "geo.example.com;localhost",
         ),
     )
+
+    @property
+    def database_dir(self) -> Path:
+        """The database directory: ``IPGEO_DB_DIR``, else next to ``IPGEO_CITY_DB``, else
+        ``IPGEO_DATA_DIR/databases``."""
+        if self.db_dir is not None:
+            return self.db_dir
+        if self.city_db is not None:
+            return self.city_db.parent
+        return self.data_dir / "databases"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -191,6 +191,14 @@ def parse_host(raw: str, variable: str) -> str:
     return host
 
 
+def parse_directory_url(raw: str, variable: str) -> str:
+    """An http(s) URL of a download directory, ending in ``/``."""
+    url = raw.strip()
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise SettingsError(variable, f"{raw!r} is not an http(s) URL")
+    return url if url.endswith("/") else url + "/"
+
+
 def parse_urls(raw: str, variable: str) -> tuple[str, ...]:
     """Blank-separated download URLs (``NAME=URL`` allowed)."""
     urls = tuple(item for item in raw.split() if item)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from ipgeo.geo import DatabaseError, GeoService
@@ -29,3 +31,18 @@ def setup_logging(settings: Settings) -> None:
     from ipgeo.logs import setup_logging as setup
 
     setup(settings.log_format)
+
+
+def stale_data_warning(settings: Settings, service: GeoService) -> str | None:
+    """A warning naming the refresh command when the City data is older than allowed."""
+    info = service.city.info
+    age_days = (time.time() - info.build_epoch) / 86400
+    if not settings.db_max_age_days or age_days <= settings.db_max_age_days:
+        return None
+    return (
+        f"the location data in service ({info.database_type}, built {info.build_date[:10]}, "
+        f"{info.path}) is {age_days:.0f} days old, older than IPGEO_DB_MAX_AGE_DAYS="
+        f"{settings.db_max_age_days}; refresh it with: ipgeo db update --source dbip-lite "
+        "(no account needed; or `ipgeo db update` with a MaxMind account). A running "
+        "service picks the new files up without a restart."
+    )

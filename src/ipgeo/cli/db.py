@@ -11,6 +11,7 @@ import click
 
 from ipgeo.cli.common import load_service, load_settings
 from ipgeo.cli.db_timezones import load_timezones
+from ipgeo.dbupdate.config import SOURCES
 from ipgeo.formats import to_json
 
 
@@ -69,6 +70,13 @@ def verify() -> None:
     help="A plain .mmdb, .mmdb.gz or .tar.gz URL (repeatable); #sha256=HEX adds a checksum.",
 )
 @click.option(
+    "--source",
+    type=click.Choice(SOURCES),
+    default=None,
+    help="dbip-lite: DB-IP's free monthly City and ASN Lite databases (no account); auto: "
+    "MaxMind or --url when configured, else dbip-lite.",
+)
+@click.option(
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
@@ -91,22 +99,24 @@ def verify() -> None:
 def update(
     conf_file: Path | None,
     urls: tuple[str, ...],
+    source: str | None,
     directory: Path | None,
     retry_for: float | None,
     every: str | None,
     as_json: bool,
 ) -> None:
-    """Download new databases (geoipupdate protocol or plain URLs) and install them atomically.
+    """Download new databases (geoipupdate protocol, DB-IP Lite or plain URLs); install atomically.
 
     A running service picks the new files up without a restart. On any failure the database
     already in place stays untouched and the command exits with status 1.
     """
     from ipgeo.dbupdate import UpdateError, UpdateResult, build_config, run_update
     from ipgeo.dbupdate.config import parse_duration
+    from ipgeo.dbupdate.dbip import PRODUCTS, dbip_filename
 
     settings = load_settings()
     try:
-        config = build_config(settings, conf_file, urls, directory, retry_for)
+        config = build_config(settings, conf_file, urls, directory, retry_for, source)
         interval = parse_duration(every) if every is not None else None
     except UpdateError as exc:
         raise click.ClickException(str(exc)) from None
@@ -127,7 +137,9 @@ def update(
             )
 
     targets = {config.directory / f"{edition}.mmdb" for edition in config.editions}
-    targets |= {config.directory / source.filename for source in config.urls}
+    targets |= {config.directory / url.filename for url in config.urls}
+    if config.dbip_url is not None:
+        targets |= {config.directory / dbip_filename(product) for product in PRODUCTS}
     for variable, path in (("IPGEO_CITY_DB", settings.city_db), ("IPGEO_ASN_DB", settings.asn_db)):
         if path is not None and path not in targets:
             click.echo(

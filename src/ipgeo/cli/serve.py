@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 
 import click
 
-from ipgeo.cli.common import load_service, load_settings, setup_logging
+from ipgeo.cli.common import load_service, load_settings, setup_logging, stale_data_warning
 from ipgeo.web import create_app
 
 
@@ -40,6 +41,8 @@ def serve(
     settings = load_settings()
     setup_logging(settings)
     service = load_service(settings)
+    if (stale := stale_data_warning(settings, service)) is not None:
+        logging.getLogger("ipgeo").warning("%s", stale)
     with contextlib.ExitStack() as stack:
         if settings.redis_url is None and embedded_redis:
             embedded = EmbeddedRedis(settings.data_dir / "redis")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ipgeo.cli.common import load_service, load_settings
+from ipgeo.cli.common import load_service, load_settings, stale_data_warning
 from ipgeo.up.supervisor import Interrupted, Supervisor, SupervisorError
 from ipgeo.up.topology import (
     ACCESS_LOG_OFF,
@@ -63,7 +63,9 @@ def up(
     to --access-log; start-up messages and errors of every program are shown here.
     """
     settings = load_settings()
-    load_service(settings)  # a bad database fails here, with a message, before anything starts
+    service = load_service(settings)  # a bad database fails here, before anything starts
+    stale = stale_data_warning(settings, service)
+    service.close()
     options = UpOptions(
         host=host,
         port=port,
@@ -76,6 +78,8 @@ def up(
     run_dir = settings.data_dir / "run"
     supervisor = Supervisor(state_file=run_dir / "processes.json")
     supervisor.handle_signals()
+    if stale is not None:
+        supervisor.log(f"warning: {stale}")
     try:
         children = build_children(settings, options, run_dir, warn=supervisor.log)
         for child in children:

@@ -11,7 +11,8 @@ from ipgeo.dbupdate.errors import (
     UpdateError,
     WrongDatabaseType,
 )
-from ipgeo.dbupdate.updater import UpdateResult, run_update
+from ipgeo.dbupdate.steps import UpdateResult
+from ipgeo.dbupdate.updater import run_update
 
 __all__ = [
     "AuthenticationFailed",

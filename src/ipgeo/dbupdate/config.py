@@ -12,6 +12,8 @@ from ipgeo.settings import DB_MAX_DOWNLOAD_DEFAULT, Settings
 
 DEFAULT_HOST = "https://updates.maxmind.com"
 DEFAULT_EDITIONS = ("GeoLite2-City", "GeoLite2-ASN")
+# ``--source``: DB-IP Lite alone, or ``auto`` (MaxMind/URLs when configured, else DB-IP Lite)
+SOURCES = ("dbip-lite", "auto")
 LOCK_NAME = ".geoipupdate.lock"  # the same name as geoipupdate, so the two never race
 _EDITION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
@@ -44,6 +46,7 @@ class UpdateConfig:
     retry_for: float = 300.0
     preserve_file_times: bool = False
     max_download: int = DB_MAX_DOWNLOAD_DEFAULT  # bytes, downloaded and unpacked alike
+    dbip_url: str | None = None  # DB-IP's download directory: fetch its Lite databases
 
     @property
     def lock_path(self) -> Path:
@@ -163,12 +166,8 @@ def parse_url_source(spec: str) -> UrlSource:
 
 
 def default_directory(settings: Settings) -> Path:
-    """Where databases go by default: next to ``IPGEO_CITY_DB``, else ``DATA_DIR/databases``."""
-    if settings.db_dir is not None:
-        return settings.db_dir
-    if settings.city_db is not None:
-        return settings.city_db.parent
-    return settings.data_dir / "databases"
+    """Where databases go by default: the settings' database directory."""
+    return settings.database_dir
 
 
 def build_config(
@@ -177,8 +176,13 @@ def build_config(
     urls: tuple[str, ...] = (),
     directory: Path | None = None,
     retry_for: float | None = None,
+    source: str | None = None,
 ) -> UpdateConfig:
-    """Merge GeoIP.conf, then ``IPGEO_*`` settings, then options (later ones win)."""
+    """Merge GeoIP.conf, then ``IPGEO_*`` settings, then options (later ones win).
+
+    ``source="dbip-lite"`` fetches DB-IP's Lite databases only; ``source="auto"`` does so
+    when neither MaxMind credentials nor URLs are configured.
+    """
     config = UpdateConfig(
         directory=default_directory(settings), max_download=settings.db_max_download
     )
@@ -200,14 +204,21 @@ def build_config(
         config = replace(config, directory=directory)
     if retry_for is not None:
         config = replace(config, retry_for=retry_for)
+    dbip_only = replace(
+        config, account_id=None, license_key="", editions=(), urls=(), dbip_url=settings.dbip_url
+    )
+    if source == "dbip-lite":
+        return dbip_only
+    if source == "auto" and not config.account_id and not config.license_key and not config.urls:
+        return dbip_only
     if config.account_id and not config.license_key:
         raise ConfigError("a MaxMind account ID is set but no license key (LicenseKey)")
     if config.license_key and not config.account_id:
         raise ConfigError("a MaxMind license key is set but no account ID (AccountID)")
     if not config.uses_maxmind and not config.urls:
         raise ConfigError(
-            "nothing to update: give --config GeoIP.conf, set IPGEO_MAXMIND_ACCOUNT_ID and "
-            "IPGEO_MAXMIND_LICENSE_KEY, or pass --url"
+            "nothing to update: pass --source dbip-lite (no account needed), give --config "
+            "GeoIP.conf, set IPGEO_MAXMIND_ACCOUNT_ID and IPGEO_MAXMIND_LICENSE_KEY, or pass --url"
         )
     return config
 

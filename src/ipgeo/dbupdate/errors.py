@@ -27,6 +27,10 @@ class NetworkError(UpdateError):
     kind = "network"
 
 
+class NotPublished(NetworkError):
+    """The server has no such file (HTTP 404); reported as a network error."""
+
+
 class CorruptDownload(UpdateError):
     """The download is truncated, fails its checksum or is not a readable database."""
 

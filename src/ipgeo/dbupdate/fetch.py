@@ -19,6 +19,7 @@ from ipgeo.dbupdate.errors import (
     CorruptDownload,
     DownloadTooLarge,
     NetworkError,
+    NotPublished,
     too_large_hint,
 )
 
@@ -73,7 +74,8 @@ class Downloader:
                 )
             if response.status_code != 200:
                 message = _server_message(response)
-                raise NetworkError(
+                error = NotPublished if response.status_code == 404 else NetworkError
+                raise error(
                     f"{what}: unexpected HTTP {response.status_code}"
                     + (f" ({message})" if message else "")
                 )

@@ -6,7 +6,6 @@ import fcntl
 import gzip
 import hashlib
 import os
-import re
 import shutil
 import tarfile
 import zlib
@@ -25,6 +24,17 @@ from ipgeo.dbupdate.errors import (
 )
 from ipgeo.geo.database import DatabaseError, MaxMindDatabase
 from ipgeo.geo.models import DatabaseInfo
+from ipgeo.geo.sources import database_kind
+
+__all__ = [
+    "check_database",
+    "database_kind",
+    "directory_lock",
+    "extract_mmdb",
+    "file_digest",
+    "install",
+    "is_gzip",
+]
 
 CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -80,6 +90,12 @@ def _copy(source: _Readable, out: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+def is_gzip(path: Path) -> bool:
+    """True when ``path`` starts like a gzip file."""
+    with path.open("rb") as raw:
+        return raw.read(2) == _GZIP_MAGIC
+
+
 def extract_mmdb(download: Path, target: Path, limit: int) -> str:
     """Write the ``.mmdb`` inside ``download`` (plain, gzip or tar.gz) to ``target``; its MD5.
 
@@ -87,9 +103,7 @@ def extract_mmdb(download: Path, target: Path, limit: int) -> str:
     members included); beyond that ``DownloadTooLarge`` is raised.
     """
     try:
-        with download.open("rb") as raw:
-            compressed = raw.read(2) == _GZIP_MAGIC
-        if not compressed:  # the download itself was bounded
+        if not is_gzip(download):  # the download itself was bounded
             with download.open("rb") as plain, target.open("wb") as out:
                 return _copy(plain, out)
         with gzip.open(download, "rb") as probe:
@@ -119,11 +133,6 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
         while chunk := source.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def database_kind(database_type: str) -> str:
-    """``asn`` for ASN/ISP databases, ``location`` for City/Country ones (all vendors)."""
-    return "asn" if re.search(r"asn|isp", database_type, re.IGNORECASE) else "location"
 
 
 def check_database(

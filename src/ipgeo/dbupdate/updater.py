@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ipgeo.dbupdate.config import UpdateConfig, UrlSource
+from ipgeo.dbupdate.dbip import PRODUCTS, dbip_filename, update_dbip
 from ipgeo.dbupdate.errors import CorruptDownload, UpdateError
 from ipgeo.dbupdate.fetch import Downloader
 from ipgeo.dbupdate.install import (
@@ -22,39 +18,10 @@ from ipgeo.dbupdate.install import (
     file_digest,
     install,
 )
+from ipgeo.dbupdate.steps import UpdateResult, scratch_file
 from ipgeo.geo.database import DatabaseError, MaxMindDatabase
 
 log = logging.getLogger("ipgeo.dbupdate")
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateResult:
-    """The outcome for one edition or URL: ``updated``, ``unchanged`` or ``failed``."""
-
-    name: str
-    path: str
-    status: str
-    database_type: str | None = None
-    build_date: str | None = None
-    md5: str | None = None
-    error: str | None = None
-    error_kind: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
-
-@contextlib.contextmanager
-def _scratch(directory: Path, name: str, suffix: str) -> Iterator[Path]:
-    # Temporary files live in the target directory so the final rename is atomic.
-    fd, raw = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
-    os.close(fd)
-    path = Path(raw)
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
 
 
 def _existing_kind(path: Path) -> str | None:
@@ -76,8 +43,8 @@ def update_edition(downloader: Downloader, config: UpdateConfig, edition: str) -
     if current == meta.md5:
         return UpdateResult(edition, str(target), "unchanged", md5=current)
     with (
-        _scratch(config.directory, edition, ".download") as download,
-        _scratch(config.directory, edition, ".mmdb.new") as fresh,
+        scratch_file(config.directory, edition, ".download") as download,
+        scratch_file(config.directory, edition, ".mmdb.new") as fresh,
     ):
         modified = downloader.download_edition(meta, download)
         md5 = extract_mmdb(download, fresh, config.max_download)
@@ -98,8 +65,8 @@ def update_url(downloader: Downloader, config: UpdateConfig, source: UrlSource) 
         "asn" if database_kind(source.filename) == "asn" else "location"
     )
     with (
-        _scratch(config.directory, name, ".download") as download,
-        _scratch(config.directory, name, ".mmdb.new") as fresh,
+        scratch_file(config.directory, name, ".download") as download,
+        scratch_file(config.directory, name, ".mmdb.new") as fresh,
     ):
         modified = downloader.download_url(source.url, download)
         if source.checksum is not None:
@@ -135,6 +102,12 @@ def run_update(
             path = config.directory / f"{edition}.mmdb"
             jobs.append(
                 (edition, path, lambda e=edition: update_edition(downloader, config, e))  # type: ignore[misc]
+            )
+    if config.dbip_url is not None:
+        for product in PRODUCTS:
+            path = config.directory / dbip_filename(product)
+            jobs.append(
+                (dbip_filename(product), path, lambda p=product: update_dbip(downloader, config, p))  # type: ignore[misc]
             )
     for source in config.urls:
         path = config.directory / source.filename

@@ -1,5 +1,6 @@
 """Geolocation domain: databases, queries, time zones. Never imports Flask."""
 
+from ipgeo.geo.attribution import Attribution, attribution_text, attributions
 from ipgeo.geo.database import ATTRIBUTION, DatabaseError
 from ipgeo.geo.errors import (
     DatabaseUnavailable,
@@ -15,6 +16,7 @@ from ipgeo.geo.service import GeoService
 __all__ = [
     "ATTRIBUTION",
     "FIELDS",
+    "Attribution",
     "DatabaseError",
     "DatabaseInfo",
     "DatabaseUnavailable",
@@ -25,4 +27,6 @@ __all__ = [
     "NotFound",
     "ReservedAddress",
     "Unresolvable",
+    "attribution_text",
+    "attributions",
 ]

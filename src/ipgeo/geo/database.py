@@ -12,17 +12,14 @@ from typing import Any
 import maxminddb
 from maxminddb.errors import InvalidDatabaseError
 
+from ipgeo.geo.attribution import MAXMIND
 from ipgeo.geo.errors import DatabaseUnavailable
 from ipgeo.geo.models import DatabaseInfo
 from ipgeo.geo.names import continent_name, continent_of, territory_name
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-ATTRIBUTION = (
-    "This product includes GeoLite2 data created by MaxMind, available from "
-    "https://www.maxmind.com. GeoLite2 is licensed under the Creative Commons "
-    "Attribution-ShareAlike 4.0 International License (CC BY-SA 4.0)."
-)
+ATTRIBUTION = MAXMIND.text  # the bundled database's credit
 
 
 # Files with at most this many search-tree nodes are fully verified when opened.

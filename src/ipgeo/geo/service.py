@@ -21,6 +21,7 @@ from ipgeo.geo.models import DatabaseInfo, LookupResult
 from ipgeo.geo.queries import check_public, normalize_domain
 from ipgeo.geo.records import DEFAULT_RECORDS, ZONE_AT, PlaceRecord, address_of
 from ipgeo.geo.reserved import ReservedFilter
+from ipgeo.geo.sources import ASN, LOCATION, DatabaseSource, InstalledDatabases
 from ipgeo.geo.timezones import EmbeddedTimezoneLocator, TimezoneLocator, zone_details
 from ipgeo.geo.tree import FileSignature
 from ipgeo.metrics import labelled
@@ -45,9 +46,16 @@ class GeoService:
         reverse_dns: bool = False,
         reload_interval: float = 0.0,
         record_cache_size: int = DEFAULT_RECORDS,
+        db_dir: Path | None = None,
     ) -> None:
-        self.city_path = city_db or bundled_city_db()
-        self.asn_path = asn_db
+        # Without a configured path, the newest database installed in ``db_dir`` is served
+        # (re-resolved at each reload check), else the bundled City database.
+        installed = InstalledDatabases(db_dir) if db_dir is not None else None
+        self.sources = (
+            DatabaseSource(LOCATION, city_db, installed, bundled_city_db),
+            DatabaseSource(ASN, asn_db, installed),
+        )
+        self.city_path, self.asn_path = self._paths()
         self.record_cache_size = record_cache_size
         self._open = Generation(self.city_path, self.asn_path, 1, record_cache_size)
         self.reload_interval = reload_interval
@@ -86,11 +94,21 @@ class GeoService:
             reverse_dns=settings.reverse_dns,
             reload_interval=settings.db_reload_interval,
             record_cache_size=settings.record_cache_size,
+            db_dir=settings.database_dir,
         )
 
-    def _signatures(self) -> tuple[FileSignature | None, FileSignature | None]:
-        asn = file_signature(self.asn_path) if self.asn_path else None
-        return file_signature(self.city_path), asn
+    def _paths(self) -> tuple[Path, Path | None]:
+        city_source, asn_source = self.sources
+        city = city_source.resolve()
+        if city is None:  # pragma: no cover - the City source always has a fallback
+            raise DatabaseError("no City or Country database to serve")
+        return city, asn_source.resolve()
+
+    def _signatures(
+        self, paths: tuple[Path, Path | None]
+    ) -> tuple[FileSignature | None, FileSignature | None]:
+        city, asn = paths
+        return file_signature(city), file_signature(asn) if asn else None
 
     def current(self) -> Generation:
         """The generation in service, after the reload check; hold it for a whole lookup."""
@@ -164,24 +182,24 @@ class GeoService:
 
     def _reload_if_changed(self) -> bool:
         current = self._open
-        signatures = self._signatures()
+        paths = self._paths()
+        signatures = self._signatures(paths)
         if signatures in (current.signatures, self._failed):
             return False
-        if signatures[0] is None or (self.asn_path and signatures[1] is None):
+        if signatures[0] is None or (paths[1] and signatures[1] is None):
             self.last_reload_error = "a database file is missing; the old one stays in service"
             self._failed = signatures
             log.error("database reload skipped: %s", self.last_reload_error)
             return False
         try:
-            fresh = Generation(
-                self.city_path, self.asn_path, current.number + 1, self.record_cache_size
-            )
+            fresh = Generation(*paths, current.number + 1, self.record_cache_size)
         except DatabaseError as exc:
             self.last_reload_error = f"{exc}; the old database stays in service"
             self._failed = signatures
             log.error("database reload failed: %s", self.last_reload_error)
             return False
         self._open = fresh  # one reference swap: atomic for every other thread
+        self.city_path, self.asn_path = paths
         self._failed = None
         self.last_reload_error = None
         log.info(

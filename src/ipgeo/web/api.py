@@ -12,7 +12,7 @@ from flask import Flask, current_app
 
 from ipgeo import __version__
 from ipgeo.formats import render
-from ipgeo.geo import ATTRIBUTION, GeoService
+from ipgeo.geo import GeoService, attribution_text
 from ipgeo.geo.batch import batch_json
 from ipgeo.web.errors import ApiError
 from ipgeo.web.exchange import Answer, Exchange, json_answer
@@ -84,13 +84,14 @@ class LookupApi:
 
 
 def meta_document(service: GeoService) -> dict[str, Any]:
-    """Service version, database metadata and the data licence attribution."""
-    service.refresh()  # describe the databases that a lookup would use now
+    """Service version, database metadata and the credits of the data in service."""
+    service.refresh()  # describe the files in service now, not those of the last lookup
+    databases = service.databases
     return {
         "service": "ipgeo",
         "version": __version__,
-        "databases": [info.as_dict() for info in service.databases],
+        "databases": [info.as_dict() for info in databases],
         "languages": list(service.languages),
         "timezone_locator": service.timezones.name,
-        "attribution": ATTRIBUTION,
+        "attribution": attribution_text(databases),
     }

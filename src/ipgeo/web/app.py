@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, render_template, request, url_for
 
 from ipgeo import __version__
-from ipgeo.geo import ATTRIBUTION, GeoService
+from ipgeo.geo import GeoService, attribution_text, attributions
 from ipgeo.settings import Settings
 from ipgeo.web.dashboard import init_dashboard
 from ipgeo.web.docs import docs
@@ -91,7 +91,15 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
         def asset(filename: str) -> str:
             return url_for("static", filename=filename, v=_static_hash(filename))
 
-        return {"asset": asset, "attribution": ATTRIBUTION, "version": __version__}
+        geo.refresh()  # the credits follow the data in service: after a reload, the new one
+        databases = geo.databases
+        return {
+            "asset": asset,
+            "attribution": attribution_text(databases),
+            "attributions": attributions(databases),
+            "served_database": databases[0],
+            "version": __version__,
+        }
 
     # Last, so that its headers are set before the pages' defaults.
     init_dashboard(app, settings)
