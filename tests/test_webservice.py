@@ -4,6 +4,7 @@ from the same file."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -12,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,13 +103,32 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
     return paths
 
 
+def _wait_ready(proc: UpProcess, timeout: float = 90) -> None:
+    """Wait until ``/healthz`` answers over HTTPS (a busy machine may be slow to answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"ipgeo up exited {proc.proc.returncode}:\n{proc.output()}")
+        try:
+            if requests.get(proc.url + "/healthz", timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"ipgeo up not ready after {timeout} s:\n{proc.output()}")
+
+
 def _tls_up(
-    tmp_path_factory: pytest.TempPathFactory, tls_files: tuple[Path, Path, Path], **env: str
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_files: tuple[Path, Path, Path],
+    *args: str,
+    **env: str,
 ) -> Iterator[TlsUp]:
     ca, cert, key = tls_files
     proc = UpProcess(
         tmp_path_factory.mktemp("up"),
         free_port(),
+        *args,
         "--tls-cert",
         str(cert),
         "--tls-key",
@@ -120,7 +141,7 @@ def _tls_up(
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REQUESTS_CA_BUNDLE", str(ca))  # requests' (so the sync client's) own way
         try:
-            proc.wait_ready()
+            _wait_ready(proc)
             yield TlsUp(proc, ca)
         finally:
             proc.kill_all()
@@ -438,3 +459,17 @@ def test_tls_needs_both_files(tmp_path: Path, tls_files: tuple[Path, Path, Path]
     )
     with pytest.raises(ValueError, match=r"none\.pem is missing"):
         missing.render()
+
+
+def test_gunicorn_behind_tls_knows_the_scheme(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: tuple[Path, Path, Path]
+) -> None:
+    with contextlib.contextmanager(_tls_up)(
+        tmp_path_factory, tls_files, "--server", "gunicorn"
+    ) as up:
+        assert "gunicorn" in up.proc.children()
+        # gunicorn learns the scheme from nginx's X-Forwarded-Proto (uWSGI from HTTPS)
+        document = requests.get(f"{up.url}/api/openapi.json", timeout=10).json()
+        assert document["servers"][0]["url"].startswith("https://localhost")
+        with up.client() as client:
+            assert client.country("81.2.69.142").country.iso_code == "GB"
