@@ -473,3 +473,16 @@ def test_gunicorn_behind_tls_knows_the_scheme(
         assert document["servers"][0]["url"].startswith("https://localhost")
         with up.client() as client:
             assert client.country("81.2.69.142").country.iso_code == "GB"
+
+
+def test_healthcheck_command_follows_tls(
+    test_db_up: TlsUp, tls_files: tuple[Path, Path, Path]
+) -> None:
+    ipgeo = Path(sys.executable).parent / "ipgeo"
+    url = f"http://127.0.0.1:{test_db_up.proc.port}/healthz"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IPGEO_")}
+    plain = subprocess.run([str(ipgeo), "healthcheck", "--url", url], env=env, check=False)
+    assert plain.returncode == 1  # nginx's 400 for plain HTTP on the HTTPS port
+    env["IPGEO_TLS_CERT"] = str(tls_files[1])  # as in the nginx container
+    tls = subprocess.run([str(ipgeo), "healthcheck", "--url", url], env=env, check=False)
+    assert tls.returncode == 0
