@@ -17,6 +17,7 @@ RULES = [
     ("clientip.py", ("flask", "werkzeug", "ipgeo.web")),
     ("allowlist.py", ("flask", "werkzeug", "ipgeo.web")),
     ("visits.py", ("flask", "werkzeug", "ipgeo.web")),
+    ("webservice.py", ("flask", "werkzeug", "ipgeo.web")),
     ("web", ("ipgeo.up", "ipgeo.cli")),
 ]
 

@@ -505,6 +505,16 @@ class Settings:
             "geo.example.com;localhost",
         ),
     )
+    webservice_accounts: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=_env(
+            "IPGEO_WEBSERVICE_ACCOUNTS",
+            p.parse_webservice_accounts,
+            "`account_id:license_key` pairs (`;`-separated) accepted by the MaxMind-compatible "
+            "web service at `/geoip/v2.1/` (HTTP basic auth). Default: any credentials.",
+            "123456:a-long-license-key;654321:another-key",
+        ),
+    )
 
     @property
     def database_dir(self) -> Path:

@@ -330,3 +330,18 @@ def parse_server_names(raw: str, variable: str) -> tuple[str, ...]:
                 variable, f"{name!r} is not a host name like 'geo.example.com' or '*.example.com'"
             )
     return tuple(names)
+
+
+def parse_webservice_accounts(raw: str, variable: str) -> tuple[tuple[str, str], ...]:
+    """``account_id:license_key`` pairs, ``;``-separated (MaxMind account ids are numbers)."""
+    accounts = []
+    for item in (part.strip() for part in raw.split(";")):
+        if not item:
+            continue
+        account_id, colon, key = item.partition(":")
+        if not colon or not account_id.strip().isdigit() or not key.strip():
+            raise SettingsError(
+                variable, "each entry must be account_id:license_key, e.g. 123456:abcdef"
+            )
+        accounts.append((account_id.strip(), key.strip()))
+    return tuple(accounts)

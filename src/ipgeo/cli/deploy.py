@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ipgeo.cli.common import load_settings
+from ipgeo.cli.tls import tls_files, tls_options
 from ipgeo.nginxconf import nginx_include
 from ipgeo.up.healthcheck import http_status, uwsgi_status
 from ipgeo.up.nginx import NginxSite, find_nginx, nginx_argv, system_resolver
@@ -35,6 +36,7 @@ from ipgeo.up.nginx import NginxSite, find_nginx, nginx_argv, system_resolver
     help="DNS server for resolving the upstream at request time ('auto': /etc/resolv.conf).",
 )
 @click.option("--render-only", is_flag=True, help="Write the configuration and print its path.")
+@tls_options
 def nginx(
     listens: tuple[str, ...],
     upstreams: tuple[str, ...],
@@ -42,8 +44,15 @@ def nginx(
     run_dir: Path,
     resolver: str | None,
     render_only: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    hsts: bool,
 ) -> None:
-    """Render nginx's configuration from the settings and run nginx in the foreground."""
+    """Render nginx's configuration from the settings and run nginx in the foreground.
+
+    With --tls-cert and --tls-key (or IPGEO_TLS_CERT and IPGEO_TLS_KEY) every listen serves
+    HTTPS with HTTP/2.
+    """
     settings = load_settings()
     if resolver == "auto":
         resolver = system_resolver()
@@ -57,6 +66,7 @@ def nginx(
         client_max_body_size=settings.max_upload,
         allowlist=nginx_include(settings.allowed, ()),
         resolver=resolver,
+        tls=tls_files(tls_cert, tls_key, hsts),
     ).render()
     if render_only:
         click.echo(conf)
@@ -85,7 +95,10 @@ def nginx(
     help="Check that an `ipgeo worker` of this host is registered in IPGEO_REDIS_URL.",
 )
 def healthcheck(url: str | None, address: str, job_worker: bool) -> None:
-    """Exit 0 when GET /healthz answers 200 (for container HEALTHCHECKs)."""
+    """Exit 0 when GET /healthz answers 200 (for container HEALTHCHECKs).
+
+    With IPGEO_TLS_CERT set (nginx serving HTTPS), an http:// --url is asked over HTTPS.
+    """
     if job_worker:
         from ipgeo.up.healthcheck import worker_registered_here
 
@@ -96,6 +109,9 @@ def healthcheck(url: str | None, address: str, job_worker: bool) -> None:
         return
     try:
         if url:
+            if url.startswith("http://") and os.environ.get("IPGEO_TLS_CERT"):
+                # the nginx container serves HTTPS on the same port once TLS is configured
+                url = "https://" + url.removeprefix("http://")
             status = http_status(url)
         else:
             if address.startswith(":"):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
 from ipgeo.cli.common import load_service, load_settings, stale_data_warning
+from ipgeo.cli.tls import tls_files, tls_options
 from ipgeo.up.supervisor import Interrupted, Supervisor, SupervisorError
 from ipgeo.up.topology import (
     ACCESS_LOG_OFF,
@@ -45,6 +47,7 @@ from ipgeo.up.topology import (
     help="Where nginx (without nginx: the WSGI server) logs every request: a file, `-` for "
     "this command's stdout, or `off`. Default: $IPGEO_DATA_DIR/log/access.log.",
 )
+@tls_options
 def up(
     host: str,
     port: int,
@@ -53,6 +56,9 @@ def up(
     workers: int | None,
     job_workers: int,
     access_log: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    hsts: bool,
 ) -> None:
     """Run nginx, uWSGI (or gunicorn), a job worker and Redis together until Ctrl-C.
 
@@ -60,7 +66,8 @@ def up(
     embedded-redis extra's redis-server, files in the data directory) unless IPGEO_REDIS_URL
     names a server; the app, its rate limits and the workers all use that one URL. If any
     process dies, the others are stopped and the command fails. Requests are logged by nginx
-    to --access-log; start-up messages and errors of every program are shown here.
+    to --access-log; start-up messages and errors of every program are shown here. With
+    --tls-cert and --tls-key nginx serves HTTPS (TLS 1.2 and 1.3, HTTP/2) on the port.
     """
     settings = load_settings()
     service = load_service(settings)  # a bad database fails here, before anything starts
@@ -74,6 +81,7 @@ def up(
         workers=workers,
         job_workers=job_workers,
         access_log=access_log,
+        tls=tls_files(tls_cert, tls_key, hsts),
     )
     run_dir = settings.data_dir / "run"
     supervisor = Supervisor(state_file=run_dir / "processes.json")
@@ -92,7 +100,8 @@ def up(
         supervisor.stop()
         raise click.ClickException(str(exc)) from None
     front = "nginx" if any(c.name == "nginx" for c in children) else server
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if options.tls else "http"
+    url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
     supervisor.log(f"ipgeo listening on {url} ({front}); Ctrl-C stops everything")
     target = access_log_target(settings, options)
     if target == ACCESS_LOG_STDOUT:

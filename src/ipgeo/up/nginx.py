@@ -19,6 +19,34 @@ STATIC_ROOT = Path(__file__).resolve().parent.parent / "web" / "static"
 REQUEST_TIMEOUT = 30
 # nginx's own default; callers pass IPGEO_MAX_UPLOAD.
 DEFAULT_MAX_BODY = 1024 * 1024
+# Mozilla's "intermediate" TLS 1.2 ciphers (TLS 1.3 suites are OpenSSL's defaults), less the
+# DHE ones, which would need a dhparam file; every client of the intermediate profile has ECDHE.
+TLS_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+HSTS_MAX_AGE = 63072000  # two years, as Mozilla's generator writes it
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A certificate chain and its private key (PEM) that nginx serves HTTPS with."""
+
+    cert: Path
+    key: Path
+    hsts: bool = False  # send Strict-Transport-Security
+
+    def check(self) -> None:
+        """Raise ``ValueError`` when a file is missing or unreadable (before nginx starts)."""
+        for what, path in (("certificate", self.cert), ("key", self.key)):
+            if not os.access(path, os.R_OK) or not path.is_file():
+                raise ValueError(f"TLS {what} {path} is missing or unreadable")
 
 
 @dataclass(frozen=True)
@@ -40,6 +68,8 @@ class NginxSite:
     # A DNS server: resolve the (single) upstream name at request time, for replicas whose
     # addresses change (containers); None resolves once at start-up.
     resolver: str | None = None
+    # Serve HTTPS (TLS 1.2 and 1.3, HTTP/2) on every listen; None: plain HTTP.
+    tls: TlsFiles | None = None
 
     def render(self) -> Path:
         """Write ``nginx.conf``, the site and its includes into ``run_dir``; return nginx.conf."""
@@ -47,6 +77,8 @@ class NginxSite:
             raise ValueError(f"protocol must be uwsgi or http, not {self.protocol!r}")
         if self.resolver and len(self.upstream_servers) != 1:
             raise ValueError("with a resolver, give one upstream name (it may have many addresses)")
+        if self.tls is not None:
+            self.tls.check()
         run_dir = self.run_dir
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (run_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
@@ -88,6 +120,12 @@ class NginxSite:
             "allowlist_include": allowlist_path,
             "harakiri": REQUEST_TIMEOUT,
             "resolver": _bracket(self.resolver) if self.resolver else None,
+            "tls": self.tls,
+            "tls_cert": self.tls.cert.absolute() if self.tls else None,
+            "tls_key": self.tls.key.absolute() if self.tls else None,
+            "listen_flags": " ssl http2" if self.tls else "",
+            "tls_ciphers": TLS_CIPHERS,
+            "hsts_max_age": HSTS_MAX_AGE,
         }
         (run_dir / "ipgeo-site.conf").write_text(
             env.get_template("ipgeo-site.conf.j2").render(context)

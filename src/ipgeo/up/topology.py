@@ -15,7 +15,7 @@ from ipgeo.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from ipgeo.jobs.worker import stop_worker, worker_command, worker_environment, worker_registered
 from ipgeo.nginxconf import nginx_include
 from ipgeo.settings import Settings
-from ipgeo.up.nginx import DEPLOY_DIR, NginxSite, find_nginx, nginx_argv
+from ipgeo.up.nginx import DEPLOY_DIR, NginxSite, TlsFiles, find_nginx, nginx_argv
 from ipgeo.up.supervisor import Child, ReadyCheck, http_ready, unix_ready
 
 # How long the job worker may finish its current job (warm stop) before a cold stop.
@@ -42,6 +42,8 @@ class UpOptions:
     # The request log of the HTTP front (nginx, else the WSGI server): a file, ACCESS_LOG_STDOUT
     # or ACCESS_LOG_OFF; None is `access_log_default`.
     access_log: str | None = None
+    # HTTPS on the port (nginx terminates it); None: plain HTTP.
+    tls: TlsFiles | None = None
 
 
 def access_log_default(settings: Settings) -> Path:
@@ -105,6 +107,8 @@ def build_children(
         Path(access_log).parent.mkdir(parents=True, exist_ok=True)
 
     nginx = find_nginx() if options.use_nginx else None
+    if nginx is None and options.tls is not None:
+        raise TopologyError("HTTPS (--tls-cert, --tls-key) needs nginx, which is not installed")
     if nginx is None:
         bind = _host_port(options.host, options.port)
         children.append(app_child(options, env, run_dir, bind=bind, access_log=access_log))
@@ -132,14 +136,20 @@ def build_children(
         # directives come from the site template (trusted_proxies above), not the include.
         allowlist=nginx_include(settings.allowed, ()),
         access_log="/dev/stdout" if access_log == ACCESS_LOG_STDOUT else access_log,
+        tls=options.tls,
     )
-    conf = site.render()
+    try:
+        conf = site.render()
+    except ValueError as exc:
+        raise TopologyError(str(exc)) from None
     children.append(
         Child(
             name="nginx",
             argv=nginx_argv(nginx, conf),
             env=env,
-            ready=http_ready(_connect_host(options.host), options.port),
+            ready=http_ready(
+                _connect_host(options.host), options.port, tls=options.tls is not None
+            ),
             stop_signal=signal.SIGQUIT,  # graceful: finish the requests in flight
             stdout=_stdout_fd() if access_log == ACCESS_LOG_STDOUT else None,
         )

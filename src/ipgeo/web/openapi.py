@@ -7,6 +7,7 @@ from typing import Any
 from ipgeo import __version__
 from ipgeo.geo.models import FIELDS
 from ipgeo.web.openapi_jobs import job_schemas, jobs_paths
+from ipgeo.web.openapi_webservice import webservice_components, webservice_paths
 
 _STRING = {"type": "string", "nullable": True}
 _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -332,6 +333,7 @@ def _paths() -> dict[str, Any]:
             }
         }
     paths.update(jobs_paths())
+    paths.update(webservice_paths())
     for path, operations in paths.items():
         if path in _OPEN_PATHS:
             continue
@@ -391,14 +393,14 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
         },
         "servers": [{"url": server_url or "/"}],
         "paths": _paths(),
-        "components": {
-            "schemas": {
+        "components": webservice_components(
+            {
                 "Lookup": lookup,
                 "OwnLookup": own_lookup,
                 "BatchItem": batch_item,
                 "Error": _ERROR,
                 "Readiness": _READINESS,
                 **job_schemas(),
-            },
-        },
+            }
+        ),
     }

@@ -17,6 +17,8 @@ from ipgeo.web.api import LookupApi
 from ipgeo.web.exchange import Answer, Exchange
 from ipgeo.web.observability import MetricsEndpoint
 from ipgeo.web.plain import FIELD_ENDPOINTS, CallerApi
+from ipgeo.web.webservice_api import WEBSERVICE_PREFIX, WebServiceApi
+from ipgeo.webservice import KINDS
 
 Handler = Callable[[Exchange, dict[str, str]], Answer]
 LOOKUP_RULE = "/api/v1/lookup/<path:query>"
@@ -61,6 +63,15 @@ def pipeline_routes(app: Flask) -> list[PipelineRoute]:
         PipelineRoute("/healthz", "plain.healthz", "GET", caller.healthz),
         PipelineRoute("/readyz", "plain.readyz", "GET", caller.readyz),
         PipelineRoute("/metrics", "observability.metrics_view", "GET", metrics),
+        *(
+            PipelineRoute(
+                f"{WEBSERVICE_PREFIX}/{kind}/<address>",
+                f"webservice.{kind}",
+                "GET",
+                WebServiceApi(app, kind),
+            )
+            for kind in KINDS
+        ),
     ]
 
 
