@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -178,7 +179,21 @@ def test_ended_jobs_conform_with_a_real_worker(jobs_fuzz_app: Flask) -> None:
     assert client.get(f"/api/v1/jobs/{good.json['id']}").status_code == 404
 
 
+ZONE_IDS = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12)
+SCOPED_IPV6 = st.builds(
+    lambda ip, zone: f"{ip}%{zone}", st.ip_addresses(v=6).map(str), ZONE_IDS
+)  # fe80::1%eth0: never a location
+IPV4_MAPPED = st.ip_addresses(v=4).map(lambda ip: f"::ffff:{ip}")
+WITH_CONTROLS = st.builds(
+    lambda ip, control, at: ip[:at] + control + ip[at:],
+    st.ip_addresses().map(str),
+    st.characters(categories=["Cc"]),
+    st.integers(0, 40),
+)
 QUERIES = st.one_of(
+    SCOPED_IPV6,
+    IPV4_MAPPED,
+    WITH_CONTROLS,
     st.text(max_size=300),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=80),
     st.from_regex(r"[a-z0-9-]{1,70}(\.[a-z0-9-]{1,70}){0,5}", fullmatch=True),
@@ -226,3 +241,45 @@ def test_query_parameters_never_fail_with_5xx(
 ) -> None:
     response = fuzz_app.test_client().get(path, query_string=params)
     assert response.status_code < 500, (path, params, response.data[:300])
+
+
+@given(
+    body=st.one_of(
+        st.lists(QUERIES, max_size=8).map(lambda queries: json.dumps(queries).encode()),
+        st.binary(max_size=2000),
+    ),
+    piece=st.integers(1, 512),
+)
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+def test_chunked_batch_bodies_never_fail_with_5xx(fuzz_app: Flask, body: bytes, piece: int) -> None:
+    """A body sent chunked (no Content-Length), as a WSGI server hands it on."""
+    environ = {
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        "wsgi.input_terminated": True,
+        "wsgi.input": io.BufferedReader(io.BytesIO(body), buffer_size=piece),  # type: ignore[arg-type]
+    }
+    response = fuzz_app.test_client().post("/api/v1/batch", environ_overrides=environ)
+    assert response.status_code < 500, (body[:200], response.data[:300])
+
+
+@given(forwarded=st.lists(st.one_of(SCOPED_IPV6, IPV4_MAPPED, WITH_CONTROLS), max_size=3))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+def test_forwarded_addresses_never_fail_with_5xx(
+    make_settings: Callable[..., Settings], forwarded: list[str]
+) -> None:
+    app = _proxied_app(make_settings)
+    header = ", ".join(item.replace("\r", "").replace("\n", "") for item in forwarded)
+    for path in ("/json", "/ip", "/api/v1/lookup/8.8.8.8"):
+        response = app.test_client().get(
+            path, headers={"X-Forwarded-For": header}, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+        )
+        assert response.status_code < 500, (path, header, response.data[:300])
+
+
+_PROXIED: dict[str, Flask] = {}
+
+
+def _proxied_app(make_settings: Callable[..., Settings]) -> Flask:
+    if "app" not in _PROXIED:
+        _PROXIED["app"] = create_app(make_settings(IPGEO_TRUSTED_PROXIES="127.0.0.1"))
+    return _PROXIED["app"]
