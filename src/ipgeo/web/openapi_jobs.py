@@ -234,8 +234,8 @@ def jobs_paths() -> dict[str, Any]:
                     "fields or query parameters (query parameters win). The job is queued for "
                     "a worker; poll its `Location` for progress. At most `IPGEO_MAX_UPLOAD`, "
                     "and a form of at most 64 parts. The answer carries the job's owner token; "
-                    "send one in `X-Job-Token` to keep new jobs under the same owner. Requests whose `Origin` "
-                    "or `Referer` names another site are refused (403)."
+                    "send one in `X-Job-Token` to keep new jobs under the same owner. "
+                    "Requests whose `Origin` or `Referer` names another site are refused (403)."
                 ),
                 "tags": ["jobs"],
                 "parameters": [
