@@ -231,6 +231,18 @@ def test_the_origin_check_compares_the_scheme(stack: Stack) -> None:
     assert referred.status_code == 202, referred.text
 
 
+def test_behind_a_trusted_proxy_the_public_scheme_counts(stack: Stack) -> None:
+    """gunicorn believes X-Forwarded-Proto from loopback (its ``forwarded_allow_ips``)."""
+    host = stack.url.removeprefix("http://")
+    proxied = {"X-Forwarded-Proto": "https"}
+    public = stack.submit(headers={**proxied, "Origin": f"https://{host}"})
+    assert public.status_code == 202, public.text
+    cookie = public.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie
+    downgraded = stack.submit(headers={**proxied, "Origin": f"http://{host}"})
+    assert downgraded.status_code == 403, downgraded.text
+
+
 def test_tools_without_origin_keep_working(stack: Stack) -> None:
     raw = stack.submit()
     assert raw.status_code == 202, raw.text
