@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from ipgeo.jobs.worker import start_worker_process, stop_worker
-from tests.servers import AppServer, RedisServer
+from tests.servers import AppServer, Nginx, RedisServer
 from tests.test_redis_acceptance import server_env
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
@@ -241,6 +241,31 @@ def test_behind_a_trusted_proxy_the_public_scheme_counts(stack: Stack) -> None:
     assert "Secure" in cookie and "HttpOnly" in cookie
     downgraded = stack.submit(headers={**proxied, "Origin": f"http://{host}"})
     assert downgraded.status_code == 403, downgraded.text
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="needs nginx")
+def test_behind_nginx_that_drops_the_port_the_browser_flow_works(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """nginx passes ``Host $host``, without the port the browser used: scheme and host count."""
+    with Nginx(tmp_path / "nginx", stack.url, "") as proxy:
+        host = proxy.url.removeprefix("http://")
+        page = requests.post(
+            f"{proxy.url}/api/v1/jobs",
+            files={"file": ("ips.txt", IPS)},
+            headers={"Origin": proxy.url, "Referer": f"{proxy.url}/jobs"},
+            timeout=10,
+        )
+        assert page.status_code == 202, page.text
+        for origin in (
+            f"https://{host}",
+            "http://evil.example",
+            f"http://evil.example:{proxy.port}",
+        ):
+            refused = requests.post(
+                f"{proxy.url}/api/v1/jobs", data=IPS, headers={"Origin": origin}, timeout=10
+            )
+            assert refused.status_code == 403, (origin, refused.text)
 
 
 def test_tools_without_origin_keep_working(stack: Stack) -> None:

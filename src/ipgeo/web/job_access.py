@@ -21,15 +21,34 @@ TOKEN_COOKIE = "ipgeo_jobs"  # noqa: S105 (a cookie name)
 TOKEN_COOKIE_AGE = 365 * 24 * 3600
 
 
-def _origin_of(url: str) -> tuple[str, str] | None:
-    """``(scheme, host[:port])`` of a URL, lower case; ``None`` when it has none."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(url: str) -> tuple[str, str, int | None] | None:
+    """``(scheme, host name, port)`` of a URL (``None``: no port given); ``None`` if unreadable."""
     try:
         parts = urlsplit(url.strip())
+        port = parts.port
     except ValueError:
         return None
-    if not parts.scheme or not parts.netloc:
+    if not parts.scheme or not parts.hostname:
         return None
-    return parts.scheme.lower(), parts.netloc.lower()
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def same_origin(sent: str, host_url: str) -> bool:
+    """Whether the ``Origin`` (or ``Referer``) ``sent`` is the origin of ``host_url``.
+
+    Scheme and host name must match. Ports are compared when the request's ``Host`` names
+    one: nginx passes ``$host``, which drops the port the browser used, and then any port of
+    the same scheme and host name passes.
+    """
+    theirs, ours = _origin_of(sent), _origin_of(host_url)
+    if theirs is None or ours is None or theirs[:2] != ours[:2]:
+        return False
+    if ours[2] is None:
+        return True
+    return (theirs[2] or _DEFAULT_PORTS.get(theirs[0])) == ours[2]
 
 
 def require_same_origin() -> None:
@@ -41,10 +60,7 @@ def require_same_origin() -> None:
     tools (curl, scripts), which a page cannot make a browser send, and are let through.
     """
     sent = request.headers.get("Origin") or request.headers.get("Referer")
-    if sent is None:
-        return
-    ours = _origin_of(current_exchange().host_url)
-    if ours is None or _origin_of(sent) != ours:
+    if sent is not None and not same_origin(sent, current_exchange().host_url):
         raise ApiError(
             403, "cross_origin", "jobs can only be submitted or changed from this site's pages"
         )
