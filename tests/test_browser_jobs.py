@@ -83,6 +83,7 @@ def test_upload_progress_result_map_and_download(
     v.page.get_by_role("radio", name="one per input line").check()
     v.page.get_by_role("button", name="Start job").click()
     v.page.wait_for_url("**/jobs/*")
+    job_url = v.page.url
     expect(v.page.locator("#job-progress")).to_be_visible()
     shot = False
     deadline = time.monotonic() + 90
@@ -131,6 +132,19 @@ def test_upload_progress_result_map_and_download(
     v.page.goto(v.base + "/jobs")
     expect(v.page.locator("#recent-jobs")).to_contain_text("access.log")
     expect(v.page.locator("#recent-jobs .status-badge").first).to_have_text("Finished")
+    # Jobs belong to the browser that made them (its HttpOnly cookie), not to its address:
+    # another browser behind the same address does not list it and may not delete it.
+    job_api = v.base + "/api/v1/jobs/" + job_url.rsplit("/", 1)[1]
+    assert "ipgeo_jobs" not in v.page.evaluate("document.cookie")  # HttpOnly
+    other = visit()
+    other.page.goto(other.base + "/jobs")
+    expect(other.page.locator("#recent-heading")).to_be_visible()
+    expect(other.page.locator("#recent-jobs")).not_to_contain_text("access.log")
+    other.expected_status_urls.add(job_api)
+    delete = "url => fetch(url, {method: 'DELETE', credentials: 'same-origin'}).then(r => r.status)"
+    assert other.page.evaluate(delete, job_api) == 403
+    other.check_clean()
+    assert v.page.evaluate(delete, job_api) == 204  # the owner's browser may
     v.check_clean()
 
 

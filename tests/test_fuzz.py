@@ -33,6 +33,7 @@ def fuzz_app(make_settings: Callable[..., Settings]) -> Flask:
 # is correct here; 5xx are checked by ``assert_no_undocumented_5xx`` (a documented 503 is fine).
 EXCLUDED_CHECKS = [positive_data_acceptance, not_a_server_error]
 CLIENT = {"REMOTE_ADDR": "81.2.69.142"}
+OWNER_TOKEN = "fuzz-owner-token-0123456789abcdef0123456789"
 
 
 def assert_no_undocumented_5xx(
@@ -94,7 +95,8 @@ def test_job_flows_conform_with_redis(jobs_fuzz_app: Flask) -> None:
             store.flushdb()  # each scenario starts alone, so that replays behave the same
 
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
-            return {"environ_base": CLIENT}
+            # One owner for every job of the scenario, so that its jobs may be canceled.
+            return {"environ_base": {**CLIENT, "HTTP_X_JOB_TOKEN": OWNER_TOKEN}}
 
         def validate_response(
             self, response: Any, case: schemathesis.Case, *args: Any, **kwargs: Any

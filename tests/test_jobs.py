@@ -164,12 +164,14 @@ def test_status_polling_is_not_rate_limited(jobs_app: Flask) -> None:
     assert 429 in statuses  # everything else is still limited
 
 
-def test_recent_jobs_are_per_client_address(jobs_app: Flask) -> None:
+def test_recent_jobs_are_per_owner_token(jobs_app: Flask) -> None:
     client = jobs_app.test_client()
     mine = client.post("/api/v1/jobs", data=IPS).json["id"]
-    theirs = client.post("/api/v1/jobs", data=IPS, environ_base={"REMOTE_ADDR": "192.0.2.7"}).json[
-        "id"
-    ]
+    # Another client (here from another address, as the rate limit is 3/minute) without the
+    # token does not see them.
+    elsewhere = {"REMOTE_ADDR": "192.0.2.7"}
+    other = jobs_app.test_client()
+    theirs = other.post("/api/v1/jobs", data=IPS, environ_base=elsewhere).json["id"]
     listed = [job["id"] for job in client.get("/api/v1/jobs").json["jobs"]]
     assert mine in listed
     assert theirs not in listed
@@ -177,6 +179,7 @@ def test_recent_jobs_are_per_client_address(jobs_app: Flask) -> None:
     assert page.status_code == 200
     assert f"/jobs/{mine}" in page.text
     assert f"/jobs/{theirs}" not in page.text
+    assert jobs_app.test_client().get("/api/v1/jobs", environ_base=elsewhere).json["jobs"] == []
 
 
 def test_upload_form_without_javascript_redirects_to_the_job(jobs_app: Flask) -> None:

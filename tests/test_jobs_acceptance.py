@@ -86,6 +86,14 @@ class Stack:
         assert response.headers["Location"] == f"/api/v1/jobs/{response.json()['id']}"
         return dict(response.json())
 
+    def delete(self, job: dict[str, Any]) -> requests.Response:
+        """DELETE a job with its owner token."""
+        return requests.delete(
+            f"{self.app.url}/api/v1/jobs/{job['id']}",
+            headers={"X-Job-Token": job["owner_token"]},
+            timeout=10,
+        )
+
     def status(self, job_id: str) -> dict[str, Any]:
         response = requests.get(f"{self.app.url}/api/v1/jobs/{job_id}", timeout=10)
         assert response.status_code == 200, response.text
@@ -236,7 +244,9 @@ def test_big_log_finishes_with_progress_and_one_csv_row_per_line(
     page = requests.get(f"{stack.app.url}/jobs/{job['id']}", timeout=10)
     assert page.status_code == 200
     assert 'id="choropleth"' in page.text and f"{LOG_LINES:,}" in page.text
-    listed = requests.get(f"{stack.app.url}/api/v1/jobs", timeout=10).json()["jobs"]
+    listed = requests.get(
+        f"{stack.app.url}/api/v1/jobs", headers={"X-Job-Token": job["owner_token"]}, timeout=10
+    ).json()["jobs"]
     assert job["id"] in [item["id"] for item in listed]
 
 
@@ -259,7 +269,7 @@ def test_cancel_during_a_run_leaves_no_partial_file(
 ) -> None:
     job = stack.submit(big_log[0])
     stack.wait_running(job["id"])
-    response = requests.delete(f"{stack.app.url}/api/v1/jobs/{job['id']}", timeout=10)
+    response = stack.delete(job)
     assert response.status_code == 202, response.text
     assert response.json()["cancel_requested"] is True
     state = stack.wait_for(job["id"], {"canceled", "finished", "failed"}, timeout=30)
@@ -285,16 +295,14 @@ def test_cancel_of_a_queued_job_is_immediate(
     small.write_text("8.8.8.8\n81.2.69.142\n")
     job = stack.submit(small)
     assert stack.status(job["id"])["status"] == "queued"
-    response = requests.delete(f"{stack.app.url}/api/v1/jobs/{job['id']}", timeout=10)
+    response = stack.delete(job)
     assert response.status_code == 200
     assert response.json()["status"] == "canceled"
     assert not stack.job_dir(job["id"]).exists()
-    assert (
-        requests.delete(f"{stack.app.url}/api/v1/jobs/{busy['id']}", timeout=10).status_code == 202
-    )
+    assert stack.delete(busy).status_code == 202
     stack.wait_for(busy["id"], {"canceled"}, timeout=30)
     assert stack.status(job["id"])["status"] == "canceled"  # the worker never ran it
-    gone = requests.delete(f"{stack.app.url}/api/v1/jobs/{job['id']}", timeout=10)
+    gone = stack.delete(job)
     assert gone.status_code == 204  # an ended job is deleted
     assert requests.get(f"{stack.app.url}/api/v1/jobs/{job['id']}", timeout=10).status_code == 404
 

@@ -495,6 +495,16 @@ class Settings:
             "a-long-random-secret",
         ),
     )
+    dashboard_auth_limit: str = field(
+        default="5/minute",
+        metadata=_env(
+            "IPGEO_DASHBOARD_AUTH_LIMIT",
+            p.parse_rate_limit,
+            "Failed dashboard logins each client IP may make before it gets 429 (counted in "
+            "Redis); a correct password is never counted or slowed. Empty: no limit.",
+            "5/minute;20/hour",
+        ),
+    )
     server_names: tuple[str, ...] = field(
         default=(),
         metadata=_env(
@@ -525,6 +535,11 @@ class Settings:
         if self.city_db is not None:
             return self.city_db.parent
         return self.data_dir / "databases"
+
+    @property
+    def batch_body_limit(self) -> int:
+        """The most bytes a ``POST /api/v1/batch`` body may have (from ``IPGEO_BATCH_LIMIT``)."""
+        return self.batch_limit * 512 + 4096
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -6,6 +6,7 @@ Jobs carry paths, not data: the upload and the result live in ``IPGEO_DATA_DIR/j
 from ipgeo.jobs.files import JobFiles
 from ipgeo.jobs.options import JobOptionError, JobOptions
 from ipgeo.jobs.queue import (
+    OWNER_TOKEN_RE,
     QUEUE_NAME,
     Cleaner,
     JobNotFound,
@@ -17,11 +18,15 @@ from ipgeo.jobs.queue import (
     fetch_job,
     job_view,
     new_job_id,
+    new_owner_token,
+    owned_by,
+    owner_hash,
     recent_jobs,
 )
 from ipgeo.jobs.results import RESULT_FORMATS, stream_result
 
 __all__ = [
+    "OWNER_TOKEN_RE",
     "QUEUE_NAME",
     "RESULT_FORMATS",
     "Cleaner",
@@ -37,6 +42,9 @@ __all__ = [
     "fetch_job",
     "job_view",
     "new_job_id",
+    "new_owner_token",
+    "owned_by",
+    "owner_hash",
     "recent_jobs",
     "stream_result",
 ]

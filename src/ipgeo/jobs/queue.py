@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
+import hashlib
 import re
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,7 @@ from ipgeo.settings import Settings
 
 QUEUE_NAME = "bulk"
 JOB_FUNCTION = "ipgeo.jobs.task.run_bulk_job"
-OWNER_KEY = "ipgeo:jobs:owner:{}"
+OWNER_KEY = "ipgeo:jobs:owned:{}"  # the ids of an owner's jobs, by the token's hash
 RECENT_KEPT = 50
 STATUSES = ("queued", "started", "finished", "failed", "canceled")
 _TERMINAL = frozenset({"finished", "failed", "canceled"})
@@ -45,7 +45,7 @@ _STATUS = {
     JobStatus.CANCELED: "canceled",
 }
 _SIGNAL_RE = re.compile(r"\(signal (\d+)\)")
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+OWNER_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 
 
 class JobNotFound(LookupError):
@@ -53,8 +53,26 @@ class JobNotFound(LookupError):
 
 
 def new_job_id() -> str:
-    """A random, unguessable job id (it is also the name of the job's directory)."""
-    return uuid.uuid4().hex
+    """A random, unguessable job id of 128 bits (also the name of the job's directory)."""
+    return secrets.token_hex(16)
+
+
+def new_owner_token() -> str:
+    """A random owner token of 256 bits: who holds it may list and delete the jobs it made."""
+    return secrets.token_urlsafe(32)
+
+
+def owner_hash(token: str) -> str:
+    """What is stored of an owner token (never the token itself)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def owned_by(job: Job, token: str | None) -> bool:
+    """True when ``token`` is the owner token of ``job``."""
+    stored = job.meta.get("owner_hash")
+    if not token or not isinstance(stored, str):
+        return False
+    return secrets.compare_digest(stored, owner_hash(token))
 
 
 def bulk_queue(connection: redis.Redis) -> Queue:
@@ -79,14 +97,17 @@ def enqueue(
     options: JobOptions,
     input_name: str,
     input_bytes: int,
-    owner: IPAddress | None,
+    owner: str | None,
 ) -> Job:
-    """Queue the job whose input was stored in its directory; remember it for its owner."""
+    """Queue the job whose input was stored in its directory; remember it for its owner.
+
+    ``owner`` is the hash of the owner token (``owner_hash``).
+    """
     files = JobFiles.of(settings.data_dir, job_id)
     meta = {
         "input": {"name": input_name, "bytes": input_bytes},
         "options": options.to_dict(),
-        "owner": owner.compressed if owner is not None else None,
+        "owner_hash": owner,
     }
     job = bulk_queue(connection).enqueue(
         JOB_FUNCTION,
@@ -100,7 +121,7 @@ def enqueue(
         description=f"bulk enrichment of {input_name[:80]}",
     )
     if owner is not None:
-        key = OWNER_KEY.format(owner.compressed)
+        key = OWNER_KEY.format(owner)
         with connection.pipeline() as pipe:
             pipe.zadd(key, {job_id: time.time()})
             pipe.zremrangebyrank(key, 0, -RECENT_KEPT - 1)
@@ -270,12 +291,12 @@ def delete(connection: redis.Redis, settings: Settings, job: Job) -> None:
 
 
 def recent_jobs(
-    connection: redis.Redis, settings: Settings, owner: IPAddress | None, count: int = 20
+    connection: redis.Redis, settings: Settings, token: str | None, count: int = 20
 ) -> list[JobView]:
-    """The latest jobs submitted from ``owner``'s address, newest first."""
-    if owner is None:
+    """The latest jobs of the owner token ``token``, newest first."""
+    if not token or not OWNER_TOKEN_RE.match(token):
         return []
-    key = OWNER_KEY.format(owner.compressed)
+    key = OWNER_KEY.format(owner_hash(token))
     found: list[bytes] = connection.zrevrange(key, 0, count - 1)  # type: ignore[assignment]
     ids = [item.decode() for item in found]
     jobs = Job.fetch_many(ids, connection=connection, serializer=JSONSerializer)

@@ -33,6 +33,7 @@ class LookupApi:
         self.app = app
         self.service: GeoService = app.extensions["ipgeo.geo"]
         self.batch_limit: int = app.extensions["ipgeo.settings"].batch_limit
+        self.batch_body_limit: int = app.extensions["ipgeo.settings"].batch_body_limit
         self.names_deadline: float = app.extensions["ipgeo.settings"].batch_names_deadline
 
     def lookup(self, exchange: Exchange, args: dict[str, str]) -> Answer:
@@ -51,12 +52,18 @@ class LookupApi:
 
     def batch(self, exchange: Exchange, args: dict[str, str]) -> Answer:
         """Look up a JSON array of queries; answers keep the order, errors are per item."""
-        limit = self.batch_limit
+        limit, body_limit = self.batch_limit, self.batch_body_limit
         length = exchange.content_length
-        if length is not None and length > limit * 512 + 4096:
-            raise ApiError(413, "too_large", f"the request body is too large for {limit} queries")
+        body = b"" if length is not None and length > body_limit else exchange.body(body_limit)
+        if (length is not None and length > body_limit) or len(body) > body_limit:
+            raise ApiError(
+                413,
+                "too_large",
+                f"the request body is larger than {body_limit:,} bytes, the most that "
+                f"{limit} queries need (IPGEO_BATCH_LIMIT)",
+            )
         try:
-            queries = orjson.loads(exchange.body())
+            queries = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise ApiError(
                 400, "invalid_json", "the body must be a JSON array of strings"

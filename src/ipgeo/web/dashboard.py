@@ -6,9 +6,14 @@ import hmac
 import logging
 from typing import Any
 
-from flask import Flask, Response, request
+import redis
+from flask import Flask, Request, Response, request
+from limits import parse_many
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
 from ipgeo.settings import Settings
+from ipgeo.web.params import EXCHANGE_KEY
 
 log = logging.getLogger("ipgeo.web")
 
@@ -38,6 +43,36 @@ def _json_worker_class() -> type:
             return super().all(*args, **kwargs)
 
     return JSONWorker
+
+
+class LoginGuard:
+    """Counts failed dashboard logins per client (``IPGEO_DASHBOARD_AUTH_LIMIT``).
+
+    The counts live in Redis, so that every worker process shares them; ``limits``' moving
+    window. A client past the limit gets 429 for each further wrong password; a correct one
+    is never counted and always lets in. While Redis fails, nothing is counted.
+    """
+
+    def __init__(self, spec: str, redis_url: str) -> None:
+        self.items = tuple(parse_many(spec)) if spec else ()
+        self.limiter = MovingWindowRateLimiter(storage_from_string(redis_url))
+
+    def refused(self, client: str) -> bool:
+        """Count one failed login of ``client``: True when it is over the limit."""
+        try:
+            return not all(
+                self.limiter.hit(item, "ipgeo-dashboard-login", client) for item in self.items
+            )
+        except redis.RedisError as exc:  # fail open
+            log.warning("cannot count failed dashboard logins: %s", exc)
+            return False
+
+
+def _client(app_request: Request) -> str:
+    """The client's address: the request pipeline's (trusted proxies believed), else the peer."""
+    exchange = app_request.environ.get(EXCHANGE_KEY)
+    ip = exchange.client_ip if exchange is not None else None
+    return ip.compressed if ip is not None else app_request.remote_addr or "unknown"
 
 
 def _authorized(settings: Settings) -> bool:
@@ -71,10 +106,20 @@ def init_dashboard(app: Flask, settings: Settings, prefix: str = DASHBOARD_PREFI
     rq_dashboard_web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard_web.blueprint, url_prefix=prefix)
 
+    guard = LoginGuard(settings.dashboard_auth_limit, settings.redis_url)
+
     @app.before_request
     def _dashboard_auth() -> Response | None:
         if request.blueprint != DASHBOARD_BLUEPRINT or _authorized(settings):
             return None
+        if request.authorization is not None and guard.refused(_client(request)):
+            return Response(
+                "Too many failed logins for the job dashboard from this address; "
+                "try again in a minute.\n",
+                status=429,
+                mimetype="text/plain",
+                headers={"Retry-After": "60"},
+            )
         return Response(
             "Authentication required for the job dashboard.\n",
             status=401,

@@ -35,6 +35,7 @@ V = TypeVar("V")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _TABLE_LIMIT = 4096  # entries per table; a full table starts again empty
 _UNSET: Any = object()
+_BODY_CHUNK = 64 * 1024
 
 
 def request_id_from(incoming: str) -> str:
@@ -175,10 +176,20 @@ class Exchange:
         """The declared body length, if any."""
         return get_content_length(self.environ)
 
-    def body(self) -> bytes:
-        """The request body (read once, as Flask's ``request.get_data()`` reads it)."""
+    def body(self, limit: int) -> bytes:
+        """The request body, read once: at most ``limit + 1`` bytes, whatever the framing.
+
+        A body longer than ``limit`` (declared or chunked) comes back ``limit + 1`` bytes long,
+        so that callers can tell it is too large without holding more of it.
+        """
         if self._body is None:
-            self._body = get_input_stream(self.environ).read()
+            stream = get_input_stream(self.environ)
+            parts: list[bytes] = []
+            wanted = limit + 1
+            while wanted > 0 and (chunk := stream.read(min(wanted, _BODY_CHUNK))):
+                parts.append(chunk)
+                wanted -= len(chunk)
+            self._body = b"".join(parts)
         return self._body
 
     @property

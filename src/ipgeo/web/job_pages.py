@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import redis
-from flask import Blueprint, current_app, redirect, render_template, request
+from flask import Blueprint, current_app, redirect, render_template
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from ipgeo import jobs
 from ipgeo.bulk import INPUT_FORMATS
-from ipgeo.web.errors import ApiError
+from ipgeo.web.job_access import hand_over, presented_token
 from ipgeo.web.jobs_api import jobs_settings, links, load_job, redis_unavailable, submit_job
-from ipgeo.web.params import current_exchange
 
 job_pages = Blueprint("job_pages", __name__)
 
@@ -39,7 +36,7 @@ def upload() -> str:
         error = "Background jobs need Redis: set IPGEO_REDIS_URL (or use `ipgeo serve`)."
     else:
         try:
-            recent = jobs.recent_jobs(guard.client, settings, current_exchange().client_ip)
+            recent = jobs.recent_jobs(guard.client, settings, presented_token())
         except redis.RedisError:
             error = "The job store (Redis) is unavailable right now; try again in a moment."
     return render_template(
@@ -54,11 +51,10 @@ def upload() -> str:
 @job_pages.post("/jobs")
 def upload_form() -> WerkzeugResponse:
     """The upload form's target without JavaScript: queue the job, then show its page."""
-    origin = request.headers.get("Origin")
-    if origin and urlsplit(origin).netloc != request.host:
-        raise ApiError(403, "cross_origin", "jobs can only be submitted from this site's pages")
-    view = submit_job()
-    return redirect(f"/jobs/{view.id}", code=303)
+    view, token = submit_job()
+    response = redirect(f"/jobs/{view.id}", code=303)
+    hand_over(response, token)
+    return response
 
 
 @job_pages.get("/jobs/<job_id>")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import unicodedata
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
@@ -12,8 +14,14 @@ from rq.job import Job
 from ipgeo import jobs
 from ipgeo.settings import Settings
 from ipgeo.web.errors import ApiError
-from ipgeo.web.params import current_exchange
-from ipgeo.web.uploads import receive
+from ipgeo.web.job_access import (
+    TOKEN_HEADER,
+    hand_over,
+    owner_token,
+    presented_token,
+    require_same_origin,
+)
+from ipgeo.web.uploads import clean_name, receive
 
 jobs_api = Blueprint("jobs_api", __name__)
 
@@ -69,8 +77,13 @@ def load_job(job_id: str) -> tuple[redis.Redis, Job]:
         ) from None
 
 
-def submit_job() -> jobs.JobView:
-    """Store the request's upload and queue a job for it (shared by the API and the page)."""
+def submit_job() -> tuple[jobs.JobView, str]:
+    """Store the request's upload and queue a job for it (shared by the API and the page).
+
+    Returns the job and its owner token.
+    """
+    require_same_origin()
+    token = owner_token()
     settings = jobs_settings()
     connection = jobs_redis()
     job_id = jobs.new_job_id()
@@ -87,11 +100,11 @@ def submit_job() -> jobs.JobView:
         except jobs.JobOptionError as exc:
             raise ApiError(400, "invalid_option", str(exc)) from None
         job = jobs.enqueue(
-            connection, settings, job_id, options, name, size, current_exchange().client_ip
+            connection, settings, job_id, options, name, size, jobs.owner_hash(token)
         )
         cleaner = _cleaners.setdefault(id(current_app), jobs.Cleaner(settings.data_dir))
         cleaner.maybe_run(connection)
-        return jobs.job_view(connection, settings, job)
+        return jobs.job_view(connection, settings, job), token
     except redis.RedisError as exc:
         shutil.rmtree(files.directory, ignore_errors=True)
         raise redis_unavailable(exc) from None
@@ -110,21 +123,25 @@ def json_response(data: Any, status: int = 200) -> Response:
 @jobs_api.post("/api/v1/jobs")
 def create_job() -> Response:
     """Upload a file (multipart field ``file``) or a raw body; the job is queued (202)."""
-    view = submit_job()
-    response = json_response(view_dict(view), 202)
+    view, token = submit_job()
+    response = json_response({**view_dict(view), "owner_token": token}, 202)
     response.headers["Location"] = f"/api/v1/jobs/{view.id}"
+    hand_over(response, token)
     return response
 
 
 @jobs_api.get("/api/v1/jobs")
 def list_jobs() -> Response:
-    """The latest jobs submitted from the caller's address."""
+    """The latest jobs of the caller's owner token (none without one)."""
     connection = jobs_redis()
     try:
-        views = jobs.recent_jobs(connection, jobs_settings(), current_exchange().client_ip)
+        views = jobs.recent_jobs(connection, jobs_settings(), presented_token())
     except redis.RedisError as exc:
         raise redis_unavailable(exc) from None
-    return json_response({"jobs": [view_dict(view) for view in views]})
+    response = json_response({"jobs": [view_dict(view) for view in views]})
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Cookie")
+    return response
 
 
 @jobs_api.get("/api/v1/jobs/<job_id>")
@@ -161,20 +178,41 @@ def job_result(job_id: str) -> Response:
         raise ApiError(410, "result_gone", "the result file of this job was removed")
     columns = jobs.JobOptions.from_dict(view.options).columns()
     body = jobs.stream_result(files.result, fmt, columns)
-    stem = view.input.get("name", "upload").rsplit(".", 1)[0] or "upload"
+    stem = str(view.input.get("name", "upload")).rsplit(".", 1)[0] or "upload"
     response = Response(stream_with_context(body), content_type=jobs.RESULT_FORMATS[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{stem}-ipgeo.{fmt}"'
+    response.headers["Content-Disposition"] = attachment(stem, fmt)
     if fmt == "ndjson":
         response.headers["Content-Length"] = str(files.result.stat().st_size)
     return response
 
 
+def attachment(stem: str, extension: str) -> str:
+    """``Content-Disposition`` of a download (RFC 6266): the UTF-8 name and an ASCII fallback."""
+    name = f"{clean_name(stem)}-ipgeo.{extension}"
+    if name.isascii():
+        return f'attachment; filename="{name}"'
+    plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    fallback = f"{clean_name(plain)}-ipgeo.{extension}"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 @jobs_api.delete("/api/v1/jobs/<job_id>")
 def cancel_job(job_id: str) -> Response:
-    """Cancel a queued or running job (202 while it stops); delete an ended one (204)."""
+    """Cancel a queued or running job (202 while it stops); delete an ended one (204).
+
+    Only the job's owner may: its owner token is required (403 without it).
+    """
+    require_same_origin()
     settings = jobs_settings()
     try:
         connection, job = load_job(job_id)
+        if not jobs.owned_by(job, presented_token()):
+            raise ApiError(
+                403,
+                "not_owner",
+                "only the job's owner may cancel or delete it: send its owner token "
+                f"({TOKEN_HEADER} or Authorization: Bearer)",
+            )
         view = jobs.job_view(connection, settings, job)
         if view.terminal:
             jobs.delete(connection, settings, job)

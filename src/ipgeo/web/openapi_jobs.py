@@ -140,6 +140,36 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}}
 
 
+_CREATED = {
+    "allOf": [
+        _JOB_REF,
+        {
+            "type": "object",
+            "required": ["owner_token"],
+            "properties": {
+                "owner_token": {
+                    "type": "string",
+                    "description": "The job's owner token (also `X-Job-Token` and an HttpOnly "
+                    "cookie): send it to list your jobs and to cancel or delete this one. Only "
+                    "its hash is stored.",
+                }
+            },
+        },
+    ]
+}
+_TOKEN_HEADER = {
+    "name": "X-Job-Token",
+    "in": "header",
+    "description": "The owner token a job's creation answered (or `Authorization: Bearer`, "
+    "or the browser's cookie).",
+    "schema": {"type": "string"},
+}
+_CROSS_ORIGIN = (
+    "A page of another site sent it (its `Origin` or `Referer` is not this site), or the "
+    "owner token is missing or wrong."
+)
+
+
 def _job(description: str, **extra: Any) -> dict[str, Any]:
     return {
         "description": description,
@@ -202,7 +232,10 @@ def jobs_paths() -> dict[str, Any]:
                     "Upload an access log, an IP list, CIDRs, JSON lines or CSV, as the "
                     "multipart field `file` (or `text`), or as the raw body. Options are form "
                     "fields or query parameters (query parameters win). The job is queued for "
-                    "a worker; poll its `Location` for progress. At most `IPGEO_MAX_UPLOAD`."
+                    "a worker; poll its `Location` for progress. At most `IPGEO_MAX_UPLOAD`, "
+                    "and a form of at most 64 parts. The answer carries the job's owner token; "
+                    "send one in `X-Job-Token` to keep new jobs under the same owner. "
+                    "Requests whose `Origin` or `Referer` names another site are refused (403)."
                 ),
                 "tags": ["jobs"],
                 "parameters": [
@@ -223,16 +256,33 @@ def jobs_paths() -> dict[str, Any]:
                     },
                 },
                 "responses": {
-                    "202": _job("Queued.", headers=location, links=links),
+                    "202": {
+                        "description": "Queued.",
+                        "content": {"application/json": {"schema": _CREATED}},
+                        "headers": {
+                            **location,
+                            "X-Job-Token": {
+                                "description": "The owner token.",
+                                "schema": {"type": "string"},
+                            },
+                        },
+                        "links": links,
+                    },
                     "400": _error("Empty or unreadable upload, or an invalid option."),
-                    "413": _error("The upload is larger than `IPGEO_MAX_UPLOAD`."),
+                    "403": _error("A page of another site sent it."),
+                    "413": _error(
+                        "The upload is larger than `IPGEO_MAX_UPLOAD`, or the form has too "
+                        "many parts."
+                    ),
                     "503": _error(f"{_UNAVAILABLE[:-1]}, or the upload cannot be stored."),
                 },
             },
             "get": {
                 "operationId": "listJobs",
-                "summary": "The latest jobs submitted from the caller's IP address",
+                "summary": "The latest jobs of the caller's owner token",
+                "description": "Without an owner token the list is empty.",
                 "tags": ["jobs"],
+                "parameters": [_TOKEN_HEADER],
                 "responses": {
                     "200": {
                         "description": "Newest first.",
@@ -268,7 +318,8 @@ def jobs_paths() -> dict[str, Any]:
                 "summary": "Cancel a queued or running job, or delete an ended one",
                 "description": (
                     "A running job stops at its next batch, removes its partial output and "
-                    "ends as `canceled`."
+                    "ends as `canceled`. Only the job's owner may: send its owner token in "
+                    "`X-Job-Token` (or `Authorization: Bearer`, or the browser's cookie)."
                 ),
                 "tags": ["jobs"],
                 "parameters": [_JOB_ID],
@@ -276,6 +327,7 @@ def jobs_paths() -> dict[str, Any]:
                     "200": _job("Canceled at once (it was queued)."),
                     "202": _job("Asked to stop (it is running): poll until `canceled`."),
                     "204": {"description": "The ended job and its files were deleted."},
+                    "403": _error(_CROSS_ORIGIN),
                     "404": _error(_NOT_FOUND),
                     "503": _error(_UNAVAILABLE),
                 },

@@ -67,6 +67,7 @@ class Protection:
         self.exempt = settings.rate_limit_exempt
         self.batch_limit = settings.batch_limit
         self.ipv6_prefix = settings.client_ipv6_prefix
+        self.batch_body_limit = settings.batch_body_limit
         self.guard = guard
         self.limiter: RateLimiter | None = None
         if settings.rate_limit:
@@ -128,12 +129,15 @@ class Protection:
         """What a request costs: one, or one per query for the batch endpoint."""
         if exchange.endpoint != BATCH_ENDPOINT:
             return 1
-        limit = self.batch_limit
+        limit, body_limit = self.batch_limit, self.batch_body_limit
         length = exchange.content_length
-        if length is not None and length > limit * 512 + 4096:
+        if length is not None and length > body_limit:
             return 1  # answered 413 without reading the body
+        body = exchange.body(body_limit)  # the handler reads the same bytes
+        if len(body) > body_limit:
+            return 1  # answered 413
         try:
-            queries = orjson.loads(exchange.body())
+            queries = orjson.loads(body)
         except orjson.JSONDecodeError:
             return 1
         return min(max(len(queries), 1), limit) if isinstance(queries, list) else 1

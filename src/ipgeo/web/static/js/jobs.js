@@ -77,6 +77,7 @@ function setupUpload() {
     if (!file) { data.delete("file"); }
     var xhr = new XMLHttpRequest();
     xhr.open("POST", form.getAttribute("data-api"));
+    xhr.withCredentials = true;  // the answer sets the owner-token cookie that lists the job
     xhr.setRequestHeader("Accept", "application/json");
     bar.hidden = false;
     bar.value = 0;
@@ -173,8 +174,13 @@ function setupJobPage() {
   if (cancel) {
     cancel.addEventListener("click", function () {
       cancel.disabled = true;
+      // The owner token travels in the HttpOnly cookie set when this browser created the job.
       fetch(url, { method: "DELETE", headers: { Accept: "application/json" }, credentials: "same-origin" })
         .then(function (response) {
+          if (response.status === 403) {
+            text.textContent = "Only the browser (or owner token) that created this job can cancel it.";
+            return;
+          }
           if (response.status >= 400) { throw new Error("HTTP " + response.status); }
           heading.textContent = "Stopping…";
           delay = 300;
