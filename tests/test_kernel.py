@@ -151,3 +151,15 @@ def test_a_reload_serves_a_new_generation_with_its_own_records(tmp_path: Path) -
     assert not second.records._places
     assert service.lookup("81.2.69.142").city == before
     assert second.city.signature != first.city.signature
+
+
+def test_a_full_record_cache_keeps_its_newer_half() -> None:
+    service = GeoService(record_cache_size=8)
+    current = service.current()
+    addresses = [f"{first}.1.2.3" for first in (1, 2, 3, 5, 8, 9, 12, 13, 14, 15, 16)]
+    for text in addresses:
+        service.lookup(text)
+    cached = current.records._places[("en",)]
+    assert len(cached) <= 8
+    newest = current.find(4, int(ipaddress.IPv4Address(addresses[-1])))[0]
+    assert newest in cached  # the last decoded record survived the eviction

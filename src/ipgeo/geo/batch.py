@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from functools import partial
+from functools import lru_cache, partial
 from operator import itemgetter
 from typing import Any
 
@@ -28,7 +28,7 @@ from ipgeo.geo.database import PLACE_VALUES
 from ipgeo.geo.errors import GeoError
 from ipgeo.geo.generation import Generation
 from ipgeo.geo.models import FIELDS
-from ipgeo.geo.records import ZONE_AT, PlaceRecord
+from ipgeo.geo.records import PlaceRecord
 from ipgeo.geo.service import GeoService
 from ipgeo.geo.timezones import zone_details
 from ipgeo.geo.tree import IntArray
@@ -192,21 +192,31 @@ def _templates(
 
 def _template(place: PlaceRecord, fields: tuple[str, ...]) -> bytes:
     """A record's answer with ``%`` slots for the per-batch and per-address values."""
-    row = dict(zip(PLACE_VALUES[:ZONE_AT], place.values, strict=False))
-    filled = {
-        name: _SLOT
-        if name in _SLOTS
-        else _MARK
-        if name in _MARKED
-        else _CONSTANTS[name]
-        if name in _CONSTANTS
-        else row[name]
-        for name in fields
-    }
+    values = place.values
+    filled = {name: values[item] if type(item) is int else item[0] for name, item in _plan(fields)}
     text = orjson.dumps(filled).replace(b"%", b"%%%%").replace(_MARK_JSON, b"%s")
     pieces = text.split(_SLOT_JSON)
     slots = iter([_SLOTS[name] for name in fields if name in _SLOTS])
     return pieces[0] + b"".join(next(slots) + piece for piece in pieces[1:])
+
+
+@lru_cache(maxsize=256)
+def _plan(fields: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """Each field of a template: its index in ``PlaceRecord.values``, or a 1-tuple of its
+    stand-in or constant."""
+    return tuple(
+        (
+            name,
+            (_SLOT,)
+            if name in _SLOTS
+            else (_MARK,)
+            if name in _MARKED
+            else (_CONSTANTS[name],)
+            if name in _CONSTANTS
+            else PLACE_VALUES.index(name),
+        )
+        for name in fields
+    )
 
 
 def _parse_ipv4(queries: list[str]) -> tuple[list[int], IntArray]:

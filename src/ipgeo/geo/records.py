@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Hashable, Mapping
+from itertools import islice
 from typing import Any, TypeVar
 
 from ipgeo.geo.database import PLACE_VALUES, MaxMindDatabase, place_values
@@ -19,7 +20,7 @@ from ipgeo.geo.database import PLACE_VALUES, MaxMindDatabase, place_values
 T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-DEFAULT_RECORDS = 65_536  # per generation and process (~1 kB each); cleared when full
+DEFAULT_RECORDS = 65_536  # per generation and process (~1 kB each); the older half goes when full
 ZONE_AT = PLACE_VALUES.index("time_zone")
 LATITUDE_AT = PLACE_VALUES.index("latitude")
 LONGITUDE_AT = PLACE_VALUES.index("longitude")
@@ -98,7 +99,7 @@ class RecordCache:
         record = self.city_database.record(address_of(version, number))
         found = PlaceRecord(place_values(record, languages)) if record is not None else None
         if len(by_pointer) >= self.size:
-            by_pointer.clear()
+            _forget_older_half(by_pointer)
         by_pointer[pointer] = found
         return found
 
@@ -128,9 +129,16 @@ class RecordCache:
             if record:
                 found = _asn_values(record)
         if len(self._asns) >= self.size:
-            self._asns.clear()
+            _forget_older_half(self._asns)
         self._asns[pointer] = found
         return found
+
+
+def _forget_older_half(entries: dict[int, Any]) -> None:
+    """Make room in a full cache: the entries made first go (dicts keep insertion order), the
+    newer half stays, so a full cache never answers everything anew at once."""
+    for key in list(islice(entries, len(entries) // 2)):
+        del entries[key]
 
 
 def _asn_values(record: Mapping[str, Any]) -> tuple[int | None, str | None]:
