@@ -76,3 +76,17 @@ def test_errors_never_show_private_addresses_of_a_name(server: str) -> None:
     batch = requests.post(f"{server}/api/v1/batch", json=["private.test"], timeout=10)
     assert batch.json()[0]["error"]["code"] == "reserved_address"
     assert "10.1.2.3" not in batch.text
+
+
+@pytest.mark.parametrize("query", ["1.1.1.1%0A", "1.1.1.1%0D%0A", "%201.1.1.1", "1.1.1.1%00"])
+def test_one_input_gets_one_answer_on_every_road(server: str, query: str) -> None:
+    answers = {
+        suffix: requests.get(f"{server}/api/v1/lookup/{query}{suffix}", timeout=10)
+        for suffix in ("", "?lang=en", "?fields=ip,city", "?format=json")
+    }
+    statuses = {suffix: response.status_code for suffix, response in answers.items()}
+    assert len(set(statuses.values())) == 1, statuses
+    assert all(status < 500 for status in statuses.values())
+    if statuses[""] != 200:
+        codes = {response.json()["error"]["code"] for response in answers.values()}
+        assert len(codes) == 1, codes
