@@ -113,13 +113,22 @@ def test_job_flows_conform_with_redis(jobs_fuzz_app: Flask) -> None:
             suppress_health_check=list(HealthCheck),
         )
     )
-    # The links were followed with real job ids: a queued job is read, has no result yet, and
-    # is canceled.
-    assert {
-        ("GET /api/v1/jobs/{job_id}", 200),
-        ("GET /api/v1/jobs/{job_id}/result", 409),
-        ("DELETE /api/v1/jobs/{job_id}", 200),
-    } <= seen
+    # Which links the generated scenarios follow depends on hypothesis' version; follow them
+    # once by hand too: a queued job is read, has no result yet, and is canceled.
+    store.flushdb()
+    client = jobs_fuzz_app.test_client()
+    owner = {**CLIENT, "HTTP_X_JOB_TOKEN": OWNER_TOKEN}
+    submitted = client.post("/api/v1/jobs", data=b"8.8.8.8\n", environ_base=owner)
+    assert submitted.status_code == 202
+    schema["/api/v1/jobs"]["POST"].validate_response(submitted)
+    job = f"/api/v1/jobs/{submitted.json['id']}"
+    for method, path, response, status in (
+        ("GET", "/api/v1/jobs/{job_id}", client.get(job, environ_base=owner), 200),
+        ("GET", "/api/v1/jobs/{job_id}/result", client.get(f"{job}/result"), 409),
+        ("DELETE", "/api/v1/jobs/{job_id}", client.delete(job, environ_base=owner), 200),
+    ):
+        assert response.status_code == status, (method, path, response.data[:300])
+        schema[path][method].validate_response(response)
 
 
 def test_ended_jobs_conform_with_a_real_worker(jobs_fuzz_app: Flask) -> None:
