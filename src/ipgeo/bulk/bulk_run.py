@@ -205,10 +205,6 @@ class BulkRun:
                 )
             )
 
-    def set_total_bytes(self, total: int | None) -> None:
-        """Announce the total input size for progress reports (``None`` when unknown)."""
-        self._total_bytes = total
-
     # -- one batch -------------------------------------------------------------------------------
     def _batch(
         self,

@@ -63,15 +63,3 @@ def network_text(version: int, number: int, prefix: int) -> str:
     if "." in text:  # see ``_canonical_v6``
         text = str(ipaddress.IPv6Address(network_number))
     return f"{text}/{prefix}"
-
-
-def v4_address(number: int) -> Address:
-    """The ``Address`` of an IPv4 integer."""
-    return str(ipaddress.IPv4Address(number)), 4, number
-
-
-def ip_of(address: Address) -> IPAddress:
-    """The ``ipaddress`` object of an ``Address``."""
-    if address[1] == 4:
-        return ipaddress.IPv4Address(address[2])
-    return ipaddress.IPv6Address(address[2])
