@@ -233,7 +233,7 @@ def test_the_rate_limit_costs_one_redis_round_trip(
     make_app: Callable[..., Flask], private_redis: RedisServer
 ) -> None:
     client = make_app(
-        IPGEO_REDIS_URL=private_redis.url, IPGEO_RATE_LIMIT="100/minute;1000/hour;5000/day"
+        IPGEO_REDIS_URL=private_redis.url, IPGEO_RATE_LIMIT="60/minute;1000/hour;5000/day"
     ).test_client()
     client.get("/api/v1/lookup/8.8.8.8")  # the first call loads the script
 
@@ -241,11 +241,32 @@ def test_the_rate_limit_costs_one_redis_round_trip(
         for url in ("/api/v1/lookup/8.8.8.8?lang=de", "/ip", "/docs", "/country?ip=8.8.8.8"):
             response = client.get(url)
             assert response.status_code == 200
-            assert response.headers["RateLimit-Policy"] == "100;w=60, 1000;w=3600, 5000;w=86400"
+            assert response.headers["RateLimit-Policy"] == "60;w=60, 1000;w=3600, 5000;w=86400"
         batch = client.post("/api/v1/batch", json=["8.8.8.8", "1.1.1.1", "9.9.9.9"])
-        assert batch.headers["RateLimit-Remaining"] == str(100 - 1 - 4 - 3)
+        assert batch.headers["RateLimit-Remaining"] == str(60 - 1 - 4 - 3)
 
+    # a limit under 64 per minute is never claimed ahead: one call per request
     assert _sent_commands(private_redis, requests) == ["EVALSHA"] * 5
+
+
+def test_a_busy_client_spends_leases_between_round_trips(
+    make_app: Callable[..., Flask], private_redis: RedisServer
+) -> None:
+    client = make_app(
+        IPGEO_REDIS_URL=private_redis.url, IPGEO_RATE_LIMIT="100000/minute;1000000/hour"
+    ).test_client()
+    client.get("/ip", environ_base={"REMOTE_ADDR": "10.0.0.1"})  # loads the script
+    remaining: list[int] = []
+
+    def requests() -> None:
+        for _ in range(300):
+            response = client.get("/api/v1/lookup/8.8.8.8")
+            remaining.append(int(response.headers["RateLimit-Remaining"]))
+
+    sent = _sent_commands(private_redis, requests)
+    # claims double up to 64 units: 1 + 1 + 2 + 4 + ... + 64 + 64 + ... covers 300 requests
+    assert set(sent) == {"EVALSHA"} and len(sent) <= 12
+    assert remaining == list(range(100000 - 1, 100000 - 301, -1))  # one process: exact
 
 
 def test_the_allowlist_comes_before_the_rate_limit(

@@ -46,3 +46,33 @@ def test_outcomes_follow_the_sliding_windows(
     other = limiter.charge("203.0.113.10", cost=4)
     assert (other.breached, other.remaining) == (False, 0)
     assert limiter.charge("203.0.113.11", cost=5).breached  # more than the limit at once
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_leases_never_let_a_client_past_its_limit(redis_url: str, processes: int) -> None:
+    # each limiter stands for one server process; they share the counts in Redis
+    limiters = [
+        RateLimiter("1280/minute;100000/hour", redis.ConnectionPool.from_url(redis_url))
+        for _ in range(processes)
+    ]
+    client = f"198.51.100.{processes}"
+    accepted = calls = 0
+    refusals_in_a_row = 0
+    while refusals_in_a_row < 2 * processes:
+        outcome = limiters[calls % processes].charge(client)
+        calls += 1
+        refusals_in_a_row = refusals_in_a_row + 1 if outcome.breached else 0
+        accepted += not outcome.breached
+    assert accepted == 1280  # every unit claimed ahead was spent: the limit exactly
+    assert all(limiter.leases[client].left == 0 for limiter in limiters)
+
+
+def test_a_quiet_client_claims_nothing_ahead(redis_url: str) -> None:
+    limiter = RateLimiter("100000/minute", redis.ConnectionPool.from_url(redis_url))
+    limiter.lease_seconds = 0.0  # every lease has expired by the next request
+    outcomes = [limiter.charge("192.0.2.77") for _ in range(5)]
+    assert [outcome.remaining for outcome in outcomes] == [99999, 99998, 99997, 99996, 99995]
+    assert limiter.leases["192.0.2.77"].spare == 0
+    library = SlidingWindowCounterRateLimiter(RedisStorage(redis_url))
+    minute = parse_many("100000/minute")[0]
+    assert library.get_window_stats(minute, "ipgeo", "192.0.2.77", "global").remaining == 99995

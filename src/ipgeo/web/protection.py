@@ -9,13 +9,13 @@ import orjson
 import redis
 from flask import Flask
 
-from ipgeo.allowlist import in_networks, is_allowed
+from ipgeo.allowlist import IPAddress, in_networks, is_allowed
 from ipgeo.clientip import client_key
 from ipgeo.redisstore import RedisGuard, connection_pool
 from ipgeo.settings import Settings
 from ipgeo.visits import VisitCounter
 from ipgeo.web.errors import ApiError, error_page_wanted, prefers_html
-from ipgeo.web.exchange import Exchange
+from ipgeo.web.exchange import BoundedTable, Exchange
 from ipgeo.web.ratelimit import RateLimiter, RateLimitOutcome
 
 log = logging.getLogger("ipgeo.web")
@@ -59,6 +59,15 @@ def init_redis(app: Flask, settings: Settings) -> RedisGuard | None:
     return guard
 
 
+@dataclass(frozen=True, slots=True)
+class Client:
+    """What the settings say of one client address."""
+
+    allowed: bool  # by ``IPGEO_ALLOWED``
+    exempt: bool  # from rate limits (``IPGEO_RATE_LIMIT_EXEMPT``)
+    key: str  # what its rate limits are counted under (``client_key``)
+
+
 class Protection:
     """Who may ask (``IPGEO_ALLOWED``) and how often (``IPGEO_RATE_LIMIT``)."""
 
@@ -67,6 +76,8 @@ class Protection:
         self.exempt = settings.rate_limit_exempt
         self.batch_limit = settings.batch_limit
         self.ipv6_prefix = settings.client_ipv6_prefix
+        # Clients come back: what the settings say of one is worked out once.
+        self.clients: BoundedTable[IPAddress | None, Client] = BoundedTable(self._client)
         self.batch_body_limit = settings.batch_body_limit
         self.guard = guard
         self.limiter: RateLimiter | None = None
@@ -80,12 +91,19 @@ class Protection:
                 settings.rate_limit, guard.client.connection_pool if guard else None
             )
 
+    def _client(self, ip: IPAddress | None) -> Client:
+        return Client(
+            is_allowed(ip, self.allowed),
+            in_networks(ip, self.exempt),
+            client_key(ip, self.ipv6_prefix) if ip is not None else "unknown",
+        )
+
     def forbidden(self, exchange: Exchange) -> Refusal | None:
         """The allowlist's refusal of ``exchange``, if any (probes and static files pass)."""
         if not self.allowed or exchange.endpoint in OPEN_ENDPOINTS:
             return None
         ip = exchange.client_ip
-        if is_allowed(ip, self.allowed):
+        if self.clients[ip].allowed:
             return None
         who = str(ip) if ip is not None else "your address"
         return Refusal(ApiError(403, "forbidden", f"{who} is not allowed to use this service"), who)
@@ -98,12 +116,13 @@ class Protection:
         Fails open: while Redis is unreachable nothing is counted (the guard warns).
         """
         limiter = self.limiter
-        if limiter is None or self._unlimited(exchange):
+        if limiter is None:
             return None
-        ip = exchange.client_ip
-        client = client_key(ip, self.ipv6_prefix) if ip is not None else "unknown"
+        client = self.clients[exchange.client_ip]
+        if client.exempt or self._unlimited(exchange):
+            return None
         try:
-            outcome = limiter.charge(client, self._cost(exchange))
+            outcome = limiter.charge(client.key, self._cost(exchange))
         except redis.RedisError as exc:
             if self.guard is not None:
                 self.guard.failed("rate limiting", exc)
@@ -120,8 +139,6 @@ class Protection:
         if exchange.method == "OPTIONS" or endpoint in OPEN_ENDPOINTS:
             return True
         if endpoint in UNLIMITED_ENDPOINTS or exchange.blueprint in UNLIMITED_BLUEPRINTS:
-            return True
-        if self.exempt and in_networks(exchange.client_ip, self.exempt):
             return True
         return self.guard is not None and not self.guard.available()
 

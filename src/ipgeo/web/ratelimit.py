@@ -5,6 +5,15 @@ refuses stops the check, so a refused request costs nothing in the longer window
 Flask-Limiter did). The headers describe the refusing limit, else the first one, with its
 window read right after the hit.
 
+A client that keeps asking claims its budget ahead in small leases: one call charges the
+request and a few spare units, and the next requests of that client in this process spend the
+spare units without a call (``Lease``). Spare units are only claimed for a client that used up
+its last lease within the lease's lifetime, doubling each time up to 1/64 of the smallest limit
+(and at most 64), and never more than 1/16 of what the window has left, so a client near its
+limit is counted request by request, and a quiet client never claims ahead. Every unit is
+charged before it is spent, so no limit is ever exceeded; unspent units of an expired lease
+are lost, which lets a busy client reach a limit by at most a few leases early.
+
 In Redis, ``limits``' own two scripts (acquire a sliding-window entry, read a sliding window)
 are joined into one script that runs both for every limit: one round trip per request where
 the library's calls would take one per limit plus one for the headers. Keys, algorithm and
@@ -30,6 +39,9 @@ from redis.exceptions import NoScriptError
 
 from ipgeo.web.exchange import BoundedTable
 
+MAX_SPARE = 64  # the most units one call claims ahead of the request that makes it
+LEASE_SECONDS = 1.0  # how long claimed units may be spent (a tenth of the window if shorter)
+LEASES_KEPT = 4096  # clients whose leases a process keeps (then it starts again empty)
 KEY_PREFIX = "ipgeo"  # the key prefix Flask-Limiter used: counts survive the change
 SCOPE = "global"  # Flask-Limiter's scope of application-wide limits
 
@@ -64,9 +76,10 @@ class RateLimitOutcome:
 
     breached: bool
     limit: RateLimitItem  # the refusing limit, else the first (smallest window)
-    checked: tuple[RateLimitItem, ...]  # the limits checked, in order (``RateLimit-Policy``)
+    checked: tuple[RateLimitItem, ...]  # the limits checked, in order
     reset_at: float  # Unix time at which ``limit`` has room again
     remaining: int
+    policy: str  # ``RateLimit-Policy`` of the limits checked
 
     def headers(self, now: float) -> list[tuple[str, str]]:
         """The IETF ``RateLimit-*`` headers, and ``Retry-After`` when refused."""
@@ -75,10 +88,7 @@ class RateLimitOutcome:
             ("RateLimit-Limit", str(self.limit.amount)),
             ("RateLimit-Remaining", str(max(0, self.remaining))),
             ("RateLimit-Reset", str(reset_in)),
-            (
-                "RateLimit-Policy",
-                ", ".join(f"{item.amount};w={item.get_expiry()}" for item in self.checked),
-            ),
+            ("RateLimit-Policy", self.policy),
         ]
         if self.breached:
             headers.append(("Retry-After", str(max(1, reset_in))))
@@ -215,6 +225,26 @@ class _MemoryCounter:
         return refused, (stats.reset_time, stats.remaining)
 
 
+@dataclass(slots=True)
+class Lease:
+    """Units of a client's budget charged ahead in this process, to be spent until ``expires``."""
+
+    claim: RateLimitOutcome  # the claiming call's outcome
+    window_left: int  # what the window had left after the claim (spare units not counted)
+    left: int  # units charged and not spent yet
+    spare: int  # units the claim took ahead of its own request
+    expires: float  # ``time.monotonic()`` after which ``left`` is void
+
+    def spend(self, cost: int) -> RateLimitOutcome:
+        """Spend ``cost`` units: the outcome the request would have had from a call."""
+        self.left -= cost
+        claim = self.claim
+        remaining = self.window_left + self.left
+        return RateLimitOutcome(
+            False, claim.limit, claim.checked, claim.reset_at, remaining, claim.policy
+        )
+
+
 class RateLimiter:
     """The limits of ``IPGEO_RATE_LIMIT`` per client key, counted in Redis or in memory."""
 
@@ -224,14 +254,56 @@ class RateLimiter:
         self.counter: _Counter = (
             _RedisCounter(pool, self.items) if pool is not None else _MemoryCounter(self.items)
         )
+        self.policies = [
+            ", ".join(f"{item.amount};w={item.get_expiry()}" for item in self.items[:checked])
+            for checked in range(len(self.items) + 1)
+        ]
+        self.most_spare = min(MAX_SPARE, min(item.amount for item in self.items) // 64)
+        self.lease_seconds = min(LEASE_SECONDS, self.items[0].get_expiry() / 10)
+        self.leases: dict[str, Lease] = {}
+        self._lock = threading.Lock()
 
     def charge(self, client: str, cost: int = 1) -> RateLimitOutcome:
         """Count ``cost`` for ``client``; raises ``redis.RedisError`` when Redis fails."""
-        refused, window = self.counter.charge(client, cost)
+        now = time.monotonic()
+        with self._lock:
+            lease = self.leases.get(client)
+            if lease is not None and lease.left >= cost and now < lease.expires:
+                return lease.spend(cost)
+        spare = self._spare(lease, now)
+        outcome = self._claim(client, cost + spare)
+        if outcome.breached and spare:  # maybe only the spare units did not fit
+            spare = 0
+            outcome = self._claim(client, cost)
+        if outcome.breached:
+            return outcome
+        with self._lock:
+            if len(self.leases) >= LEASES_KEPT:
+                self.leases.clear()
+            lease = Lease(outcome, outcome.remaining, spare, spare, now + self.lease_seconds)
+            self.leases[client] = lease
+            return lease.spend(0)
+
+    def _spare(self, lease: Lease | None, now: float) -> int:
+        """Units to claim ahead: twice the last lease's, if it was spent before it expired."""
+        if lease is None or now >= lease.expires or self.most_spare < 1:
+            return 0
+        return max(0, min(self.most_spare, max(1, 2 * lease.spare), lease.window_left // 16))
+
+    def _claim(self, client: str, units: int) -> RateLimitOutcome:
+        """One call to the counter, charging ``units``."""
+        refused, window = self.counter.charge(client, units)
         limit = self.items[refused or 0]
         if isinstance(window, Window):
             reset_at, remaining = window.stats(limit, time.time())
         else:
             reset_at, remaining = window
-        checked = self.items if refused is None else self.items[: refused + 1]
-        return RateLimitOutcome(refused is not None, limit, checked, reset_at, remaining)
+        checked = len(self.items) if refused is None else refused + 1
+        return RateLimitOutcome(
+            refused is not None,
+            limit,
+            self.items[:checked],
+            reset_at,
+            remaining,
+            self.policies[checked],
+        )
