@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from ipgeo.allowlist import is_allowed
 from ipgeo.clientip import client_ip
 from ipgeo.nginxconf import nginx_include
 from ipgeo.settings import Settings, SettingsError, parse_networks
+from ipgeo.settings_groups import variables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +25,7 @@ def test_defaults() -> None:
     assert settings.languages == ("en",)
     assert settings.cors_origins == ("*",)
     assert settings.batch_limit == 1000
-    assert settings.db_max_download == 2 * 1024**3
+    assert settings.updates.max_download == 2 * 1024**3
     assert settings.client_ipv6_prefix == 64
 
 
@@ -43,13 +45,64 @@ def test_parses_values() -> None:
     )
     assert settings.languages == ("de", "fr", "en")
     assert settings.batch_limit == 50
-    assert settings.dns_servers == (("127.0.0.1", 5353), ("::1", 53), ("9.9.9.9", 53))
+    assert settings.dns.servers == (("127.0.0.1", 5353), ("::1", 53), ("9.9.9.9", 53))
 
 
 def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.batch_limit = 5  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        settings.dns.timeout = 5  # type: ignore[misc]
+
+
+def test_groups_read_their_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "IPGEO_MAXMIND_ACCOUNT_ID": "42",
+            "IPGEO_MAXMIND_LICENSE_KEY": "secret_key_mmk",
+            "IPGEO_MAXMIND_EDITIONS": "GeoLite2-Country",
+            "IPGEO_DBIP_URL": "https://mirror.example/dbip",
+            "IPGEO_DB_MAX_DOWNLOAD": "3G",
+            "IPGEO_DASHBOARD_USER": "admin",
+            "IPGEO_DASHBOARD_AUTH_LIMIT": "",
+            "IPGEO_DNS_TIMEOUT": "0.5",
+            "IPGEO_REVERSE_DNS": "yes",
+            "IPGEO_MAP_ATTRIBUTION": "Tiles by us",
+            "IPGEO_TZ_NEAREST_KM": "0",
+        }
+    )
+    assert settings.updates.account_id == 42
+    assert settings.updates.license_key == "secret_key_mmk"
+    assert settings.updates.editions == ("GeoLite2-Country",)
+    assert settings.updates.dbip_url == "https://mirror.example/dbip/"
+    assert settings.updates.max_download == 3 * 1024**3
+    assert (settings.dashboard.user, settings.dashboard.auth_limit) == ("admin", "")
+    assert settings.dashboard.password == ""
+    assert (settings.dns.timeout, settings.dns.servers, settings.dns.reverse_lookup) == (
+        0.5,
+        (),
+        True,
+    )
+    assert (settings.maps.tiles, settings.maps.attribution) == ("", "Tiles by us")
+    assert settings.timezones.nearest_km == 0.0
+    assert settings.timezones.timeout == 0.5
+    defaults = Settings.from_env({})
+    assert defaults.dashboard.auth_limit == "5/minute"
+    assert defaults.updates.dbip_url == "https://download.db-ip.com/free/"
+
+
+def test_a_group_field_is_replaced_through_its_group() -> None:
+    settings = Settings.from_env({"IPGEO_DNS_SERVERS": "9.9.9.9"})
+    changed = replace(settings, dns=replace(settings.dns, timeout=7.0))
+    assert (changed.dns.timeout, changed.dns.servers) == (7.0, (("9.9.9.9", 53),))
+    assert settings.dns.timeout == 2.0
+
+
+def test_repr_hides_the_license_key() -> None:
+    settings = Settings.from_env({"IPGEO_MAXMIND_LICENSE_KEY": "hidden_key_mmk"})
+    assert "hidden_key_mmk" not in repr(settings)
+    assert "hidden_key_mmk" not in repr(settings.updates)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +124,10 @@ def test_settings_are_frozen() -> None:
         ("IPGEO_DB_MAX_DOWNLOAD", "10", "outside"),
         ("IPGEO_CLIENT_IPV6_PREFIX", "0", "outside 1..128"),
         ("IPGEO_CLIENT_IPV6_PREFIX", "129", "outside 1..128"),
+        ("IPGEO_MAXMIND_ACCOUNT_ID", "me", "not a whole number"),
+        ("IPGEO_DASHBOARD_AUTH_LIMIT", "often", "rate"),
+        ("IPGEO_DATABASE_TIMEOUT", "0", "outside"),
+        ("IPGEO_MAP_TILES", "https://tiles.example/map.png", "{z}"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, fragment: str) -> None:
@@ -99,6 +156,15 @@ def test_readme_documents_every_setting() -> None:
     for variable, _, doc in Settings.describe():
         assert f"`{variable}`" in readme, f"{variable} is missing from the README table"
         assert doc in readme, f"the README description of {variable} is stale"
+
+
+def test_readme_table_lists_the_settings_in_order() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- settings-table:start -->", 1)[1].split(
+        "<!-- settings-table:end -->"
+    )[0]
+    listed = re.findall(r"^\| `(IPGEO_[A-Z0-9_]+)` \|", table, flags=re.M)
+    assert listed == [variable for variable, _, _ in Settings.describe()]
 
 
 NETWORK_SETTINGS = [
@@ -138,7 +204,7 @@ def test_network_lists_take_ipv4_mapped_entries_as_ipv4(
 def test_every_network_list_setting_is_in_the_table() -> None:
     network_lists = {
         spec.metadata["env"]
-        for spec in fields(Settings)
+        for spec in variables(Settings)
         if spec.metadata["parser"] is parse_networks
     }
     assert network_lists == {variable for variable, _ in NETWORK_SETTINGS}

@@ -169,10 +169,10 @@ def test_database_settings() -> None:
             "IPGEO_DATABASE_TIMEOUT": "0.25",
         }
     )
-    assert settings.database_url == "postgresql://ipgeo:secret@db:5432/ipgeo"
-    assert settings.tz_nearest_km == 12.5
-    assert settings.database_timeout == 0.25
-    assert Settings.from_env({"IPGEO_DATABASE_URL": ""}).database_url is None
+    assert settings.timezones.database_url == "postgresql://ipgeo:secret@db:5432/ipgeo"
+    assert settings.timezones.nearest_km == 12.5
+    assert settings.timezones.timeout == 0.25
+    assert Settings.from_env({"IPGEO_DATABASE_URL": ""}).timezones.database_url is None
     for variable, value in (
         ("IPGEO_DATABASE_URL", "mysql://db/x"),
         ("IPGEO_DATABASE_URL", "postgresql://db:notaport/x"),

@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ipgeo import settings_parsers as p
+from ipgeo.settings_groups import (
+    DashboardSettings,
+    DnsSettings,
+    MapSettings,
+    TimezoneSettings,
+    UpdateSettings,
+    group,
+    read_env,
+    variables,
+)
+from ipgeo.settings_groups import env as _env
 from ipgeo.settings_parsers import IPNetwork, SettingsError, parse_networks, split_list
 
 __all__ = ["IPNetwork", "Settings", "SettingsError", "parse_networks", "split_list"]
 
-# Databases are a few hundred MB at most today; this leaves room and still bounds the disk.
-DB_MAX_DOWNLOAD_DEFAULT = 2 * 1024**3
-
 
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ipgeo"
-
-
-def _env(name: str, parser: Callable[[str, str], Any], doc: str, example: str = "") -> Any:
-    """Declare a settings field read from the environment variable ``name``."""
-    return {"env": name, "parser": parser, "doc": doc, "example": example}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,82 +121,9 @@ class Settings:
             "65536",
         ),
     )
-    dns_timeout: float = field(
-        default=2.0,
-        metadata=_env(
-            "IPGEO_DNS_TIMEOUT",
-            p.parse_float(0.1, 30.0),
-            "Total seconds allowed to resolve a domain name (A and AAAA together).",
-            "2",
-        ),
-    )
-    dns_servers: tuple[tuple[str, int], ...] = field(
-        default=(),
-        metadata=_env(
-            "IPGEO_DNS_SERVERS",
-            p.parse_dns_servers,
-            "Name servers (`ip` or `ip:port`) used for domain lookups. Default: the system's.",
-            "1.1.1.1;9.9.9.9",
-        ),
-    )
-    reverse_dns: bool = field(
-        default=False,
-        metadata=_env(
-            "IPGEO_REVERSE_DNS",
-            p.parse_bool,
-            "Fill `hostname` for IP queries with a reverse (PTR) lookup.",
-            "false",
-        ),
-    )
-    map_tiles: str = field(
-        default="",
-        metadata=_env(
-            "IPGEO_MAP_TILES",
-            p.parse_tile_url,
-            "Online map tiles for the web pages: a URL template with `{z}`, `{x}`, `{y}`. "
-            "Default: none, so maps draw the bundled world outline and need no network.",
-            "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-        ),
-    )
-    map_attribution: str = field(
-        default="",
-        metadata=_env(
-            "IPGEO_MAP_ATTRIBUTION",
-            p.parse_text,
-            "Attribution text shown on maps that use `IPGEO_MAP_TILES` (HTML is escaped).",
-            "© OpenStreetMap contributors",
-        ),
-    )
-    database_url: str | None = field(
-        default=None,
-        metadata=_env(
-            "IPGEO_DATABASE_URL",
-            p.parse_database_url,
-            "PostgreSQL/PostGIS database for time-zone fill-in (load it with "
-            "`ipgeo db load-timezones`). Default: none, the embedded `timezonefinder` polygons.",
-            "postgresql://ipgeo:secret@db:5432/ipgeo",
-        ),
-    )
-    database_timeout: float = field(
-        default=0.5,
-        metadata=_env(
-            "IPGEO_DATABASE_TIMEOUT",
-            p.parse_float(0.01, 60.0),
-            "Seconds a PostGIS time-zone query may take (statement timeout) before the lookup "
-            "falls back to the embedded polygons.",
-            "0.5",
-        ),
-    )
-    tz_nearest_km: float = field(
-        default=30.0,
-        metadata=_env(
-            "IPGEO_TZ_NEAREST_KM",
-            p.parse_float(0.0, 500.0),
-            "With PostGIS: a point outside every land time-zone polygon (just off the coast) "
-            "takes the zone of the nearest polygon within this distance; `0` disables it.",
-            "30",
-        ),
-    )
+    dns: DnsSettings = group(DnsSettings)
+    maps: MapSettings = group(MapSettings)
+    timezones: TimezoneSettings = group(TimezoneSettings)
     log_format: str = field(
         default="text",
         metadata=_env(
@@ -291,77 +220,7 @@ class Settings:
             "/data",
         ),
     )
-    maxmind_account_id: int | None = field(
-        default=None,
-        metadata=_env(
-            "IPGEO_MAXMIND_ACCOUNT_ID",
-            p.parse_optional_int(1, 2**31 - 1),
-            "MaxMind account ID for `ipgeo db update` (overrides `AccountID` of GeoIP.conf).",
-            "123456",
-        ),
-    )
-    maxmind_license_key: str = field(
-        default="",
-        repr=False,
-        metadata=_env(
-            "IPGEO_MAXMIND_LICENSE_KEY",
-            p.parse_secret,
-            "MaxMind license key for `ipgeo db update` (overrides `LicenseKey`).",
-            "xxxxxx_xxxxxxxxxxxx_mmk",
-        ),
-    )
-    maxmind_editions: tuple[str, ...] = field(
-        default=(),
-        metadata=_env(
-            "IPGEO_MAXMIND_EDITIONS",
-            p.parse_editions,
-            "Edition IDs `ipgeo db update` fetches (overrides `EditionIDs`). Default: "
-            "GeoLite2-City GeoLite2-ASN.",
-            "GeoLite2-City GeoLite2-ASN",
-        ),
-    )
-    maxmind_host: str = field(
-        default="",
-        metadata=_env(
-            "IPGEO_MAXMIND_HOST",
-            p.parse_host,
-            "Update server (host name or URL) speaking geoipupdate's protocol (overrides "
-            "`Host`). Default: updates.maxmind.com.",
-            "updates.maxmind.com",
-        ),
-    )
-    update_urls: tuple[str, ...] = field(
-        default=(),
-        metadata=_env(
-            "IPGEO_UPDATE_URLS",
-            p.parse_urls,
-            "Space-separated plain URLs of `.mmdb`, `.mmdb.gz` or `.tar.gz` files that "
-            "`ipgeo db update` fetches (DB-IP lite, IPinfo lite); `NAME=URL` sets the file "
-            "name, a `#sha256=HEX` fragment a checksum.",
-            "dbip-city-lite.mmdb=https://example.com/dbip-city-lite.mmdb.gz",
-        ),
-    )
-    dbip_url: str = field(
-        default="https://download.db-ip.com/free/",
-        metadata=_env(
-            "IPGEO_DBIP_URL",
-            p.parse_directory_url,
-            "Where `ipgeo db update --source dbip-lite` fetches DB-IP's monthly "
-            "`dbip-city-lite-YYYY-MM.mmdb.gz` and `dbip-asn-lite-YYYY-MM.mmdb.gz`.",
-            "https://download.db-ip.com/free/",
-        ),
-    )
-    db_max_download: int = field(
-        default=DB_MAX_DOWNLOAD_DEFAULT,
-        metadata=_env(
-            "IPGEO_DB_MAX_DOWNLOAD",
-            p.parse_size(1024, 1024**4),
-            "Largest database `ipgeo db update` accepts (bytes, or with K, M, G), both as "
-            "downloaded and as unpacked from `.gz`/`.tar.gz`; a bigger one fails (the "
-            "installed file stays). Default: 2G.",
-            "2G",
-        ),
-    )
+    updates: UpdateSettings = group(UpdateSettings)
     db_reload_interval: float = field(
         default=5.0,
         metadata=_env(
@@ -476,35 +335,7 @@ class Settings:
             "1",
         ),
     )
-    dashboard_user: str = field(
-        default="",
-        metadata=_env(
-            "IPGEO_DASHBOARD_USER",
-            p.parse_text,
-            "User name for rq-dashboard at `/admin/rq` (HTTP basic auth). With no user or no "
-            "password the dashboard is not mounted.",
-            "admin",
-        ),
-    )
-    dashboard_password: str = field(
-        default="",
-        metadata=_env(
-            "IPGEO_DASHBOARD_PASSWORD",
-            p.parse_text,
-            "Password for rq-dashboard at `/admin/rq`.",
-            "a-long-random-secret",
-        ),
-    )
-    dashboard_auth_limit: str = field(
-        default="5/minute",
-        metadata=_env(
-            "IPGEO_DASHBOARD_AUTH_LIMIT",
-            p.parse_rate_limit,
-            "Failed dashboard logins each client IP may make before it gets 429 (counted in "
-            "Redis); a correct password is never counted or slowed. Empty: no limit.",
-            "5/minute;20/hour",
-        ),
-    )
+    dashboard: DashboardSettings = group(DashboardSettings)
     server_names: tuple[str, ...] = field(
         default=(),
         metadata=_env(
@@ -544,18 +375,12 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``); raise ``SettingsError``."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            name = spec.metadata["env"]
-            if name in env:
-                values[spec.name] = spec.metadata["parser"](env[name], name)
-        return cls(**values)
+        return read_env(cls, os.environ if environ is None else environ)
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
         """Return ``(variable, example, description)`` for every setting."""
         return [
             (spec.metadata["env"], spec.metadata["example"], spec.metadata["doc"])
-            for spec in fields(cls)
+            for spec in variables(cls)
         ]

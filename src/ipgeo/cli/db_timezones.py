@@ -43,7 +43,7 @@ def load_timezones(source_file: Path | None, database_url: str | None) -> None:
     )
 
     settings = load_settings()
-    url = database_url or settings.database_url
+    url = database_url or settings.timezones.database_url
     if not url:
         raise click.UsageError("set IPGEO_DATABASE_URL (or --database-url) to a PostgreSQL URL")
     console = Console(stderr=True)

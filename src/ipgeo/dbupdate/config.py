@@ -8,7 +8,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ipgeo.dbupdate.errors import ConfigError
-from ipgeo.settings import DB_MAX_DOWNLOAD_DEFAULT, Settings
+from ipgeo.settings import Settings
+from ipgeo.settings_groups import DB_MAX_DOWNLOAD_DEFAULT
 
 DEFAULT_HOST = "https://updates.maxmind.com"
 DEFAULT_EDITIONS = ("GeoLite2-City", "GeoLite2-ASN")
@@ -183,29 +184,28 @@ def build_config(
     ``source="dbip-lite"`` fetches DB-IP's Lite databases only; ``source="auto"`` does so
     when neither MaxMind credentials nor URLs are configured.
     """
-    config = UpdateConfig(
-        directory=default_directory(settings), max_download=settings.db_max_download
-    )
+    updates = settings.updates
+    config = UpdateConfig(directory=default_directory(settings), max_download=updates.max_download)
     if conf_file is not None:
         config = _apply_conf(config, parse_geoip_conf(conf_file), str(conf_file))
-    if settings.maxmind_account_id is not None:
-        config = replace(config, account_id=settings.maxmind_account_id)
-    if settings.maxmind_license_key:
-        config = replace(config, license_key=settings.maxmind_license_key)
-    if settings.maxmind_editions:
-        config = replace(config, editions=settings.maxmind_editions)
+    if updates.account_id is not None:
+        config = replace(config, account_id=updates.account_id)
+    if updates.license_key:
+        config = replace(config, license_key=updates.license_key)
+    if updates.editions:
+        config = replace(config, editions=updates.editions)
     if config.account_id and not config.editions:
         config = replace(config, editions=DEFAULT_EDITIONS)
-    if settings.maxmind_host:
-        config = replace(config, host=normalize_host(settings.maxmind_host))
-    url_specs = urls or settings.update_urls
+    if updates.host:
+        config = replace(config, host=normalize_host(updates.host))
+    url_specs = urls or updates.urls
     config = replace(config, urls=tuple(parse_url_source(spec) for spec in url_specs))
     if directory is not None:
         config = replace(config, directory=directory)
     if retry_for is not None:
         config = replace(config, retry_for=retry_for)
     dbip_only = replace(
-        config, account_id=None, license_key="", editions=(), urls=(), dbip_url=settings.dbip_url
+        config, account_id=None, license_key="", editions=(), urls=(), dbip_url=updates.dbip_url
     )
     if source == "dbip-lite":
         return dbip_only

@@ -77,21 +77,21 @@ class GeoService:
         cls, settings: Settings, timezones: TimezoneLocator | None = None
     ) -> GeoService:
         """Open the configured databases; raise ``DatabaseError`` when one is unusable."""
-        if timezones is None and settings.database_url:
+        if timezones is None and settings.timezones.database_url:
             from ipgeo.geo.postgis_locator import PostgisTimezoneLocator
 
             timezones = PostgisTimezoneLocator(
-                settings.database_url,
-                nearest_km=settings.tz_nearest_km,
-                timeout=settings.database_timeout,
+                settings.timezones.database_url,
+                nearest_km=settings.timezones.nearest_km,
+                timeout=settings.timezones.timeout,
             )
         return cls(
             city_db=settings.city_db,
             asn_db=settings.asn_db,
             languages=settings.languages,
-            resolver=DnsResolver(settings.dns_timeout, settings.dns_servers),
+            resolver=DnsResolver(settings.dns.timeout, settings.dns.servers),
             timezones=timezones,
-            reverse_dns=settings.reverse_dns,
+            reverse_dns=settings.dns.reverse_lookup,
             reload_interval=settings.db_reload_interval,
             record_cache_size=settings.record_cache_size,
             db_dir=settings.database_dir,

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     app.register_blueprint(pages)
     app.register_blueprint(jobs_api)
     app.register_blueprint(job_pages)
-    csp = content_security_policy(settings.map_tiles)
+    csp = content_security_policy(settings.maps.tiles)
 
     @app.after_request
     def _page_headers(response: Response) -> Response:

@@ -79,16 +79,16 @@ def _authorized(settings: Settings) -> bool:
     auth = request.authorization
     if auth is None or auth.type != "basic":
         return False
-    user_ok = hmac.compare_digest((auth.username or "").encode(), settings.dashboard_user.encode())
+    user_ok = hmac.compare_digest((auth.username or "").encode(), settings.dashboard.user.encode())
     password_ok = hmac.compare_digest(
-        (auth.password or "").encode(), settings.dashboard_password.encode()
+        (auth.password or "").encode(), settings.dashboard.password.encode()
     )
     return user_ok and password_ok
 
 
 def init_dashboard(app: Flask, settings: Settings, prefix: str = DASHBOARD_PREFIX) -> bool:
     """Mount rq-dashboard when a user, a password and Redis are configured; True if mounted."""
-    if not (settings.dashboard_user and settings.dashboard_password):
+    if not (settings.dashboard.user and settings.dashboard.password):
         return False
     if not settings.redis_url:
         log.warning("IPGEO_DASHBOARD_USER is set but there is no Redis: no dashboard")
@@ -106,7 +106,7 @@ def init_dashboard(app: Flask, settings: Settings, prefix: str = DASHBOARD_PREFI
     rq_dashboard_web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard_web.blueprint, url_prefix=prefix)
 
-    guard = LoginGuard(settings.dashboard_auth_limit, settings.redis_url)
+    guard = LoginGuard(settings.dashboard.auth_limit, settings.redis_url)
 
     @app.before_request
     def _dashboard_auth() -> Response | None:

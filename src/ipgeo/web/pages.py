@@ -41,8 +41,8 @@ def _page_globals() -> dict[str, object]:
     settings = current_app.extensions["ipgeo.settings"]
     return {
         "examples": EXAMPLES,
-        "map_tiles": settings.map_tiles,
-        "map_attribution": settings.map_attribution,
+        "map_tiles": settings.maps.tiles,
+        "map_attribution": settings.maps.attribution,
     }
 
 
