@@ -99,10 +99,18 @@ def test_a_group_field_is_replaced_through_its_group() -> None:
     assert settings.dns.timeout == 2.0
 
 
-def test_repr_hides_the_license_key() -> None:
-    settings = Settings.from_env({"IPGEO_MAXMIND_LICENSE_KEY": "hidden_key_mmk"})
-    assert "hidden_key_mmk" not in repr(settings)
-    assert "hidden_key_mmk" not in repr(settings.updates)
+def test_repr_hides_the_secrets() -> None:
+    settings = Settings.from_env(
+        {
+            "IPGEO_MAXMIND_LICENSE_KEY": "hidden_key_mmk",
+            "IPGEO_DASHBOARD_PASSWORD": "hidden-password",
+            "IPGEO_WEBSERVICE_ACCOUNTS": "42:hidden-license",
+        }
+    )
+    assert settings.dashboard.password == "hidden-password"
+    for text in (repr(settings), repr(settings.updates), repr(settings.dashboard)):
+        for secret in ("hidden_key_mmk", "hidden-password", "hidden-license"):
+            assert secret not in text
 
 
 @pytest.mark.parametrize(

@@ -348,6 +348,7 @@ class Settings:
     )
     webservice_accounts: tuple[tuple[str, str], ...] = field(
         default=(),
+        repr=False,
         metadata=_env(
             "IPGEO_WEBSERVICE_ACCOUNTS",
             p.parse_webservice_accounts,

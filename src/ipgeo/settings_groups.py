@@ -248,6 +248,7 @@ class DashboardSettings:
     )
     password: str = field(
         default="",
+        repr=False,
         metadata=env(
             "IPGEO_DASHBOARD_PASSWORD",
             p.parse_text,
