@@ -86,14 +86,13 @@ def test_metrics_parse_and_counters_move(client: FlaskClient) -> None:
     assert value(after, "ipgeo_database_generation") == 1
 
 
-def test_metric_families_for_jobs_cache_and_rate_limits(client: FlaskClient) -> None:
+def test_metric_families_for_jobs_and_rate_limits(client: FlaskClient) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     names = {family.name for family in text_string_to_metric_families(text)}
     for name in (
         "ipgeo_http_requests",
         "ipgeo_http_request_duration_seconds",
         "ipgeo_lookups",
-        "ipgeo_lookup_cache",
         "ipgeo_rate_limited",
         "ipgeo_jobs",
         "ipgeo_job_duration_seconds",

@@ -36,7 +36,6 @@ class Metrics:
     requests: Counter
     request_duration: Histogram
     lookups: Counter
-    lookup_cache: Counter
     rate_limited: Counter
     jobs: Counter
     job_duration: Histogram
@@ -91,11 +90,6 @@ def _create_metrics() -> Metrics:
         lookups=Counter(
             "ipgeo_lookups",
             "Lookups by result: found, or the error code (not_found, reserved_address, ...).",
-            ["result"],
-        ),
-        lookup_cache=Counter(
-            "ipgeo_lookup_cache",
-            "Lookup cache results (hit or miss). Hit ratio: hits / (hits + misses).",
             ["result"],
         ),
         rate_limited=Counter(
