@@ -1,7 +1,7 @@
 """The one record cache: each database record decoded once per generation, in one form.
 
-A City record costs ~10 µs to decode and as much again to map to a place, while most
-addresses share records. So every record is decoded and mapped once per database generation
+A City record costs ~10 µs to decode (the C extension; the tree walk is 0.3 µs of that), ~3 µs
+to map to a place and ~4 µs to render as a batch template, while most addresses share records. So every record is decoded and mapped once per database generation
 and language preference, keyed by its pointer, into a ``PlaceRecord``: the place values in
 ``PLACE_VALUES`` order. Every output is rendered from that one form (the JSON answer, CSV
 cells, summary facets, batch templates); each renderer may keep its rendering of a record in
@@ -20,7 +20,10 @@ from ipgeo.geo.database import PLACE_VALUES, MaxMindDatabase, place_values
 T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-DEFAULT_RECORDS = 65_536  # per generation and process (~2 kB each with a batch template)
+# Per generation and process; ~2 kB each with a batch template. Random addresses touch 130k
+# of the bundled file's 510k IPv4 records per million: with half as many entries, a long run
+# misses 13 % of lookups instead of 8 %.
+DEFAULT_RECORDS = 131_072
 # A full cache forgets this share of its entries, the least recently used ones, at once.
 FORGET_SHARE = 16
 ZONE_AT = PLACE_VALUES.index("time_zone")
