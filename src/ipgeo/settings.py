@@ -115,8 +115,8 @@ class Settings:
             "IPGEO_RECORD_CACHE_SIZE",
             p.parse_int(1, 10_000_000),
             "Decoded database records kept per worker process and database generation (the "
-            "one record cache every lookup shares; about 2 kB each with their batch answer, "
-            "so ~250 MB when full; the least recently used go first; dropped on a reload).",
+            "one record cache every lookup shares; about 1.5 kB each with their batch answer, "
+            "~190 MB when full; the least recently used go first; dropped on a reload).",
             "131072",
         ),
     )
