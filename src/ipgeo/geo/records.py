@@ -1,8 +1,9 @@
 """The one record cache: each database record decoded once per generation, in one form.
 
 A City record costs ~10 µs to decode (the C extension; the tree walk is 0.3 µs of that), ~3 µs
-to map to a place and ~4 µs to render as a batch template, while most addresses share records. So every record is decoded and mapped once per database generation
-and language preference, keyed by its pointer, into a ``PlaceRecord``: the place values in
+to map to a place and ~4 µs to render as a batch template, while most addresses share
+records. So every record is decoded and mapped once per database generation and language
+preference, keyed by its pointer, into a ``PlaceRecord``: the place values in
 ``PLACE_VALUES`` order. Every output is rendered from that one form (the JSON answer, CSV
 cells, summary facets, batch templates); each renderer may keep its rendering of a record in
 the record's ``renderings`` (``PlaceRecord.rendering``), so it is made once as well.
