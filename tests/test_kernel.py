@@ -14,6 +14,7 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from ipgeo.geo import GeoService
+from ipgeo.geo.batch import batch_json
 from ipgeo.geo.database import PLACE_VALUES, bundled_city_db
 from ipgeo.geo.generation import Generation
 from tests.mmdbgen import city_record
@@ -153,7 +154,33 @@ def test_a_reload_serves_a_new_generation_with_its_own_records(tmp_path: Path) -
     assert second.city.signature != first.city.signature
 
 
-def test_a_full_record_cache_keeps_its_newer_half() -> None:
+def test_a_full_record_cache_forgets_the_least_recently_used_records() -> None:
+    service = GeoService(record_cache_size=8)
+    current = service.current()
+    by_pointer: dict[int, str] = {}  # 11 addresses of as many records
+    rng = random.Random(15)
+    while len(by_pointer) < 11:
+        number = rng.randrange(1 << 24, 224 << 24)
+        pointer = current.find(4, number)[0]
+        if pointer > current.city_walker.node_count and not service.reserved.is_reserved_number(
+            4, number
+        ):
+            by_pointer.setdefault(pointer, str(ipaddress.IPv4Address(number)))
+    pointers, addresses = list(by_pointer), list(by_pointer.values())
+    for text in addresses[:8]:
+        service.lookup(text)
+    service.lookup(addresses[0])  # the first record is used again: it is now the most recent
+    batch_json(service, [addresses[1]], None, None)  # the second one, by the batch renderer
+    for text in addresses[8:]:
+        service.lookup(text)
+    cached = current.records._places[("en",)]
+    assert len(cached) <= 8
+    assert pointers[0] in cached and pointers[1] in cached
+    assert pointers[2] not in cached  # the least recently used one went
+    assert all(pointer in cached for pointer in pointers[8:])
+
+
+def test_a_full_record_cache_keeps_the_record_decoded_last() -> None:
     service = GeoService(record_cache_size=8)
     current = service.current()
     addresses = [f"{first}.1.2.3" for first in (1, 2, 3, 5, 8, 9, 12, 13, 14, 15, 16)]

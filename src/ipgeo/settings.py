@@ -112,13 +112,14 @@ class Settings:
         ),
     )
     record_cache_size: int = field(
-        default=65_536,
+        default=131_072,
         metadata=_env(
             "IPGEO_RECORD_CACHE_SIZE",
             p.parse_int(1, 10_000_000),
             "Decoded database records kept per worker process and database generation (the "
-            "one record cache every lookup shares; about 1 kB each; dropped on a reload).",
-            "65536",
+            "one record cache every lookup shares; about 1.5 kB each with their batch answer, "
+            "~190 MB when full; the least recently used go first; dropped on a reload).",
+            "131072",
         ),
     )
     dns: DnsSettings = group(DnsSettings)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from operator import itemgetter
 from typing import Any
@@ -37,11 +39,16 @@ from ipgeo.metrics import labelled
 # A record's template is formatted twice: once per batch with the values of the fields in
 # ``_MARKED`` (``%s``), then per address with its IP text and network (``%%s``, ``%%d``).
 _MARKED = ("time_zone", "time_zone_source", "utc_offset", "local_time", "asn", "asn_org")
-_SLOTS = {"ip": b'"%%s"', "query": b'"%%s"', "network": b'"%%d.%%d.%%d.%%d/%%d"'}
+_SLOTTED = ("ip", "query", "network")
 _CONSTANTS: dict[str, Any] = {"version": 4, "hostname": None, "addresses": None}
-# Stand-ins while the template is serialized (orjson escapes a NUL as ``\u0000``).
-_SLOT, _MARK = "\0slot", "\0mark"
-_SLOT_JSON, _MARK_JSON = b'"\\u0000slot"', b'"\\u0000mark"'
+# Stand-ins while the template is serialized (orjson escapes a NUL as ``\u0000``), and what
+# each becomes in the template.
+_STAND_INS = {"ip": "\0ip", "query": "\0ip", "network": "\0network", "mark": "\0mark"}
+_REPLACEMENTS = (
+    (b'"\\u0000mark"', b"%s"),
+    (b'"\\u0000ip"', b'"%%s"'),
+    (b'"\\u0000network"', b'"%%d.%%d.%%d.%%d/%%d"'),
+)
 _NULL_ZONE = (b"null",) * 4
 _NULL_ASN = (b"null",) * 2
 # (zone, source) -> (Unix second, its four JSON values then): zones of the same second
@@ -170,8 +177,9 @@ def _templates(
     sample_list: list[int] = samples.tolist()
     pointers = [key >> 32 for key in key_list]
     places = current.records.places(pointers, sample_list, 4, languages)
-    render = partial(_template, fields=fields)
-    rendering_key = ("batch", fields)
+    plan = _plan(fields)
+    render = partial(_template, plan=plan)
+    rendering_key = plan.key
     result: list[bytes] = []
     append = result.append
     for key, sample, place in zip(key_list, sample_list, places, strict=True):
@@ -190,33 +198,45 @@ def _templates(
     return result
 
 
-def _template(place: PlaceRecord, fields: tuple[str, ...]) -> bytes:
+@dataclass(frozen=True, slots=True)
+class _TemplatePlan:
+    """How records' templates are made for one choice of fields."""
+
+    fields: tuple[str, ...]
+    key: str  # of the template among a record's renderings (a string keeps its hash)
+    # picks the template's values, in ``fields`` order, from a record's values + ``extra``
+    pick: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+    extra: tuple[Any, ...]  # the stand-ins and constants of the fields records do not hold
+
+
+def _template(place: PlaceRecord, plan: _TemplatePlan) -> bytes:
     """A record's answer with ``%`` slots for the per-batch and per-address values."""
-    values = place.values
-    filled = {name: values[item] if type(item) is int else item[0] for name, item in _plan(fields)}
-    text = orjson.dumps(filled).replace(b"%", b"%%%%").replace(_MARK_JSON, b"%s")
-    pieces = text.split(_SLOT_JSON)
-    slots = iter([_SLOTS[name] for name in fields if name in _SLOTS])
-    return pieces[0] + b"".join(next(slots) + piece for piece in pieces[1:])
+    values = plan.pick(place.values + plan.extra)
+    text = orjson.dumps(dict(zip(plan.fields, values, strict=True))).replace(b"%", b"%%%%")
+    for stand_in, slot in _REPLACEMENTS:
+        text = text.replace(stand_in, slot)
+    return text
 
 
 @lru_cache(maxsize=256)
-def _plan(fields: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """Each field of a template: its index in ``PlaceRecord.values``, or a 1-tuple of its
-    stand-in or constant."""
-    return tuple(
-        (
-            name,
-            (_SLOT,)
-            if name in _SLOTS
-            else (_MARK,)
-            if name in _MARKED
-            else (_CONSTANTS[name],)
-            if name in _CONSTANTS
-            else PLACE_VALUES.index(name),
-        )
-        for name in fields
-    )
+def _plan(fields: tuple[str, ...]) -> _TemplatePlan:
+    """The ``_TemplatePlan`` of ``fields``."""
+    positions: list[int] = []
+    extra: list[Any] = []
+    for name in fields:
+        if name in _SLOTTED:
+            extra.append(_STAND_INS[name])
+        elif name in _MARKED:  # ``time_zone`` too: the zone may come from polygons
+            extra.append(_STAND_INS["mark"])
+        elif name in _CONSTANTS:
+            extra.append(_CONSTANTS[name])
+        else:
+            positions.append(PLACE_VALUES.index(name))
+            continue
+        positions.append(len(PLACE_VALUES) + len(extra) - 1)
+    getter = itemgetter(*positions)
+    pick = getter if len(positions) > 1 else lambda values: (getter(values),)
+    return _TemplatePlan(fields, "batch:" + ",".join(fields), pick, tuple(extra))
 
 
 def _parse_ipv4(queries: list[str]) -> tuple[list[int], IntArray]:
