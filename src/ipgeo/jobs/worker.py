@@ -25,7 +25,7 @@ from rq.serializers import JSONSerializer
 from ipgeo.geo import GeoService
 from ipgeo.jobs import task
 from ipgeo.jobs.files import JobFiles
-from ipgeo.jobs.queue import Cleaner, bulk_queue
+from ipgeo.jobs.queue import Cleaner, bulk_queue, retry_abandoned
 from ipgeo.jobs.shared_dir import data_dir_problem
 from ipgeo.settings import Settings
 
@@ -33,6 +33,13 @@ log = logging.getLogger("ipgeo.jobs")
 
 # While a worker cannot see the job files, it looks again this often (seconds).
 SHARED_DIR_RECHECK = 5.0
+# A busy worker's heartbeat comes this often, and a job whose heartbeats stopped this much
+# longer is abandoned (its worker died): retried on another worker or failed. RQ's defaults
+# (30 s + 60 s) would leave a job's other chunks merged only minutes after a worker died.
+JOB_MONITORING_INTERVAL = 5
+HEARTBEAT_GRACE = 15
+# An idle worker wakes this often to look for abandoned jobs (RQ: the worker TTL, minutes).
+IDLE_WAKE_UP = 10
 
 
 class JobsUnavailable(RuntimeError):
@@ -65,12 +72,23 @@ class BulkWorker(Worker):
                 self.heartbeat()
                 time.sleep(SHARED_DIR_RECHECK)
                 continue
+            retry_abandoned(self.connection)
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             if result is None or self.sees_job_files():
                 return result
             job, queue = result  # it lost sight of the files while it waited: hand it back
             queue.intermediate_queue.remove(job.id)
             queue.push_job_id(job.id, at_front=True)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """How long an idle worker waits for a job before it looks around again (seconds)."""
+        return IDLE_WAKE_UP
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """How long a running job stays ``started`` without a heartbeat of its worker."""
+        ttl = super().get_heartbeat_ttl(job, working_time)
+        return min(int(ttl), int(self.job_monitoring_interval) + HEARTBEAT_GRACE)
 
     def sees_job_files(self) -> bool:
         """Whether the job files are visible here; says so in the log when that changes."""
@@ -171,6 +189,7 @@ def run_worker(
         serializer=JSONSerializer,
         name=name,
         maintenance_interval=maintenance_interval,
+        job_monitoring_interval=JOB_MONITORING_INTERVAL,
     )
     worker.cleaner = cleaner
     worker.data_dir = settings.data_dir

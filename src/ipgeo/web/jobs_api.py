@@ -52,7 +52,7 @@ def jobs_redis() -> redis.Redis:
 def publish_data_dir(connection: redis.Redis, settings: Settings) -> None:
     """Name this app's data directory in Redis, so that workers can check they share it."""
     try:
-        publish_data_dir(connection, settings)
+        jobs.ensure_marker(connection, settings.data_dir)
     except (OSError, redis.RedisError) as exc:
         log.warning("cannot mark the job directory for workers to check: %s", exc)
 
