@@ -158,7 +158,8 @@ def cancel_waiting(connection: redis.Redis, job: Job) -> None:
 
 def record_outcome(job: Job, outcome: str, ttl: int, **meta: Any) -> None:
     """Record how the job ended (and its summary or error) and keep it ``ttl`` seconds."""
-    job.meta.update(meta, outcome=outcome, ended_at=datetime.now(UTC).isoformat())
+    ended_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    job.meta.update(meta, outcome=outcome, ended_at=ended_at)
     job.save_meta()  # type: ignore[no-untyped-call]
     if outcome == "canceled":  # RQ (and rq-dashboard) file it as canceled too
         with contextlib.suppress(InvalidJobOperation):

@@ -249,13 +249,13 @@ def job_view(connection: redis.Redis, settings: Settings, job: Job) -> JobView:
     if status == "finished" and isinstance(progress, dict):
         progress = {**progress, "percent": 100.0, "eta_seconds": 0}
     files = JobFiles.of(settings.data_dir, job.id)
-    ended_at = job.meta.get("ended_at") if count is not None else _iso(job.ended_at)
+    ended_at = job.meta.get("ended_at") or _iso(job.ended_at)  # the merge's, else RQ's
     return JobView(
         id=job.id,
         status=status,
         created_at=_iso(job.created_at),
         started_at=_iso(job.started_at),
-        ended_at=str(ended_at).replace("+00:00", "Z") if status in _TERMINAL else None,
+        ended_at=ended_at if status in _TERMINAL else None,
         input=job.meta.get("input") or {},
         options=job.meta.get("options") or {},
         progress=progress,
