@@ -212,3 +212,18 @@ def test_interrupt_removes_the_chunks(big_log: Path, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     for child in children:
         assert not Path(f"/proc/{child}").exists()
+
+
+def test_a_chunk_per_line(tmp_path: Path) -> None:
+    """Chunks of one line each: blank lines, comments and a CSV header in chunks of their own."""
+    table = tmp_path / "in.csv"
+    table.write_text(
+        "# a comment\n\nip,note\n8.8.8.8,x\n\n,empty\n2a02:ec0::1,y\nnope,z\n8.8.8.8,w"
+    )
+    listed = tmp_path / "in.txt"
+    listed.write_text("\n\n1.2.3.0/30\n#\n::1\n\n")
+    args = [str(table), str(listed), "--fields", "source,line,input,ip,city,error"]
+    expected, summary = run_once(tmp_path, "single", args)
+    output, chunked = run_once(tmp_path, "chunked", [*args, "--jobs", "2", "--chunk-size", "1"])
+    assert chunked == summary and summary["lines"] == 15
+    assert output == expected
