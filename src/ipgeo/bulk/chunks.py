@@ -183,12 +183,15 @@ class Splitter:
                 header, header_line = self._find_header(name, chain([first], batches))
             form = SourceFormat(name, fmt, field_path, header, header_line)
             yield from cutter.take(len(self.sources), form)
-            while read_block(reader):
+            # the lines of a file's last chunk need no counting: nothing comes after them
+            while not cutter.last and read_block(reader):
                 if options.max_input is not None and cutter.position > options.max_input:
                     raise TooLarge("input", options.max_input)
                 if self.should_cancel is not None and self.should_cancel():
                     raise Cancelled("cancelled")
                 yield from cutter.take(len(self.sources), form)
+            if options.max_input is not None and (source.size or 0) > options.max_input:
+                raise TooLarge("input", options.max_input)
             cutter.finish()
             yield from cutter.take(len(self.sources), form)
             warnings = [warning] if warning else []
@@ -239,6 +242,7 @@ class _Cutter:
         self.index: int | None = None  # the current chunk's index, once it has bytes
         self.out: BinaryIO | None = None
         self.announced = 0  # the end of the current chunk of a file read in place
+        self.last = False  # ... which is its last chunk
         self.ready: list[tuple[int, str, int, int, int]] = []  # index, path, offset, length, line
 
     def feed(self, data: bytes) -> None:
@@ -282,6 +286,7 @@ class _Cutter:
                     break
                 end += len(block)
         self.announced = min(end, size)
+        self.last = self.announced == size
         length = self.announced - self.start
         self.ready.append((self.index, self.in_place, self.start, length, self.start_line))
 
@@ -300,7 +305,9 @@ class _Cutter:
         self.start_line = self.lines
 
     def finish(self) -> None:
-        """The input ended: complete its last chunk."""
+        """The input ended (or its last chunk is known): complete its last chunk."""
+        if self.last:
+            self.index = None
         self._complete()
 
     def take(self, source: int, form: SourceFormat) -> Iterator[Chunk]:
