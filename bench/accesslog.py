@@ -54,19 +54,23 @@ def write_log(
     pool = address_pool(rng, distinct)
     weights = [1.0 / (rank + 1) for rank in range(len(pool))]
     start = datetime(2024, 10, 10, tzinfo=UTC)
-    for first in range(0, lines, _BLOCK):
+    ends = [f' HTTP/1.1" 200 {size} "https://example.org/" "' for size in range(100, 9100)]
+    for first in range(0, lines, _BLOCK):  # _BLOCK is a multiple of 10 (one second: 10 lines)
         count = min(_BLOCK, lines - first)
         clients = rng.choices(pool, weights, k=count)
         parts: list[str] = []
+        when = ""
         for offset, ip in enumerate(clients):
             number = first + offset
+            if offset % 10 == 0:
+                moment = start + timedelta(seconds=number // 10)
+                when = moment.strftime("%d/%b/%Y:%H:%M:%S +0000")
             if bad_every and number % bad_every == bad_every - 1:
                 parts.append(BAD_LINES[(number // bad_every) % len(BAD_LINES)])
                 continue
-            when = (start + timedelta(seconds=number // 10)).strftime("%d/%b/%Y:%H:%M:%S +0000")
             parts.append(
-                f'{ip} - - [{when}] "GET {PATHS[number % 6]} HTTP/1.1" 200 '
-                f'{number % 9000 + 100} "https://example.org/" "{AGENTS[number % 3]}"'
+                f'{ip} - - [{when}] "GET {PATHS[number % 6]}{ends[number % 9000]}'
+                f'{AGENTS[number % 3]}"'
             )
         out.write(("\n".join(parts) + "\n").encode())
 

@@ -92,7 +92,6 @@ def run_chunk(
                     run.close()
             finally:
                 source.close()
-        summary = run.finish()
         state_path = chunk_file(work_dir, chunk.index, "state")
         state_partial = _partial(state_path)
         with state_partial.open("wb") as handle:
@@ -103,7 +102,7 @@ def run_chunk(
         rows_partial.unlink(missing_ok=True)
         raise
     seconds = round(time.monotonic() - started, 3)
-    return ChunkResult(chunk.index, summary.lines, summary.rows, seconds)
+    return ChunkResult(chunk.index, run.summary.lines, run.writer.rows, seconds)
 
 
 def open_chunk(chunk: Chunk) -> Source:

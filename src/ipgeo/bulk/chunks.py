@@ -20,11 +20,12 @@ from typing import Any, BinaryIO, cast
 
 import orjson
 
-from ipgeo.bulk.errors import Cancelled, TooLarge
+from ipgeo.bulk.errors import BulkError, Cancelled, TooLarge
 from ipgeo.bulk.options import Options
 from ipgeo.bulk.parsing import csv_extractor, csv_header
 from ipgeo.bulk.settle import SourceFormat, header_at, settle_format, settle_json_field
 from ipgeo.bulk.sources import (
+    CHUNK_SIZE,
     Input,
     LineBatch,
     Source,
@@ -149,6 +150,7 @@ class Splitter:
         self.started = time.time()
         self.sources: list[SourceReport] = []
         self.chunks: list[Chunk] = []
+        self.name = ""  # the input being cut
 
     def plan(self) -> Plan:
         """The plan of everything cut so far."""
@@ -161,7 +163,7 @@ class Splitter:
 
     def _cut_source(self, item: Input) -> Iterator[Chunk]:
         source = open_source(item)
-        name = source.name
+        name = self.name = source.name
         options = self.options
         plain_file = not isinstance(item, tuple) and str(item) != "-"
         keep_in_place = plain_file and not source.compressed and source.size is not None
@@ -181,12 +183,15 @@ class Splitter:
                 header, header_line = self._find_header(name, chain([first], batches))
             form = SourceFormat(name, fmt, field_path, header, header_line)
             yield from cutter.take(len(self.sources), form)
-            while read_block(reader):
+            # the lines of a file's last chunk need no counting: nothing comes after them
+            while not cutter.last and read_block(reader):
                 if options.max_input is not None and cutter.position > options.max_input:
                     raise TooLarge("input", options.max_input)
                 if self.should_cancel is not None and self.should_cancel():
                     raise Cancelled("cancelled")
                 yield from cutter.take(len(self.sources), form)
+            if options.max_input is not None and (source.size or 0) > options.max_input:
+                raise TooLarge("input", options.max_input)
             cutter.finish()
             yield from cutter.take(len(self.sources), form)
             warnings = [warning] if warning else []
@@ -236,6 +241,8 @@ class _Cutter:
         self.start_line = 0
         self.index: int | None = None  # the current chunk's index, once it has bytes
         self.out: BinaryIO | None = None
+        self.announced = 0  # the end of the current chunk of a file read in place
+        self.last = False  # ... which is its last chunk
         self.ready: list[tuple[int, str, int, int, int]] = []  # index, path, offset, length, line
 
     def feed(self, data: bytes) -> None:
@@ -256,10 +263,32 @@ class _Cutter:
             if self.in_place is None:
                 path = chunk_file(self.splitter.work_dir, self.index, "in")
                 self.out = path.open("wb")
+            else:
+                self._announce()
         self.lines += data.count(b"\n", at, end)
         if self.out is not None:
             self.out.write(memoryview(data)[at:end])
         self.position += end - at
+
+    def _announce(self) -> None:
+        """Make the chunk starting here ready at once (its first line is known): its end is
+        found by reading ahead in the file, by the rule ``feed`` cuts at."""
+        assert self.in_place is not None and self.index is not None
+        with open(self.in_place, "rb") as ahead:
+            size = os.fstat(ahead.fileno()).st_size
+            end = self.start + self.size - 1
+            ahead.seek(end)
+            while end < size:
+                block = ahead.read(CHUNK_SIZE)
+                found = block.find(b"\n")
+                if found >= 0 or not block:
+                    end += found + 1 if found >= 0 else 0
+                    break
+                end += len(block)
+        self.announced = min(end, size)
+        self.last = self.announced == size
+        length = self.announced - self.start
+        self.ready.append((self.index, self.in_place, self.start, length, self.start_line))
 
     def _complete(self) -> None:
         if self.index is None:
@@ -267,17 +296,18 @@ class _Cutter:
         if self.out is not None:
             self.out.close()
             self.out = None
-            path, offset = str(chunk_file(self.splitter.work_dir, self.index, "in")), 0
-        else:
-            assert self.in_place is not None
-            path, offset = self.in_place, self.start
-        self.ready.append((self.index, path, offset, self.position - self.start, self.start_line))
+            path = str(chunk_file(self.splitter.work_dir, self.index, "in"))
+            self.ready.append((self.index, path, 0, self.position - self.start, self.start_line))
+        elif self.position != self.announced:
+            raise BulkError(f"{self.splitter.name}: the file changed while it was read")
         self.index = None
         self.start = self.position
         self.start_line = self.lines
 
     def finish(self) -> None:
-        """The input ended: complete its last chunk."""
+        """The input ended (or its last chunk is known): complete its last chunk."""
+        if self.last:
+            self.index = None
         self._complete()
 
     def take(self, source: int, form: SourceFormat) -> Iterator[Chunk]:

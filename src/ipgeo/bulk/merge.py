@@ -203,28 +203,34 @@ def _move(source: Path, target: Path) -> None:
 
 
 def _copy(source: BinaryIO, target: BinaryIO, size: int) -> None:
-    """Copy ``size`` bytes (in the kernel where both are files)."""
+    """Copy ``size`` bytes: in the kernel where both are files (``copy_file_range`` shares
+    the blocks on file systems that can, and copies on the server over NFS), else by blocks."""
     try:
         source_fd, target_fd = source.fileno(), target.fileno()
     except (AttributeError, OSError, ValueError):
         source_fd = target_fd = -1
+    done = 0
     if source_fd >= 0 and target_fd >= 0:
         target.flush()
-        offset = 0
-        try:
-            while offset < size:
-                sent = os.sendfile(target_fd, source_fd, offset, size - offset)
-                if not sent:
-                    break
-                offset += sent
-            return
-        except OSError:
-            if offset:
-                raise
-    left = size
-    while left > 0:
-        block = source.read(min(left, _COPY_BLOCK))
+        for kernel_copy in (_copy_file_range, os.sendfile):
+            try:
+                while done < size:
+                    sent = kernel_copy(target_fd, source_fd, done, size - done)
+                    if not sent:
+                        break
+                    done += sent
+                return
+            except OSError:
+                if done:
+                    raise
+    source.seek(done)
+    while done < size:
+        block = source.read(min(size - done, _COPY_BLOCK))
         if not block:
             break
         target.write(block)
-        left -= len(block)
+        done += len(block)
+
+
+def _copy_file_range(target_fd: int, source_fd: int, offset: int, count: int) -> int:
+    return os.copy_file_range(source_fd, target_fd, count, offset)

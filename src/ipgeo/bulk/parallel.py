@@ -119,8 +119,9 @@ def _run_pool(
 
 
 def _ignore_interrupts() -> None:
-    # Ctrl-C is the parent's to handle: it stops the pool and removes the chunks
+    # Ctrl-C and SIGTERM are the parent's to handle: it stops the pool and removes the chunks
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _pool_chunk(chunk: Chunk) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +133,8 @@ def bulk(
         lang=lang,
     )
     size = _chunk_size(chunk_size)
+    # a terminated run ends like an interrupted one: partial output and chunk files removed
+    signal.signal(signal.SIGTERM, _terminated)
     service = load_service(load_settings())
     target = output or sys.stdout.buffer
     try:
@@ -154,6 +157,9 @@ def bulk(
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except _Terminated:
+        click.echo("terminated", err=True)
+        sys.exit(143)
     _report_problems(summary)
     if show_summary:
         if summary_format == "json":
@@ -164,6 +170,14 @@ def bulk(
             from rich.console import Console
 
             print_summary(Console(stderr=not output, highlight=False), summary)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the run is, so that it cleans up on the way out."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _chunk_size(raw: str | None) -> int | None:
