@@ -94,7 +94,7 @@ def run_cli(log: Path, unique: bool, out: Path) -> float:
     subprocess.run(
         [sys.executable, "-m", "ipgeo", "bulk", log.name, "--format", "ndjson", "-o", str(out),
          "--unique" if unique else "--per-line"],
-        cwd=log.parent, check=True,
+        cwd=log.parent, check=True, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     took = time.monotonic() - started
     out.unlink()
