@@ -217,6 +217,10 @@ def _check_finished(
     assert chunks == {"total": chunks["total"], "done": chunks["total"], "running": 0, "queued": 0}
     summary = {key: value for key, value in state["summary"].items() if key != "seconds"}
     assert summary == expected.summary
+    progress = state["progress"]
+    assert progress["percent"] == 100.0
+    assert progress["done"] == progress["total"] > 0
+    assert progress["lines"] == summary["lines"]
     for fmt in formats:
         assert cluster.digest(job_id, fmt) == expected.digests[fmt], fmt
     job_dir = cluster.settings.data_dir / "jobs" / job_id

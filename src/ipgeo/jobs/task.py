@@ -32,6 +32,7 @@ from ipgeo.jobs.fanout import (
     fan_out,
     record_outcome,
     remove_work_files,
+    summed_progress,
 )
 from ipgeo.jobs.files import JobFiles
 from ipgeo.jobs.options import JobOptions
@@ -313,7 +314,7 @@ def run_merge_job(job_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     if CancelCheck(connection, parent.id).requested():
         return _merge_canceled(parent, files, settings)
     data = result_summary(summary, job_options.top)
-    progress = {**(parent.meta.get("progress") or {}), "percent": 100.0, "eta_seconds": 0}
+    progress = {**summed_progress(parent, chunks), "percent": 100.0, "eta_seconds": 0}
     record_outcome(parent, "finished", settings.job_result_ttl, summary=data, progress=progress)
     return {"finished": True}
 
