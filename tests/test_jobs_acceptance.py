@@ -322,6 +322,7 @@ def test_killed_work_horse_fails_the_job_and_the_worker_goes_on(
     assert state["status"] == "failed", state
     assert state["error"]["code"] == "worker_died"
     assert "signal 9" in state["error"]["message"]
+    assert state["error"]["message"].startswith("chunk 1 of 1: ")  # names the chunk
     assert not (stack.job_dir(job["id"]) / "result.ndjson.partial").exists()
     assert not (stack.job_dir(job["id"]) / "result.ndjson").exists()
     page = requests.get(f"{stack.app.url}/jobs/{job['id']}", timeout=10)

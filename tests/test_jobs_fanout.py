@@ -253,10 +253,14 @@ def test_two_million_lines_per_line(
     job_id = cluster.submit(logs["full"], unique=False)
     assert cluster.status(job_id)["chunks"] is None  # not cut yet
     running: list[int] = []
+    pages: list[str] = []
     while (state := cluster.status(job_id))["status"] in {"queued", "started"}:
         if state["chunks"]:
             running.append(state["chunks"]["running"])
             assert state["progress"]["total"] == logs["full"].stat().st_size
+            if not pages:  # the job page shows the same counts as it follows the job
+                pages.append(cluster.client.get(f"/jobs/{job_id}").text)
+                assert f"of {state['chunks']['total']} done" in pages[0]
         time.sleep(0.2)
     state = _check_finished(cluster, job_id, references("full", False), ("ndjson",))
     assert state["summary"]["lines"] == FULL_LINES
