@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -24,9 +26,23 @@ from ipgeo.bulk.options import Options
 from ipgeo.bulk.resolver import NOT_FOUND, RESERVED
 from ipgeo.bulk.summary import MAX_SAMPLES, Facet, Summary
 from ipgeo.bulk.tally import Tally
+from ipgeo.bulk.writers import FIRST_FRAGMENT, FRAGMENT
 from ipgeo.geo import GeoService
 
 _COPY_BLOCK = 1 << 24
+_PART_MIN = 8192  # unique rows rendered in one part at least
+
+
+@dataclass(frozen=True)
+class UniquePart:
+    """A slice of the unique rows to render: hits per IP in first-seen order."""
+
+    index: int
+    hits: dict[str, int]
+
+
+# Renders every part (``write_unique_part`` for each, in any order, anywhere).
+PartsRenderer = Callable[[list[UniquePart]], object]
 
 
 def merge(
@@ -35,11 +51,14 @@ def merge(
     options: Options,
     work_dir: Path,
     output: BinaryIO | str | Path,
+    render_parts: PartsRenderer | None = None,
+    parts: int = 1,
 ) -> Summary:
     """Write the output of ``plan``'s chunks (done in ``work_dir``) and return the summary.
 
     A path ``output`` is written to ``<path>.partial`` and renamed on success; the first
-    chunk's row file is moved there, not copied.
+    chunk's row file is moved there, not copied. Unique rows are rendered in ``parts``
+    slices by ``render_parts`` (default: here, one after the other).
     """
     states = [load_state(work_dir, chunk.index) for chunk in plan.chunks]
     summary = _summary(plan, states)
@@ -57,20 +76,66 @@ def merge(
             tally.facet_hits[facet_id] += hits
     tally.facet_hits = +tally.facet_hits  # no zero counts (a chunk without reserved rows)
     if options.unique or not plan.chunks:
-        summary.rows = _write_unique(service, plan, options, tally, output)
+        # unique rows, or the empty document of inputs without lines
+        rows = len(tally.seen)
+        if options.max_rows is not None and rows > options.max_rows:
+            raise TooLarge("rows", options.max_rows)
+        unique = _unique_parts(tally.seen, parts)
+        if render_parts is None:
+            for part in unique:
+                write_unique_part(service, plan.now(), options, work_dir, part)
+        else:
+            render_parts(unique)
+        paths = [_part_file(work_dir, part.index) for part in unique]
+        counts = [len(part.hits) for part in unique]
     else:
         rows = sum(state.rows for state in states)
         if options.max_rows is not None and rows > options.max_rows:
             raise TooLarge("rows", options.max_rows)
-        segments = _segments(plan, work_dir, states, options.output_format)
-        trailer = b"\n]\n" if options.output_format == "json" else b""
-        if options.output_format == "json" and not rows:
-            segments, trailer = [], b"[]\n"
-        _write_segments(segments, trailer, output)
-        summary.rows = rows
+        paths = [chunk_file(work_dir, chunk.index, "out") for chunk in plan.chunks]
+        counts = [state.rows for state in states]
+    segments = _segments(paths, counts, options.output_format)
+    trailer = b"\n]\n" if options.output_format == "json" else b""
+    if options.output_format == "json" and not rows:
+        segments, trailer = [], b"[]\n"
+    _write_segments(segments, trailer, output)
+    summary.rows = rows
     tally.finish(summary, facets, options.top)
     summary.seconds = round(time.time() - plan.started, 3)
     return summary
+
+
+def write_unique_part(
+    service: GeoService, clock: datetime, options: Options, work_dir: Path, part: UniquePart
+) -> None:
+    """Render one slice of the unique rows (the first opens the document) into its file."""
+    path = _part_file(work_dir, part.index)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    framing = FIRST_FRAGMENT if part.index == 0 else FRAGMENT
+    try:
+        with partial.open("wb") as out:
+            run = BulkRun(service, options, out, None, None, clock, framing)
+            run.tally.seen = part.hits
+            run.write_unique()
+            run.writer.close()
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _part_file(work_dir: Path, index: int) -> Path:
+    return work_dir / f"unique-{index:06d}.out"
+
+
+def _unique_parts(seen: dict[str, int], parts: int) -> list[UniquePart]:
+    """``seen`` in at most ``parts`` slices of at least ``_PART_MIN`` IPs (at least one)."""
+    count = max(1, min(parts, len(seen) // _PART_MIN))
+    keys = list(seen)
+    size = -(-len(keys) // count) if keys else 0
+    slices = [keys[start : start + size] for start in range(0, len(keys), size)] if keys else []
+    slices = slices or [[]]
+    return [UniquePart(index, {ip: seen[ip] for ip in chunk}) for index, chunk in enumerate(slices)]
 
 
 def _summary(plan: Plan, states: list[ChunkState]) -> Summary:
@@ -104,29 +169,12 @@ def _tally(unique: bool, states: list[ChunkState]) -> Tally:
     return tally
 
 
-def _write_unique(
-    service: GeoService, plan: Plan, options: Options, tally: Tally, output: BinaryIO | str | Path
-) -> int:
-    """Write the whole document through the engine's writer: unique rows, or no rows at all."""
-    with _Opened(output) as (out, finish):
-        run = BulkRun(service, options, out, None, None, plan.now())
-        run.tally.seen = tally.seen
-        if options.unique:
-            run.write_unique()
-        run.writer.close()
-        finish()
-    return run.writer.rows
-
-
-def _segments(
-    plan: Plan, work_dir: Path, states: list[ChunkState], fmt: str
-) -> list[tuple[Path, int]]:
-    """The row files of the chunks and how many of their bytes belong to the output."""
-    segments = [(chunk_file(work_dir, chunk.index, "out"), 0) for chunk in plan.chunks]
-    segments = [(path, path.stat().st_size) for path, _ in segments]
-    if fmt == "json":
+def _segments(paths: list[Path], rows: list[int], fmt: str) -> list[tuple[Path, int]]:
+    """The row files and how many of their bytes belong to the output."""
+    segments = [(path, path.stat().st_size) for path in paths]
+    if fmt == "json" and any(rows):
         # the separator after the last row of the array goes
-        last = max(index for index, state in enumerate(states) if state.rows)
+        last = max(index for index, count in enumerate(rows) if count)
         path, size = segments[last]
         segments[last] = (path, size - 2)
     return segments

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,7 +26,7 @@ from ipgeo.bulk.chunk_run import run_chunk
 from ipgeo.bulk.chunks import DEFAULT_CHUNK_SIZE, Chunk, Splitter
 from ipgeo.bulk.engine import check_run
 from ipgeo.bulk.errors import Cancelled
-from ipgeo.bulk.merge import merge
+from ipgeo.bulk.merge import UniquePart, merge, write_unique_part
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
 from ipgeo.bulk.sources import CHUNK_SIZE, Input, total_size
 from ipgeo.bulk.summary import Summary
@@ -51,7 +52,9 @@ def run_parallel(
     (the output and summary of ``engine.run`` for the same inputs and options)."""
     check_run(inputs, options)
     size = chunk_size or default_chunk_size(inputs, jobs)
-    parent = Path(output).parent if isinstance(output, str | Path) else None
+    parent = None  # TMPDIR, for a stream or a device (/dev/null)
+    if isinstance(output, str | Path) and (Path(output).is_file() or not Path(output).exists()):
+        parent = Path(output).parent  # next to the output: its rows are moved there
     work_dir = Path(tempfile.mkdtemp(prefix="ipgeo-chunks-", dir=parent))
     try:
         splitter = Splitter(options, size, work_dir, should_cancel)
@@ -61,9 +64,8 @@ def run_parallel(
                 report = tracker.reporter(chunk)
                 run_chunk(service, chunk, options, splitter.clock, work_dir, report, should_cancel)
                 _drop_input(chunk, work_dir)
-        else:
-            _run_pool(service, inputs, options, jobs, splitter, tracker, should_cancel)
-        return merge(service, splitter.plan(), options, work_dir, output)
+            return merge(service, splitter.plan(), options, work_dir, output)
+        return _run_pool(service, inputs, options, output, jobs, splitter, tracker, should_cancel)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -81,11 +83,12 @@ def _run_pool(
     service: GeoService,
     inputs: Sequence[Input],
     options: Options,
+    output: BinaryIO | str | Path,
     jobs: int,
     splitter: Splitter,
     tracker: _Tracker,
     should_cancel: Callable[[], bool] | None,
-) -> None:
+) -> Summary:
     context = multiprocessing.get_context("fork")
     updates = context.SimpleQueue()
     _shared.update(
@@ -114,6 +117,16 @@ def _run_pool(
             if stopped is not None:
                 raise stopped
             tracker.drain(updates)
+            plan = splitter.plan()
+            return merge(
+                service,
+                plan,
+                options,
+                splitter.work_dir,
+                output,
+                partial(pool.map, _pool_part),
+                jobs,
+            )
     finally:
         _shared.clear()
 
@@ -135,6 +148,12 @@ def _pool_chunk(chunk: Chunk) -> None:
     work_dir: Path = _shared["work_dir"]
     run_chunk(_shared["service"], chunk, _shared["options"], clock, work_dir, report)
     _drop_input(chunk, work_dir)
+
+
+def _pool_part(part: UniquePart) -> None:
+    """Render one part of the unique rows in a pool process."""
+    clock: datetime = _shared["clock"]
+    write_unique_part(_shared["service"], clock, _shared["options"], _shared["work_dir"], part)
 
 
 def _drop_input(chunk: Chunk, work_dir: Path) -> None:
