@@ -174,7 +174,8 @@ class Splitter:
             batches = read_batches(reader, options.max_line, options.max_input)
             first = next(batches, None)
             if first is None:
-                self.sources.append(SourceReport(name, "empty", 0, [f"{name}: empty input"]))
+                empty = [f"{name}: empty input"]
+                self.sources.append(SourceReport(name, "empty", source.consumed(), empty))
                 return
             fmt, warning = settle_format(name, first.lines, options)
             field_path = settle_json_field(name, first.lines, options) if fmt == "jsonl" else None
