@@ -191,8 +191,12 @@ class Splitter:
                 if self.should_cancel is not None and self.should_cancel():
                     raise Cancelled("cancelled")
                 yield from cutter.take(len(self.sources), form)
-            if options.max_input is not None and (source.size or 0) > options.max_input:
-                raise TooLarge("input", options.max_input)
+            if (
+                cutter.last
+                and options.max_input is not None
+                and cutter.announced > options.max_input
+            ):
+                raise TooLarge("input", options.max_input)  # the unread rest of a plain file
             cutter.finish()
             yield from cutter.take(len(self.sources), form)
             warnings = [warning] if warning else []
