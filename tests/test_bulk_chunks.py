@@ -24,7 +24,18 @@ import orjson
 import pytest
 
 from bench.accesslog import write_log_file
-from ipgeo.bulk import PER_LINE_DEFAULT, UNIQUE_DEFAULT
+from ipgeo.bulk import (
+    PER_LINE_DEFAULT,
+    UNIQUE_DEFAULT,
+    Cancelled,
+    Options,
+    Progress,
+    TooLarge,
+    run,
+)
+from ipgeo.bulk.parallel import run_parallel
+from ipgeo.bulk.sources import Input
+from ipgeo.geo import GeoService
 from tests.loggen import combined_log
 
 IPGEO = [sys.executable, "-m", "ipgeo", "bulk"]
@@ -232,3 +243,34 @@ def test_a_chunk_per_line(tmp_path: Path) -> None:
     output, chunked = run_once(tmp_path, "chunked", [*args, "--jobs", "2", "--chunk-size", "1"])
     assert chunked == summary and summary["lines"] == 15
     assert output == expected
+
+
+def test_the_library_bounds_progress_and_cancel(inputs: list[Path], tmp_path: Path) -> None:
+    """The bounds of background jobs (``max_input``, ``max_rows``) end a chunked run as one run;
+    progress is summed over chunks; a cancelled run leaves no chunk behind."""
+    service = GeoService()  # the bundled GeoLite2 City database
+    files: list[Input] = [inputs[0], inputs[2]]
+    size = inputs[0].stat().st_size
+    target = tmp_path / "out.csv"
+    for options in (Options(max_input=size - 1), Options(max_input=size), Options(max_rows=10)):
+        outcomes = []
+        for chunked in (False, True):
+            try:
+                if chunked:
+                    run_parallel(service, files, options, target, 2, 8192)
+                else:
+                    run(service, files, options, target)
+                outcomes.append(("done", target.read_bytes().count(b"\n")))
+            except TooLarge as exc:
+                outcomes.append((exc.bound, exc.limit))
+            assert not [path for path in tmp_path.iterdir() if path != target]
+        assert outcomes[0] == outcomes[1], options
+    states: list[Progress] = []
+    run_parallel(service, files, Options(), target, 1, 8192, states.append)
+    lines = sum(len(path.read_bytes().splitlines()) for path in (inputs[0], inputs[2]))
+    assert states[-1].lines == lines
+    assert [state.bytes_done for state in states] == sorted(state.bytes_done for state in states)
+    target.unlink()
+    with pytest.raises(Cancelled):
+        run_parallel(service, files, Options(), target, 2, 8192, None, lambda: True)
+    assert list(tmp_path.iterdir()) == []
