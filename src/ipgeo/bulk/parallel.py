@@ -106,6 +106,8 @@ def _run_pool(
                     tracker.reporter(chunk)
                     running.append(pool.apply_async(_pool_chunk, (chunk,)))
                     tracker.drain(updates)
+            except Cancelled:
+                raise
             except Exception as exc:  # a chunk before it may have failed first
                 stopped = exc
             tracker.cut_done = stopped is None
