@@ -24,7 +24,18 @@ import orjson
 import pytest
 
 from bench.accesslog import write_log_file
-from ipgeo.bulk import PER_LINE_DEFAULT, UNIQUE_DEFAULT
+from ipgeo.bulk import (
+    PER_LINE_DEFAULT,
+    UNIQUE_DEFAULT,
+    Cancelled,
+    Options,
+    Progress,
+    TooLarge,
+    run,
+)
+from ipgeo.bulk.parallel import run_parallel
+from ipgeo.bulk.sources import Input
+from ipgeo.geo import GeoService
 from tests.loggen import combined_log
 
 IPGEO = [sys.executable, "-m", "ipgeo", "bulk"]
@@ -34,7 +45,7 @@ _CLOCK = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Inputs of every kind: logs (plain with an over-long line, gzip), an IP/CIDR/range list,
-    CSV with comments before its header, JSON lines, an empty file."""
+    CSV with comments before its header, JSON lines, an empty gzip file."""
     folder = tmp_path_factory.mktemp("inputs")
     rng = random.Random(18)
     lines, _ = combined_log(rng, 3000, 300, bad_every=97)
@@ -61,8 +72,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
             for n, line in enumerate(lines[:700])
         )
     )
-    empty = folder / "empty.txt"
-    empty.write_bytes(b"")
+    empty = folder / "empty.gz"
+    empty.write_bytes(gzip.compress(b""))  # bytes read: the gzip file's, lines: none
     return [log, packed, addresses, table, records, empty]
 
 
@@ -127,7 +138,10 @@ def test_chunked_runs_give_the_bytes_of_one_run(
     assert any("longer than" in bad["reason"] for bad in summary["unparseable_lines"]) or (
         summary["unparseable"] > 20
     )
-    for chunking in (["--jobs", "1", "--chunk-size", "4K"], ["--jobs", "2", "--chunk-size", "4K"]):
+    chunkings = [["--jobs", "2", "--chunk-size", "4K"]]
+    if options == CASES[0]:
+        chunkings.append(["--jobs", "1", "--chunk-size", "4K"])  # the chunks in one process
+    for chunking in chunkings:
         output, chunked = run_once(tmp_path, "chunked", [*files, *options, *chunking])
         assert chunked == summary, chunking
         assert masked(output) == masked(expected), chunking
@@ -173,7 +187,9 @@ def test_two_million_lines_over_two_processes(big_log: Path, unique: bool, tmp_p
     args = [str(big_log), "--unique" if unique else "--per-line", "--fields", fields]
     args += ["--summary", "--summary-format", "json"]
     single = bulk(*args, "-o", "single.csv", cwd=tmp_path)
-    chunked = bulk(*args, "-o", "chunked.csv", "--jobs", "2", "--chunk-size", "8M", cwd=tmp_path)
+    # unique: chunks of 8M (as jobs are cut in the acceptance test); per-line: one per process
+    chunking = ["--chunk-size", "8M"] if unique else []
+    chunked = bulk(*args, "-o", "chunked.csv", "--jobs", "2", *chunking, cwd=tmp_path)
     assert single.returncode == chunked.returncode == 0, chunked.stderr.decode()
     summary, merged = orjson.loads(single.stdout), orjson.loads(chunked.stdout)
     assert summary.pop("seconds") >= 0 and merged.pop("seconds") >= 0
@@ -227,3 +243,34 @@ def test_a_chunk_per_line(tmp_path: Path) -> None:
     output, chunked = run_once(tmp_path, "chunked", [*args, "--jobs", "2", "--chunk-size", "1"])
     assert chunked == summary and summary["lines"] == 15
     assert output == expected
+
+
+def test_the_library_bounds_progress_and_cancel(inputs: list[Path], tmp_path: Path) -> None:
+    """The bounds of background jobs (``max_input``, ``max_rows``) end a chunked run as one run;
+    progress is summed over chunks; a cancelled run leaves no chunk behind."""
+    service = GeoService()  # the bundled GeoLite2 City database
+    files: list[Input] = [inputs[0], inputs[2]]
+    size = inputs[0].stat().st_size
+    target = tmp_path / "out.csv"
+    for options in (Options(max_input=size - 1), Options(max_input=size), Options(max_rows=10)):
+        outcomes = []
+        for chunked in (False, True):
+            try:
+                if chunked:
+                    run_parallel(service, files, options, target, 2, 8192)
+                else:
+                    run(service, files, options, target)
+                outcomes.append(("done", target.read_bytes().count(b"\n")))
+            except TooLarge as exc:
+                outcomes.append((exc.bound, exc.limit))
+            assert not [path for path in tmp_path.iterdir() if path != target]
+        assert outcomes[0] == outcomes[1], options
+    states: list[Progress] = []
+    run_parallel(service, files, Options(), target, 1, 8192, states.append)
+    lines = sum(len(path.read_bytes().splitlines()) for path in (inputs[0], inputs[2]))
+    assert states[-1].lines == lines
+    assert [state.bytes_done for state in states] == sorted(state.bytes_done for state in states)
+    target.unlink()
+    with pytest.raises(Cancelled):
+        run_parallel(service, files, Options(), target, 2, 8192, None, lambda: True)
+    assert list(tmp_path.iterdir()) == []

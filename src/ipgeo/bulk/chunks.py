@@ -174,7 +174,8 @@ class Splitter:
             batches = read_batches(reader, options.max_line, options.max_input)
             first = next(batches, None)
             if first is None:
-                self.sources.append(SourceReport(name, "empty", 0, [f"{name}: empty input"]))
+                empty = [f"{name}: empty input"]
+                self.sources.append(SourceReport(name, "empty", source.consumed(), empty))
                 return
             fmt, warning = settle_format(name, first.lines, options)
             field_path = settle_json_field(name, first.lines, options) if fmt == "jsonl" else None
@@ -190,8 +191,12 @@ class Splitter:
                 if self.should_cancel is not None and self.should_cancel():
                     raise Cancelled("cancelled")
                 yield from cutter.take(len(self.sources), form)
-            if options.max_input is not None and (source.size or 0) > options.max_input:
-                raise TooLarge("input", options.max_input)
+            if (
+                cutter.last
+                and options.max_input is not None
+                and cutter.announced > options.max_input
+            ):
+                raise TooLarge("input", options.max_input)  # the unread rest of a plain file
             cutter.finish()
             yield from cutter.take(len(self.sources), form)
             warnings = [warning] if warning else []

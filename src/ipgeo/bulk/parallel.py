@@ -14,6 +14,7 @@ import multiprocessing
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,7 @@ from ipgeo.bulk.summary import Summary
 from ipgeo.geo import GeoService
 
 _WAIT = 0.1  # seconds between looks at progress and cancel while chunks run
+_REPORT_EVERY = 0.25  # seconds between the progress reports of a pool process
 
 # What the forked children need (set before the pool forks them).
 _shared: dict[str, Any] = {}
@@ -104,6 +106,8 @@ def _run_pool(
                     tracker.reporter(chunk)
                     running.append(pool.apply_async(_pool_chunk, (chunk,)))
                     tracker.drain(updates)
+            except Cancelled:
+                raise
             except Exception as exc:  # a chunk before it may have failed first
                 stopped = exc
             tracker.cut_done = stopped is None
@@ -140,9 +144,14 @@ def _ignore_interrupts() -> None:
 def _pool_chunk(chunk: Chunk) -> None:
     """Run one chunk in a pool process (its progress goes to the parent)."""
     updates = _shared["updates"]
+    sent = [0.0]
 
     def report(state: Progress) -> None:
-        updates.put((chunk.index, state.bytes_done, state.lines, state.rows))
+        # now and then only: the parent reads the queue between its own work of cutting
+        now = time.monotonic()
+        if now - sent[0] >= _REPORT_EVERY:
+            sent[0] = now
+            updates.put((chunk.index, state.bytes_done, state.lines, state.rows))
 
     clock: datetime = _shared["clock"]
     work_dir: Path = _shared["work_dir"]
