@@ -5,13 +5,16 @@ Generates
   (b) --random distinct random public IPv4 addresses, one per line,
   (c) optionally a log of about --big-gb GB (copies of (a)) for the peak-memory check,
 and runs (a) again with ``--fields``, ``--lang de`` and ``--unique`` (each should be within
-15 % of the default columns' time); each case runs as a separate process, reporting
+15 % of the default columns' time); case (d), ``--cases d``, runs the mixed log of
+``bench.accesslog`` (--mixed-lines lines) with ``--jobs 1`` and ``--jobs N`` (per-line and
+unique) and reports the speed-up in wall time; each case runs as a separate process, reporting
 wall-clock lines/s and peak RSS (``wait4`` rusage of that process). The naive loop opens a
 ``geoip2`` Reader once and calls ``reader.city(ip)`` per line, writing CSV, exactly what
 people write first.
 
     .venv/bin/python -m bench.bulk                 # full run (several minutes)
     .venv/bin/python -m bench.bulk --lines 100000 --random 100000 --big-gb 0   # quick
+    .venv/bin/python -m bench.bulk --cases d --jobs 2   # chunked runs: --jobs 2 against 1
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ipgeo.geo as geo_package
+from bench.accesslog import write_log_file
 from ipgeo.geo.queries import reserved_reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,19 +109,39 @@ def make_log(path: Path, lines: int, distinct: int, rng: random.Random) -> None:
             )
 
 
-def measure(command: list[str]) -> tuple[float, float, int]:
+def measure(command: list[str], quiet: bool = False) -> tuple[float, float, int]:
     """Run ``command``; return its CPU seconds (user + system), wall seconds, peak RSS in MB.
 
     CPU time is the fair measure on a shared machine: wall time also counts the time the
     process waited for a core other programs were using.
     """
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    stderr = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{command} failed with status {status}")
     return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss // 1024
+
+
+def jobs_case(work: Path, ipgeo: list[str], lines: int, jobs: int) -> None:
+    """Case (d): ``--jobs 1`` against ``--jobs N`` on the mixed log, wall time (3 rounds)."""
+    mixed = write_log_file(work / "mixed.log", lines)
+    print(f"\n| (d) {lines:,} lines | --jobs 1 wall s | --jobs {jobs} wall s | speed-up "
+          f"| CPU s 1 / {jobs} |\n|---|---:|---:|---:|---:|")  # fmt: skip
+    for mode in ("--per-line", "--unique"):
+        timings: dict[int, list[tuple[float, float, int]]] = {1: [], jobs: []}
+        for _ in range(3):
+            for count in (1, jobs):
+                command = [*ipgeo, str(mixed), mode, "--jobs", str(count)]
+                timings[count].append(measure([*command, "-o", str(work / "jobs.csv")], True))
+        one = min(timings[1], key=lambda timing: timing[1])
+        many = min(timings[jobs], key=lambda timing: timing[1])
+        print(f"| {mode} | {one[1]:.2f} | {many[1]:.2f} | {one[1] / many[1]:.2f}x "
+              f"| {one[0]:.1f} / {many[0]:.1f} |")  # fmt: skip
+    mixed.unlink()
+    (work / "jobs.csv").unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -129,6 +153,8 @@ def main() -> None:
     parser.add_argument("--big-gb", type=float, default=1.0)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--cases", default="abc", help="which cases to run (default: abc)")
+    parser.add_argument("--jobs", type=int, default=2, help="case (d): processes")
+    parser.add_argument("--mixed-lines", type=int, default=2_000_000, help="case (d): lines")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ipgeo-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -141,6 +167,10 @@ def main() -> None:
     ipgeo = [python, "-m", "ipgeo", "bulk"]
     log, ips, big = work / "access.log", work / "random-ips.txt", work / "big.log"
     print(f"generating inputs in {work} ...", file=sys.stderr)
+    if "d" in args.cases:
+        jobs_case(work, ipgeo, args.mixed_lines, args.jobs)
+        if args.cases == "d":
+            return
     make_log(log, args.lines, args.distinct, rng)
     if "b" in args.cases:
         ips.write_text("\n".join(public_ipv4(rng, args.random)) + "\n")

@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 from ipgeo.bulk import Options, Progress, run
 from ipgeo.geo import GeoService
 from ipgeo.jobs import JobOptionError, JobOptions, stream_result
-from ipgeo.jobs.files import remove_expired
+from ipgeo.jobs.files import job_dirs, remove_expired
 from ipgeo.jobs.task import progress_snapshot
 from ipgeo.settings import Settings, SettingsError
 
@@ -102,7 +102,7 @@ def test_uploads_beyond_the_limit_get_413(jobs_app: Flask, tmp_path: Path, multi
     assert response.status_code == 413
     assert response.json["error"]["code"] == "too_large"
     assert "IPGEO_MAX_UPLOAD" in response.json["error"]["message"]
-    assert not any((tmp_path / "jobs").iterdir())  # nothing left behind
+    assert not list(job_dirs(tmp_path))  # nothing left behind
 
 
 @pytest.mark.parametrize(

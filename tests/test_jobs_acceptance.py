@@ -322,6 +322,7 @@ def test_killed_work_horse_fails_the_job_and_the_worker_goes_on(
     assert state["status"] == "failed", state
     assert state["error"]["code"] == "worker_died"
     assert "signal 9" in state["error"]["message"]
+    assert state["error"]["message"].startswith("chunk 1 of 1: ")  # names the chunk
     assert not (stack.job_dir(job["id"]) / "result.ndjson.partial").exists()
     assert not (stack.job_dir(job["id"]) / "result.ndjson").exists()
     page = requests.get(f"{stack.app.url}/jobs/{job['id']}", timeout=10)
@@ -372,14 +373,16 @@ def test_a_new_worker_takes_over_after_the_worker_is_killed(
     assert stack.status(waiting["id"])["status"] == "queued"
     stack.start_worker()
     assert stack.wait_for(waiting["id"], {"finished", "failed"})["status"] == "finished"
-    # The dead worker's job fails once its heartbeat expires (about 90 s): pretend time passed.
+    # The dead worker's chunk fails once its heartbeat expires (about 20 s): pretend time passed.
     client = stack.redis.client()
     registry = StartedJobRegistry("bulk", connection=client, serializer=JSONSerializer)
-    assert running["id"] in [key.split(":")[0] for key in registry.get_job_ids()]
+    chunk = f"{running['id']}-chunk-000000"
+    assert chunk in [key.split(":")[0] for key in registry.get_job_ids()]
     registry.cleanup(timestamp=time.time() + 600)
-    state = stack.status(running["id"])
+    state = stack.wait_for(running["id"], {"failed", "finished", "canceled"})  # after the merge
     assert state["status"] == "failed", state
     assert state["error"]["code"] == "worker_lost"
+    assert state["error"]["message"].startswith("chunk 1 of 1: the worker running this job")
 
 
 def test_dashboard_needs_the_password(stack: Stack) -> None:

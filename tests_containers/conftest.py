@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTAINERS_CONF = ROOT / "deploy" / "podman" / "containers.conf"
 # The default stack (without the opt-in `updates` profile).
 SERVICES = ("nginx", "app", "worker", "dashboard", "timezones", "redis", "postgis")
+CHUNK_SIZE = 64 * 1024
+WORKERS = 2
 
 
 def free_port() -> int:
@@ -41,6 +43,8 @@ class Stack:
             "IPGEO_PUBLISH": f"127.0.0.1:{port}",
             "IPGEO_DASHBOARD_PUBLISH": f"127.0.0.1:{self.dashboard_port}",
             "IPGEO_APP_REPLICAS": "2",
+            # podman-compose 1.0 ignores --scale: two workers share the data volume.
+            "IPGEO_WORKER_REPLICAS": "2",
             "IPGEO_ENV_FILE": str(env_file),
             "IPGEO_WHEELS": "host",
         }
@@ -70,6 +74,11 @@ class Stack:
 
     def container(self, service: str, num: int = 1) -> str:
         return f"{self.project}_{service}_{num}"
+
+    def logs(self, name: str) -> str:
+        """A container's output (stdout and stderr)."""
+        out = self.podman("logs", name, check=False)
+        return out.stdout + out.stderr
 
     def network(self) -> str:
         """The compose project's network (podman-compose: ``<project>_default``)."""
@@ -127,6 +136,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         # The bundled 2019 data is stale by design: /readyz would say degraded for its age.
         + "\nIPGEO_DB_MAX_AGE_DAYS=0\n"
+        # Small chunks: a job of a few hundred KB is cut into several, spread over the workers.
+        + f"IPGEO_JOB_CHUNK_SIZE={CHUNK_SIZE}\n"
     )
     try:
         # Named services: podman-compose 1.0 ignores `profiles` and would start db-update too.
@@ -135,6 +146,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for name in ("redis", "postgis", "app", "worker", "dashboard"):
             stack.wait_healthy(stack.container(name))
         stack.wait_healthy(stack.container("app", 2))
+        stack.wait_healthy(stack.container("worker", 2))
         stack.wait_http()
         yield stack
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import re
 import socket
 import threading
@@ -11,7 +12,7 @@ import time
 
 import requests
 
-from tests_containers.conftest import Stack, free_port
+from tests_containers.conftest import CHUNK_SIZE, WORKERS, Stack, free_port
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Accept": "text/html"}
 
@@ -77,15 +78,77 @@ def test_bulk_job_runs_on_the_worker_container(stack: Stack) -> None:
         time.sleep(0.3)
     assert status["status"] == "finished", status.get("error")
     assert status["summary"]["valid"] == 3
-    # The upload went to the app container, the worker read it from the shared volume.
-    worker_logs = stack.podman("logs", stack.container("worker")).stdout
-    worker_logs += stack.podman("logs", stack.container("worker")).stderr
+    # The upload went to the app container, a worker read it from the shared volume.
+    worker_logs = "".join(stack.logs(stack.container("worker", n)) for n in range(1, WORKERS + 1))
     assert job_id in worker_logs
     result = requests.get(stack.url + location + "/result?format=csv", timeout=10)
     assert result.status_code == 200
     records = list(csv.DictReader(io.StringIO(result.text)))
     assert [(r["ip"], r["country_iso"]) for r in records][:1] == [("8.8.8.8", "US")]
     assert len(records) == 3
+
+
+def _access_log(lines: int, seed: int = 18) -> tuple[bytes, list[int], list[str]]:
+    """IPv4 and IPv6 clients with repeats, and bad lines: (body, valid line numbers, IPs)."""
+    rng = random.Random(seed)  # noqa: S311 (test data)
+    pool = [
+        f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.7" for _ in range(300)
+    ]
+    pool += [f"2001:db8:{rng.randint(1, 0xFFFF):x}::{rng.randint(1, 0xFFFF):x}" for _ in range(100)]
+    pool += ["8.8.8.8", "81.2.69.142", "2a02:ff80::1"]
+    out, numbers, ips = [], [], []
+    for number in range(1, lines + 1):
+        if number % 997 == 0:
+            out.append("garbage without an address\n")
+            continue
+        ip = rng.choice(pool)
+        numbers.append(number)
+        ips.append(ip)
+        out.append(
+            f'{ip} - - [06/Dec/2026:08:00:00 +0000] "GET /item/{number} HTTP/1.1" 200 {number} '
+            f'"-" "Mozilla/5.0"\n'
+        )
+    return "".join(out).encode(), numbers, ips
+
+
+def test_chunked_job_spreads_over_the_workers_and_keeps_the_input_order(stack: Stack) -> None:
+    body, numbers, ips = _access_log(20_000)
+    assert len(body) > 8 * CHUNK_SIZE
+    resp = requests.post(
+        stack.url + "/api/v1/jobs", files={"file": ("access.log", body)}, timeout=60
+    )
+    assert resp.status_code == 202, resp.text
+    job_id, location = resp.json()["id"], resp.headers["Location"]
+    deadline = time.monotonic() + 180
+    while (status := requests.get(stack.url + location, timeout=10).json())["status"] not in {
+        "finished",
+        "failed",
+        "canceled",
+    }:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    assert status["status"] == "finished", status.get("error")
+    chunks = status["chunks"]
+    assert chunks["total"] >= 8, chunks
+    assert chunks == {"total": chunks["total"], "done": chunks["total"], "running": 0, "queued": 0}
+    summary = status["summary"]
+    assert summary["lines"] == 20_000
+    assert summary["valid"] == len(numbers)
+    assert summary["unparseable"] == 20_000 - len(numbers)
+    # Chunk jobs are internal: the owner's list shows the one job.
+    listed = requests.get(
+        stack.url + "/api/v1/jobs", headers={"X-Job-Token": resp.json()["owner_token"]}, timeout=10
+    ).json()["jobs"]
+    assert [item["id"] for item in listed] == [job_id]
+    # Both workers took chunks of it (RQ logs each job it takes, chunks as <id>-chunk-<n>).
+    for n in range(1, WORKERS + 1):
+        assert f"{job_id}-chunk-" in stack.logs(stack.container("worker", n)), f"worker {n}"
+    result = requests.get(stack.url + location + "/result?format=csv", timeout=60)
+    assert result.status_code == 200
+    records = list(csv.DictReader(io.StringIO(result.text)))
+    assert [int(r["line"]) for r in records] == numbers  # merged in input order
+    assert [r["ip"] for r in records] == ips
+    assert {r["source"] for r in records} == {"access.log"}
 
 
 def test_postgis_time_zone_fill_in_is_ready(stack: Stack) -> None:

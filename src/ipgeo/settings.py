@@ -327,6 +327,18 @@ class Settings:
             "1",
         ),
     )
+    job_chunk_size: int = field(
+        default=64 * 1024**2,
+        metadata=_env(
+            "IPGEO_JOB_CHUNK_SIZE",
+            p.parse_size(64 * 1024, 1024**4),
+            "A job's input is cut at line boundaries into chunks of about this many bytes of "
+            "uncompressed input (bytes, or with K, M, G); each chunk is a job on the `bulk` "
+            "queue that any worker may take, and a merge job puts the results together in "
+            "input order. A smaller input stays one chunk.",
+            "64M",
+        ),
+    )
     job_progress_interval: float = field(
         default=1.0,
         metadata=_env(

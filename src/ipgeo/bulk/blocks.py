@@ -105,6 +105,8 @@ class KeyTable:
     def key(self, buffer: bytes, end: int, whole_line: bool, max_line: int) -> Keyed | None:
         """The keys of the lines in ``buffer[:end]`` (newline-separated); ``None`` when some
         line's key may not be what its extractor returns (the block then goes line by line)."""
+        if end == 0:
+            return None  # one empty line
         block = np.frombuffer(buffer, dtype=np.uint8, count=end)
         breaks = np.flatnonzero(block == _NEWLINE)
         count = len(breaks) + 1

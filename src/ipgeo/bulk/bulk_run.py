@@ -14,6 +14,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from itertools import compress
@@ -22,31 +23,24 @@ from typing import BinaryIO
 import numpy as np
 
 from ipgeo.bulk.blocks import rows_block
-from ipgeo.bulk.errors import BulkError, Cancelled, TooLarge
+from ipgeo.bulk.errors import Cancelled, TooLarge
 from ipgeo.bulk.keyer import Keyer
 from ipgeo.bulk.malloc import keep_freed_memory
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
-from ipgeo.bulk.parsing import (
-    Extractor,
-    csv_extractor,
-    csv_header,
-    detect,
-    guess_json_field,
-    json_extractor,
-    list_item,
-    log_client,
-)
+from ipgeo.bulk.parsing import Extractor, csv_extractor, csv_header
 from ipgeo.bulk.ranges import range_addresses
 from ipgeo.bulk.resolver import Resolver, Rows
+from ipgeo.bulk.settle import SourceFormat, header_at, settle_format, settle_json_field
 from ipgeo.bulk.sources import Input, LineBatch, Source, open_source, read_batches, total_size
 from ipgeo.bulk.summary import MAX_SAMPLES, BadLine, Summary
 from ipgeo.bulk.tally import Tally
-from ipgeo.bulk.tokens import BAD, IP, SKIP, Token
-from ipgeo.bulk.writers import RowWriter, columns_for
+from ipgeo.bulk.tokens import BAD, IP, RANGE, SKIP, Token
+from ipgeo.bulk.writers import WHOLE, Framing, RowWriter, columns_for
 from ipgeo.geo import GeoService
 from ipgeo.geo.addresses import Address, parse_address
 
 _TAIL = operator.attrgetter("tail")
+_KIND = operator.attrgetter("kind")
 _PTON4 = partial(socket.inet_pton, socket.AF_INET)
 _UNIQUE_CHUNK = 8192
 
@@ -61,6 +55,8 @@ class BulkRun:
         out: BinaryIO,
         progress: ProgressCallback | None,
         should_cancel: Callable[[], bool] | None,
+        now: datetime | None = None,
+        framing: Framing = WHOLE,
     ) -> None:
         self.options = options
         self.resolver = Resolver(service, options.lang)
@@ -69,9 +65,10 @@ class BulkRun:
             out,
             options.output_format,
             columns,
-            datetime.now(UTC),
+            now or datetime.now(UTC),
             per_line=not options.unique,
             max_rows=options.max_rows,
+            framing=framing,
         )
         self.renderer = self.writer.renderer
         self.keyer = Keyer(self._resolve_ips, options.max_line)
@@ -80,31 +77,31 @@ class BulkRun:
         self.progress = progress
         self.should_cancel = should_cancel
         self._done_bytes = 0
-        self._total_bytes: int | None = 0
+        self.total_bytes: int | None = 0
 
     # -- driving -------------------------------------------------------------------------------
     def run(self, inputs: Sequence[Input]) -> Summary:
         """Process every input in order, then write unique rows (if asked) and the summary."""
         started = time.monotonic()
-        keep_freed_memory()
-        self._total_bytes = total_size(inputs)
-        # The cyclic garbage collector would keep walking the run's many long-lived objects
-        # (cached tokens, rows, records: a quarter of the time of a run over distinct IPs);
-        # they form no reference cycles, so reference counting frees them alone.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        self.total_bytes = total_size(inputs)
+        with without_cyclic_gc():
             for item in inputs:
                 self._run_source(item)
-            self._fold(self.keyer.clear())
-            if self.options.unique:
-                self._write_unique()
-            self.writer.close()
-        finally:
-            if collecting:
-                gc.enable()
-        summary = self.summary
+            self.close()
+        summary = self.finish()
         summary.seconds = round(time.monotonic() - started, 3)
+        return summary
+
+    def close(self) -> None:
+        """Fold pending counts, write the unique rows (in unique mode) and finish the output."""
+        self._fold(self.keyer.clear())
+        if self.options.unique and self.writer.framing.closes:
+            self.write_unique()
+        self.writer.close()
+
+    def finish(self) -> Summary:
+        """The summary, with the counts of the tally."""
+        summary = self.summary
         summary.rows = self.writer.rows
         self.tally.finish(summary, self.resolver.facets, self.options.top)
         return summary
@@ -112,80 +109,62 @@ class BulkRun:
     def _run_source(self, item: Input) -> None:
         source = open_source(item)
         name = source.name
+        options = self.options
         self.summary.sources.append(name)
         try:
-            batches = read_batches(source, self.options.max_line, self.options.max_input)
+            batches = read_batches(source, options.max_line, options.max_input)
             first = next(batches, None)
             if first is None:
                 self.summary.input_formats[name] = "empty"
                 self.summary.warnings.append(f"{name}: empty input")
                 return
-            fmt = self._format(name, first)
+            fmt, warning = settle_format(name, first.lines, options)
+            if warning:
+                self.summary.warnings.append(warning)
             self.summary.input_formats[name] = fmt
-            extract, simple, header_pending = self._extractor(name, fmt, first.lines)
-            head = self.writer.head(name)
-            lineno = 0
-            for read in _chain(first, batches):
-                batch = read
-                if header_pending:
-                    lines, lineno, extract = self._take_header(name, read.lines, lineno)
-                    header_pending = extract is None
-                    if extract is None:
-                        continue
-                    batch = LineBatch(None, 0, read.max_line, lines)
-                lineno += self._batch(name, head, batch, lineno, extract, simple, fmt)
-                self._report(source)
+            field = settle_json_field(name, first.lines, options) if fmt == "jsonl" else None
+            self.run_lines(source, _chain(first, batches), SourceFormat(name, fmt, field), 0)
         finally:
-            consumed = source.position()
-            if consumed is None or source.size is not None:
-                consumed = source.size or 0
+            consumed = source.consumed()
             self._done_bytes += consumed
             self.summary.bytes_read += consumed
             source.close()
 
-    def _format(self, name: str, first: LineBatch) -> str:
-        wanted = self.options.input_format
-        if wanted != "auto":
-            return wanted
-        found = detect(first.lines, self.options.ip_column)
-        if found is None:
-            self.summary.warnings.append(
-                f"{name}: format not recognised (not IPs, CIDRs, an access log, JSON lines or "
-                "CSV with an IP column); every line is checked as an IP list"
-            )
-            return "ips"
-        return found
-
-    def _extractor(
-        self, name: str, fmt: str, first: list[bytes | None]
-    ) -> tuple[Extractor | None, bool, bool]:
-        if fmt == "log":
-            return log_client, True, False
-        if fmt in ("ips", "cidrs"):
-            return list_item, True, False
-        if fmt == "csv":
-            return None, False, True
-        path = self.options.ip_field
-        if not path:
-            path = guess_json_field(first)
-            if path is None:
-                raise BulkError(f"{name}: no IP field found in the JSON lines; use --ip-field")
-        return json_extractor(tuple(path.split("."))), False, False
+    def run_lines(
+        self, source: Source, batches: Iterator[LineBatch], form: SourceFormat, lineno: int
+    ) -> None:
+        """Process the lines of ``batches`` (of ``source``, read as ``form`` says), the first
+        of which is line ``lineno + 1`` of the input."""
+        name = form.name
+        fmt = form.input_format
+        header_pending = fmt == "csv" and (form.header_line == 0 or lineno < form.header_line)
+        extract, simple = (None, False) if header_pending else form.extractor(self.options)
+        head = self.writer.head(name)
+        for read in batches:
+            batch = read
+            if header_pending:
+                lines, lineno, extract = self._take_header(name, read.lines, lineno)
+                header_pending = extract is None
+                if extract is None:
+                    continue
+                batch = LineBatch(None, 0, read.max_line, lines)
+            lineno += self._batch(name, head, batch, lineno, extract, simple, fmt)
+            self._report(source)
 
     def _take_header(
         self, name: str, lines: list[bytes | None], lineno: int
     ) -> tuple[list[bytes | None], int, Extractor | None]:
-        for index, line in enumerate(lines):
-            if line is None:
-                raise BulkError(f"{name}: the CSV header line is too long")
-            if line.strip() and not line.startswith(b"#"):
-                extract = csv_extractor(csv_header(line), self.options.ip_column, name)
-                self.summary.lines += index + 1
-                self.summary.skipped += index + 1
-                return lines[index + 1 :], lineno + index + 1, extract
-        self.summary.lines += len(lines)
-        self.summary.skipped += len(lines)
-        return [], lineno + len(lines), None
+        index = header_at(name, lines)
+        if index is None:
+            self.summary.lines += len(lines)
+            self.summary.skipped += len(lines)
+            return [], lineno + len(lines), None
+        line = lines[index]
+        assert line is not None
+        extract = csv_extractor(csv_header(line), self.options.ip_column, name)
+        self.summary.lines += index + 1
+        self.summary.skipped += index + 1
+        return lines[index + 1 :], lineno + index + 1, extract
 
     def _check_cancel(self) -> None:
         if self.should_cancel is not None and self.should_cancel():
@@ -199,7 +178,7 @@ class BulkRun:
                 Progress(
                     source=source.name,
                     bytes_done=self._done_bytes + position,
-                    bytes_total=self._total_bytes or None,
+                    bytes_total=self.total_bytes or None,
                     lines=self.summary.lines,
                     rows=self.writer.rows,
                 )
@@ -218,6 +197,7 @@ class BulkRun:
     ) -> int:
         """Count, resolve and write the rows of one batch of lines; return its line count."""
         assert extract is not None
+        self.tally.fresh.clear()
         if self.resolver.refresh():
             # the databases were reloaded: forget answers from the old files
             self._fold(self.keyer.clear())
@@ -259,11 +239,18 @@ class BulkRun:
         line_format = self.writer.line_format if self.writer.has_line else None
         rows: list[bytes] = []
         skipped = 0
+        # Unique rows come in the order of the lines that first had each IP: the IPs met in
+        # this batch's keys go after those of the ranges on lines before them.
+        seen = self.tally.seen if unique and RANGE in set(map(_KIND, found)) else None
+        if seen is not None:
+            self.tally.forget_fresh()
         for line, token in zip(lines, found, strict=True):
             lineno += 1
             kind = token.kind
             if kind == IP:
                 token.hits += 1
+                if seen is not None:
+                    seen.setdefault(token.ip, 0)
                 if not unique:
                     number = b"" if line_format is None else line_format % lineno
                     rows.append(head + number + token.tail)
@@ -356,7 +343,8 @@ class BulkRun:
             self.writer.extend([head + number + tail for tail in tails])
 
     # -- unique mode -----------------------------------------------------------------------------
-    def _write_unique(self) -> None:
+    def write_unique(self) -> None:
+        """Write one row per IP of ``tally.seen``, with its hits, in first-seen order."""
         seen = self.tally.seen
         keys = list(seen)
         opening = self.writer.head("")
@@ -368,6 +356,24 @@ class BulkRun:
             hits = list(map(seen.__getitem__, chunk))
             tails = self.renderer.tails(self.resolver.answers, rows, hits=hits)
             self.writer.extend([opening + tail for tail in tails])
+
+
+@contextmanager
+def without_cyclic_gc() -> Iterator[None]:
+    """Run a block without the cyclic garbage collector.
+
+    It would keep walking a run's many long-lived objects (cached tokens, rows, records: a
+    quarter of the time of a run over distinct IPs); they form no reference cycles, so
+    reference counting frees them alone.
+    """
+    keep_freed_memory()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _chain(first: LineBatch, rest: Iterator[LineBatch]) -> Iterator[LineBatch]:

@@ -47,6 +47,17 @@ class DistinctIPs:
             self._v6 = _union(self._v6, fresh6)
             self._pending6 = bytearray()
 
+    def arrays(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.bytes_]]:
+        """The distinct IPv4 (as integers) and IPv6 (as 16 bytes) addresses, sorted."""
+        self._merge()
+        return self._v4, self._v6
+
+    def add_arrays(self, v4: npt.NDArray[np.uint32], v6: npt.NDArray[np.bytes_]) -> None:
+        """Count the addresses of ``arrays()`` (of another count) too."""
+        self._merge()
+        self._v4 = _union(self._v4, v4.astype(np.uint32))
+        self._v6 = _union(self._v6, v6.astype("S16"))
+
     def __len__(self) -> int:
         self._merge()
         return len(self._v4) + len(self._v6)

@@ -31,14 +31,7 @@ def run(
     checked at the same points and, when it returns true, the run stops with ``Cancelled``.
     A path ``output`` is written to ``<path>.partial`` and renamed only on success.
     """
-    if not inputs:
-        raise BulkError("no inputs given")
-    if sum(1 for item in inputs if str(item) == "-") > 1:
-        raise BulkError("stdin ('-') can be read only once")
-    if options.input_format not in INPUT_FORMATS:
-        raise BulkError(f"unknown input format {options.input_format!r}")
-    if options.max_expand < 1:
-        raise BulkError("--max-expand must be at least 1")
+    check_run(inputs, options)
     if isinstance(output, str | Path) and not _special_file(Path(output)):
         target = Path(output)
         partial = target.with_name(target.name + ".partial")
@@ -61,6 +54,18 @@ def run(
         except OSError as exc:
             raise BulkError(f"cannot write {output}: {exc.strerror or exc}") from None
     return BulkRun(service, options, output, progress, should_cancel).run(inputs)
+
+
+def check_run(inputs: Sequence[Input], options: Options) -> None:
+    """Raise ``BulkError`` for inputs and options no run can start with."""
+    if not inputs:
+        raise BulkError("no inputs given")
+    if sum(1 for item in inputs if str(item) == "-") > 1:
+        raise BulkError("stdin ('-') can be read only once")
+    if options.input_format not in INPUT_FORMATS:
+        raise BulkError(f"unknown input format {options.input_format!r}")
+    if options.max_expand < 1:
+        raise BulkError("--max-expand must be at least 1")
 
 
 def _special_file(path: Path) -> bool:

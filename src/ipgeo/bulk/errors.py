@@ -22,3 +22,6 @@ class TooLarge(BulkError):
         else:
             message = f"the input is larger than {limit:,} bytes (decompressed)"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[TooLarge], tuple[str, int]]:
+        return (TooLarge, (self.bound, self.limit))  # pickled between processes

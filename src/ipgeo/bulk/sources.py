@@ -45,6 +45,13 @@ class Source:
         except (OSError, ValueError):
             return None
 
+    def consumed(self) -> int:
+        """The bytes a run reports as read of this source: its size, else its position."""
+        position = self.position()
+        if position is None or self.size is not None:
+            return self.size or 0
+        return position
+
     def close(self) -> None:
         """Close what was opened here (never the caller's stdin)."""
         if self.stream is not self.raw:
@@ -117,6 +124,16 @@ class LineBatch:
         return self._lines
 
 
+def read_block(source: Source) -> bytes:
+    """The next ``CHUNK_SIZE`` bytes of ``source`` (fewer at its end); ``BulkError`` when the
+    data cannot be read."""
+    try:
+        return source.stream.read(CHUNK_SIZE)
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "gzip data" if source.compressed else "data"
+        raise BulkError(f"{source.name}: unreadable {kind} ({exc})") from None
+
+
 def read_batches(
     source: Source, max_line: int = MAX_LINE, max_bytes: int | None = None
 ) -> Iterator[LineBatch]:
@@ -129,11 +146,7 @@ def read_batches(
     skipping = False
     read = 0
     while True:
-        try:
-            chunk = source.stream.read(CHUNK_SIZE)
-        except (OSError, EOFError, zlib.error) as exc:
-            kind = "gzip data" if source.compressed else "data"
-            raise BulkError(f"{source.name}: unreadable {kind} ({exc})") from None
+        chunk = read_block(source)
         if not chunk:
             break
         read += len(chunk)

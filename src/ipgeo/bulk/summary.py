@@ -77,6 +77,10 @@ def _ranked(counts: Counter[Any], total: int, top: int, label: Any) -> list[dict
     return ranked
 
 
+def _facet_order(item: tuple[Facet, int]) -> tuple[tuple[bool, Any], ...]:
+    return tuple((value is None, "" if value is None else value) for value in item[0])
+
+
 def top_places(facets: list[Facet | None], hits: Counter[int], top: int) -> dict[str, Any]:
     """Top countries, regions, cities, ASNs and time zones from facet hit counts."""
     countries: Counter[Any] = Counter()
@@ -86,10 +90,12 @@ def top_places(facets: list[Facet | None], hits: Counter[int], top: int) -> dict
     zones: Counter[Any] = Counter()
     names: dict[Any, Any] = {}
     total = 0
-    for facet_id, count in hits.items():
-        facet = facets[facet_id]
-        if facet is None:
-            continue
+    # Facets in the order of their values, not of their ids (the order a run met them in):
+    # equal counts rank alike, and one name is kept per key, however the input was cut up.
+    counted = [(facets[facet_id], count) for facet_id, count in hits.items()]
+    for facet, count in sorted(
+        [(facet, count) for facet, count in counted if facet is not None], key=_facet_order
+    ):
         total += count
         iso = facet.country_iso
         if iso:

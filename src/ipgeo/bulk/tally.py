@@ -16,6 +16,7 @@ class Tally:
     def __init__(self, unique: bool) -> None:
         self.unique = unique
         self.seen: dict[str, int] = {}  # unique mode: hits per IP, in first-seen order
+        self.fresh: list[str] = []  # unique mode: the IPs ``met`` put first in ``seen`` lately
         self.distinct = DistinctIPs()  # per-line mode
         self.facet_hits: Counter[int] = Counter()
 
@@ -24,13 +25,21 @@ class Tally:
         addresses, as 4 bytes each; per-line mode only)."""
         if self.unique:
             seen = self.seen
+            fresh = self.fresh
             for ip in ips:
                 if ip not in seen:
                     seen[ip] = 0
+                    fresh.append(ip)
             return
         self.distinct.add_packed_v4(packed_v4)
         for ip in ips:
             self.distinct.add(ip)
+
+    def forget_fresh(self) -> None:
+        """Take the IPs of ``fresh`` out of ``seen`` again (they have no hits yet)."""
+        for ip in self.fresh:
+            del self.seen[ip]
+        self.fresh.clear()
 
     def add(self, ip: str, facet: int) -> None:
         """Count one row of ``ip``."""

@@ -19,6 +19,7 @@ whole run). Rows are rendered by ``rendering.Renderer``, the one renderer of eac
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -33,6 +34,20 @@ LINE_COLUMNS = ("source", "line", "input")
 ENTRY_COLUMNS = (*FIELDS, "error")
 PER_LINE_DEFAULT = (*LINE_COLUMNS, *ENTRY_COLUMNS)
 UNIQUE_DEFAULT = (*FIELDS, "hits", "error")
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Which ends of the document a writer writes: a whole run writes both; the chunks of a
+    chunked run write fragments (rows with their separators) that ``merge`` joins."""
+
+    opens: bool  # the CSV header line, JSON's ``[``
+    closes: bool  # JSON's ``]``, and no separator after the last row
+
+
+WHOLE = Framing(opens=True, closes=True)
+FIRST_FRAGMENT = Framing(opens=True, closes=False)
+FRAGMENT = Framing(opens=False, closes=False)
 
 
 def columns_for(fields: Sequence[str] | None, unique: bool) -> tuple[str, ...]:
@@ -66,6 +81,7 @@ class RowWriter:
         now: datetime | None = None,
         per_line: bool = True,
         max_rows: int | None = None,
+        framing: Framing = WHOLE,
     ) -> None:
         if fmt not in OUTPUT_FORMATS:
             raise BulkError(
@@ -77,11 +93,12 @@ class RowWriter:
         self.has_line = "line" in self.columns
         self.rows = 0
         self.max_rows = max_rows
+        self.framing = framing
         self._pending: list[bytes] = []
         self._started = False
         self._csv = fmt == "csv"
         self._newline = b"" if fmt == "json" else b"\n"
-        if self._csv:
+        if self._csv and framing.opens:
             self._pending.append(csv_cells(self.columns) + b"\n")
         self.line_format = b"%d" if self._csv else b'"line":%d'
         leading = "source" in self.columns or self.has_line
@@ -139,7 +156,10 @@ class RowWriter:
         if self.fmt == "json":
             if not block:
                 return
-            block = (b",\n" if self._started else b"[\n") + block[:-2]
+            if self.framing.closes:
+                block = (b",\n" if self._started else b"[\n") + block[:-2]
+            elif self.framing.opens and not self._started:
+                block = b"[\n" + block
         self.out.write(block)
         self._started = True
 
@@ -147,5 +167,8 @@ class RowWriter:
         """Write what is left and finish the document (the stream stays open)."""
         self.flush()
         if self.fmt == "json":
-            self.out.write(b"\n]\n" if self._started else b"[]\n")
+            if self.framing.closes:
+                self.out.write(b"\n]\n" if self._started else b"[]\n")
+            elif self.framing.opens and not self._started:
+                self.out.write(b"[\n")
         self.out.flush()

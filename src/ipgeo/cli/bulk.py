@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,9 @@ from ipgeo.bulk import (
 )
 from ipgeo.bulk import Progress as BulkProgress
 from ipgeo.bulk.engine import ProgressCallback
+from ipgeo.bulk.parallel import run_parallel
 from ipgeo.cli.common import load_service, load_settings
+from ipgeo.settings_parsers import SettingsError, parse_size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,6 +80,20 @@ _FIELDS_HELP = (
 )
 @click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--lang", default=None, help="Language for place names (e.g. de).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes: with more than one, the input is cut into chunks run side by side "
+    "(the output is the same).",
+)
+@click.option(
+    "--chunk-size",
+    default=None,
+    help="Cut the input into chunks of about this size (e.g. 64M; K/M/G). Default with "
+    "--jobs: one chunk per process for files, 64M for stdin and gzip.",
+)
 def bulk(
     files: tuple[str, ...],
     output: str | None,
@@ -93,6 +110,8 @@ def bulk(
     summary_format: str,
     top: int,
     lang: str | None,
+    jobs: int,
+    chunk_size: str | None,
 ) -> None:
     """Enrich IPs, CIDRs, ranges or access logs from FILES ('-' is stdin; .gz is read too).
 
@@ -113,12 +132,19 @@ def bulk(
         top=top,
         lang=lang,
     )
+    size = _chunk_size(chunk_size)
+    # a terminated run ends like an interrupted one: partial output and chunk files removed
+    signal.signal(signal.SIGTERM, _terminated)
     service = load_service(load_settings())
+    target = output or sys.stdout.buffer
     try:
         with _progress() as callback:
-            summary = run(
-                service, list(files), options, output or sys.stdout.buffer, progress=callback
-            )
+            if jobs > 1 or size is not None:
+                summary = run_parallel(
+                    service, list(files), options, target, jobs, size, progress=callback
+                )
+            else:
+                summary = run(service, list(files), options, target, progress=callback)
     except TooLarge as exc:
         raise click.ClickException(f"{exc} (--max-rows {exc.limit})") from None
     except BulkError as exc:
@@ -131,6 +157,9 @@ def bulk(
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except _Terminated:
+        click.echo("terminated", err=True)
+        sys.exit(143)
     _report_problems(summary)
     if show_summary:
         if summary_format == "json":
@@ -141,6 +170,23 @@ def bulk(
             from rich.console import Console
 
             print_summary(Console(stderr=not output, highlight=False), summary)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the run is, so that it cleans up on the way out."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _chunk_size(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return parse_size(1, 1 << 40)(raw, "--chunk-size")
+    except SettingsError as exc:
+        raise click.BadParameter(exc.problem, param_hint="--chunk-size") from None
 
 
 @contextmanager

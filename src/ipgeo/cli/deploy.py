@@ -100,11 +100,14 @@ def healthcheck(url: str | None, address: str, job_worker: bool) -> None:
     With IPGEO_TLS_CERT set (nginx serving HTTPS), an http:// --url is asked over HTTPS.
     """
     if job_worker:
-        from ipgeo.up.healthcheck import worker_registered_here
+        from ipgeo.up.healthcheck import worker_data_dir_problem, worker_registered_here
 
         settings = load_settings()
         if not settings.redis_url or not worker_registered_here(settings.redis_url):
             raise click.ClickException("unhealthy: no worker of this host is registered")
+        problem = worker_data_dir_problem(settings.redis_url, settings.data_dir)
+        if problem is not None:
+            raise click.ClickException(f"unhealthy: {problem}")
         click.echo("healthy")
         return
     try:

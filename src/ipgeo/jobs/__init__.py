@@ -24,6 +24,7 @@ from ipgeo.jobs.queue import (
     recent_jobs,
 )
 from ipgeo.jobs.results import RESULT_FORMATS, stream_result
+from ipgeo.jobs.shared_dir import ensure_marker
 
 __all__ = [
     "OWNER_TOKEN_RE",
@@ -39,6 +40,7 @@ __all__ = [
     "cancel",
     "delete",
     "enqueue",
+    "ensure_marker",
     "fetch_job",
     "job_view",
     "new_job_id",

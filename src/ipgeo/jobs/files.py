@@ -48,6 +48,11 @@ class JobFiles:
         """The result while the engine writes it (removed on cancel or failure)."""
         return self.result.with_name(self.result.name + ".partial")
 
+    @property
+    def chunks(self) -> Path:
+        """The chunks' work directory: the plan, chunk inputs, outputs and states."""
+        return self.directory / "chunks"
+
     def remove_input(self) -> None:
         """Drop the input once it is no longer needed."""
         self.input.unlink(missing_ok=True)

@@ -19,9 +19,22 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from ipgeo.jobs.errors import job_error
+from ipgeo.jobs.fanout import (
+    CANCEL_KEY,
+    ChunkCounts,
+    cancel_waiting,
+    chunk_count,
+    chunk_jobs,
+    count_chunks,
+    delete_internal,
+    merge_job,
+    record_outcome,
+    remove_work_files,
+    summed_progress,
+)
 from ipgeo.jobs.files import JOB_ID_RE, JobFiles, remove_expired
 from ipgeo.jobs.options import JobOptions
-from ipgeo.jobs.task import CANCEL_KEY
 from ipgeo.settings import Settings
 
 QUEUE_NAME = "bulk"
@@ -44,7 +57,6 @@ _STATUS = {
     JobStatus.STOPPED: "failed",
     JobStatus.CANCELED: "canceled",
 }
-_SIGNAL_RE = re.compile(r"\(signal (\d+)\)")
 OWNER_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 
 
@@ -108,6 +120,9 @@ def enqueue(
         "input": {"name": input_name, "bytes": input_bytes},
         "options": options.to_dict(),
         "owner_hash": owner,
+        # Whoever queues the job decides how its input is cut and how often a chunk is retried.
+        "chunk_size": settings.job_chunk_size,
+        "retries": settings.job_retries,
     }
     job = bulk_queue(connection).enqueue(
         JOB_FUNCTION,
@@ -131,44 +146,18 @@ def enqueue(
 
 
 def api_status(job: Job) -> str:
-    """The API's status of a job (a cooperatively canceled job finished as ``canceled``)."""
+    """The API's status of a job: the outcome its merge recorded, else RQ's status of the job
+    (a cooperatively canceled job finished as ``canceled``; a cut one runs while its chunks do).
+    """
+    outcome = job.meta.get("outcome")
+    if outcome in _TERMINAL:
+        return str(outcome)
     status = _STATUS.get(job.get_status(refresh=False), "queued")
     if status == "finished" and job.meta.get("state") == "canceled":
         return "canceled"
+    if status == "finished" and chunk_count(job) is not None:
+        return "started"
     return status
-
-
-def job_error(job: Job) -> dict[str, str] | None:
-    """Why a failed job failed, for people: ``{"code", "message"}``."""
-    stored = job.meta.get("error")
-    if isinstance(stored, dict):
-        return {"code": str(stored.get("code")), "message": str(stored.get("message"))}
-    result = job.latest_result()
-    text = (result.exc_string if result is not None else "") or ""
-    if "Work-horse terminated unexpectedly" in text:
-        match = _SIGNAL_RE.search(text)
-        how = f" (killed by signal {match.group(1)})" if match else ""
-        return {
-            "code": "worker_died",
-            "message": f"the worker process running this job died{how}, for example because it "
-            "ran out of memory or was killed; submit the job again",
-        }
-    if "AbandonedJobError" in text:
-        return {
-            "code": "worker_lost",
-            "message": "the worker running this job stopped responding (it was stopped or lost "
-            "its connection to Redis); submit the job again",
-        }
-    if "JobTimeoutException" in text:
-        return {
-            "code": "timeout",
-            "message": f"the job ran longer than its time limit of {job.timeout} seconds "
-            "(IPGEO_JOB_TIMEOUT)",
-        }
-    if "stopped by user" in text:
-        return {"code": "stopped", "message": "the job was stopped from the dashboard"}
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return {"code": "job_failed", "message": lines[-1] if lines else "the job failed"}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -200,6 +189,7 @@ class JobView:
     cancel_requested: bool
     expires_at: str | None
     has_result: bool
+    chunks: dict[str, int] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -220,6 +210,7 @@ class JobView:
             "summary": self.summary,
             "error": self.error,
             "expires_at": self.expires_at,
+            "chunks": self.chunks,
         }
         if self.status == "queued":
             data["queue_position"] = self.position
@@ -229,25 +220,42 @@ class JobView:
 
 
 def job_view(connection: redis.Redis, settings: Settings, job: Job) -> JobView:
-    """Read a job's state; a job whose worker vanished is failed (or retried) on the way."""
+    """Read a job's state; a job whose worker vanished is failed (or retried) on the way.
+
+    A job cut into chunks shows its chunks' summed progress and their counts; once every
+    chunk stopped after a cancel request, it ends ``canceled`` here.
+    """
     status = api_status(job)
-    if status == "started" and _abandoned(connection, job):
+    if status == "started" and retry_abandoned(connection):
         job.refresh()  # type: ignore[no-untyped-call]
         status = api_status(job)
+    progress = job.meta.get("progress")
+    chunks = None
+    count = chunk_count(job)
+    if count is not None and status == "started":
+        items = chunk_jobs(connection, job)
+        counts = count_chunks(items)
+        status = _settle(connection, settings, job, counts)
+        progress, chunks = summed_progress(job, items), counts.to_dict()
+    elif count is not None:
+        chunks = {"total": count, "done": count if status == "finished" else 0}
+        chunks |= {"running": 0, "queued": 0}
     summary = None
     if status == "finished":
-        value = job.return_value()
-        summary = value.get("summary") if isinstance(value, dict) else None
-    progress = job.meta.get("progress")
+        summary = job.meta.get("summary")
+        if summary is None:
+            value = job.return_value()
+            summary = value.get("summary") if isinstance(value, dict) else None
     if status == "finished" and isinstance(progress, dict):
         progress = {**progress, "percent": 100.0, "eta_seconds": 0}
     files = JobFiles.of(settings.data_dir, job.id)
+    ended_at = job.meta.get("ended_at") or _iso(job.ended_at)  # the merge's, else RQ's
     return JobView(
         id=job.id,
         status=status,
         created_at=_iso(job.created_at),
         started_at=_iso(job.started_at),
-        ended_at=_iso(job.ended_at) if status in _TERMINAL else None,
+        ended_at=ended_at if status in _TERMINAL else None,
         input=job.meta.get("input") or {},
         options=job.meta.get("options") or {},
         progress=progress,
@@ -257,11 +265,36 @@ def job_view(connection: redis.Redis, settings: Settings, job: Job) -> JobView:
         cancel_requested=bool(connection.exists(CANCEL_KEY.format(job.id))),
         expires_at=_expires_at(job) if status in _TERMINAL else None,
         has_result=status == "finished" and files.result.is_file(),
+        chunks=chunks,
     )
 
 
-def _abandoned(connection: redis.Redis, job: Job) -> bool:
-    """Let RQ fail (or retry) started jobs whose worker stopped sending heartbeats."""
+def _settle(connection: redis.Redis, settings: Settings, job: Job, counts: ChunkCounts) -> str:
+    """The status of a job whose chunks run: ``canceled`` once nothing runs after a cancel
+    request, ``failed`` if its merge died (the merge records every other outcome itself)."""
+    merge = merge_job(connection, job)
+    merge_status = merge.get_status(refresh=False) if merge is not None else None
+    files = JobFiles.of(settings.data_dir, job.id)
+    if merge is not None and merge_status == JobStatus.FAILED:
+        error = job_error(merge) or {"code": "job_failed", "message": "it failed"}
+        message = f"merging the chunks: {error['message']}"
+        remove_work_files(files)
+        files.remove_partial()
+        error = {"code": error["code"], "message": message}
+        record_outcome(job, "failed", settings.job_failure_ttl, error=error)
+        return "failed"
+    stopping = connection.exists(CANCEL_KEY.format(job.id))
+    if not stopping or counts.running or merge_status == JobStatus.STARTED:
+        return "started"
+    cancel_waiting(connection, job)  # chunks a retry put back on the queue meanwhile
+    remove_work_files(files)
+    record_outcome(job, "canceled", settings.job_result_ttl)
+    connection.delete(CANCEL_KEY.format(job.id))
+    return "canceled"
+
+
+def retry_abandoned(connection: redis.Redis) -> bool:
+    """Let RQ retry (or fail) started jobs whose worker stopped sending heartbeats."""
     registry = StartedJobRegistry(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
     if not registry.get_expired_job_ids():
         return False
@@ -280,12 +313,16 @@ def cancel(connection: redis.Redis, settings: Settings, job: Job) -> str:
         return "canceled"
     if status == "started":
         connection.set(CANCEL_KEY.format(job.id), b"1", ex=settings.job_timeout + 60)
+        if chunk_count(job) is not None:
+            cancel_waiting(connection, job)
+            remove_work_files(JobFiles.of(settings.data_dir, job.id))
         return "started"
     return status
 
 
 def delete(connection: redis.Redis, settings: Settings, job: Job) -> None:
-    """Delete an ended job and its files."""
+    """Delete an ended job (with its chunk and merge jobs) and its files."""
+    delete_internal(connection, job)
     job.delete()
     JobFiles.of(settings.data_dir, job.id).remove()
 

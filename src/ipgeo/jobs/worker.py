@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
@@ -24,10 +25,21 @@ from rq.serializers import JSONSerializer
 from ipgeo.geo import GeoService
 from ipgeo.jobs import task
 from ipgeo.jobs.files import JobFiles
-from ipgeo.jobs.queue import Cleaner, bulk_queue
+from ipgeo.jobs.queue import Cleaner, bulk_queue, retry_abandoned
+from ipgeo.jobs.shared_dir import data_dir_problem
 from ipgeo.settings import Settings
 
 log = logging.getLogger("ipgeo.jobs")
+
+# While a worker cannot see the job files, it looks again this often (seconds).
+SHARED_DIR_RECHECK = 5.0
+# A busy worker's heartbeat comes this often, and a job whose heartbeats stopped this much
+# longer is abandoned (its worker died): retried on another worker or failed. RQ's defaults
+# (30 s + 60 s) would leave a job's other chunks merged only minutes after a worker died.
+JOB_MONITORING_INTERVAL = 5
+HEARTBEAT_GRACE = 15
+# An idle worker wakes this often to look for abandoned jobs (RQ: the worker TTL, minutes).
+IDLE_WAKE_UP = 10
 
 
 class JobsUnavailable(RuntimeError):
@@ -45,6 +57,54 @@ class BulkWorker(Worker):
     cleaner: Cleaner | None = None
     # The process that started this worker; a parent-death signal from it means it is gone.
     started_by: int | None = None
+    # The data directory whose job files it must see before it takes a job (None: no check).
+    data_dir: Path | None = None
+    blind_reason: str | None = None
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """Take a job only while this worker sees the web app's job files (else wait)."""
+        while True:
+            if not self.sees_job_files():
+                if timeout is None:  # burst: nothing it could do
+                    return None
+                self.heartbeat()
+                time.sleep(SHARED_DIR_RECHECK)
+                continue
+            retry_abandoned(self.connection)
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            if result is None or self.sees_job_files():
+                return result
+            job, queue = result  # it lost sight of the files while it waited: hand it back
+            queue.intermediate_queue.remove(job.id)
+            queue.push_job_id(job.id, at_front=True)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """How long an idle worker waits for a job before it looks around again (seconds)."""
+        return IDLE_WAKE_UP
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """How long a running job stays ``started`` without a heartbeat of its worker."""
+        ttl = super().get_heartbeat_ttl(job, working_time)
+        return min(int(ttl), int(self.job_monitoring_interval) + HEARTBEAT_GRACE)
+
+    def sees_job_files(self) -> bool:
+        """Whether the job files are visible here; says so in the log when that changes."""
+        if self.data_dir is None:
+            return True
+        try:
+            reason = data_dir_problem(self.connection, self.data_dir)
+        except redis.RedisError:
+            return True  # RQ's own dequeue reports and retries Redis failures
+        if reason != self.blind_reason:
+            if reason is not None:
+                self.log.error("Worker %s: %s", self.name, reason)
+            else:
+                self.log.info("Worker %s: it sees the job files in %s", self.name, self.data_dir)
+        self.blind_reason = reason
+        return reason is None
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         """In the forked horse: die with the worker, even when the worker is SIGKILLed."""
@@ -129,8 +189,10 @@ def run_worker(
         serializer=JSONSerializer,
         name=name,
         maintenance_interval=maintenance_interval,
+        job_monitoring_interval=JOB_MONITORING_INTERVAL,
     )
     worker.cleaner = cleaner
+    worker.data_dir = settings.data_dir
     if parent_death_signal():
         worker.started_by = os.getppid()
     cleaner.run(connection)

@@ -6,6 +6,7 @@ import http.client
 import socket
 import ssl
 import struct
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -86,5 +87,20 @@ def worker_registered_here(redis_url: str, hostname: str | None = None) -> bool:
         return host.encode() in hostnames
     except redis.RedisError:
         return False
+    finally:
+        connection.close()
+
+
+def worker_data_dir_problem(redis_url: str, data_dir: Path) -> str | None:
+    """Why a worker here cannot see the web app's job files (``None``: it can)."""
+    import redis
+
+    from ipgeo.jobs.shared_dir import data_dir_problem
+
+    connection = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return data_dir_problem(connection, data_dir)
+    except redis.RedisError as exc:
+        return f"Redis is unavailable: {exc}"
     finally:
         connection.close()

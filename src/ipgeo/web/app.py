@@ -16,7 +16,7 @@ from ipgeo.web.dashboard import init_dashboard
 from ipgeo.web.docs import docs
 from ipgeo.web.errors import register_error_handlers
 from ipgeo.web.job_pages import job_pages
-from ipgeo.web.jobs_api import jobs_api
+from ipgeo.web.jobs_api import jobs_api, publish_data_dir
 from ipgeo.web.pages import pages
 from ipgeo.web.pipeline import REFUSAL_KEY, RequestPipeline
 from ipgeo.web.protection import Protection, Refusal, init_redis
@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None, service: GeoService | None = No
     if callable(timezones_health):  # the PostGIS locator: degraded while it falls back
         app.extensions["ipgeo.readiness"]["postgres"] = timezones_health
     guard = init_redis(app, settings)
+    if guard is not None:
+        publish_data_dir(guard.client, settings)
     register_error_handlers(app)
     app.before_request(_show_refusal)
     routes = pipeline_routes(app)

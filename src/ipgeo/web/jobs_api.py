@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import unicodedata
 from typing import Any
@@ -24,6 +25,7 @@ from ipgeo.web.job_access import (
 from ipgeo.web.uploads import clean_name, receive
 
 jobs_api = Blueprint("jobs_api", __name__)
+log = logging.getLogger("ipgeo.web")
 
 _cleaners: dict[int, jobs.Cleaner] = {}
 
@@ -45,6 +47,14 @@ def jobs_redis() -> redis.Redis:
         )
     client: redis.Redis = guard.client
     return client
+
+
+def publish_data_dir(connection: redis.Redis, settings: Settings) -> None:
+    """Name this app's data directory in Redis, so that workers can check they share it."""
+    try:
+        jobs.ensure_marker(connection, settings.data_dir)
+    except (OSError, redis.RedisError) as exc:
+        log.warning("cannot mark the job directory for workers to check: %s", exc)
 
 
 def redis_unavailable(exc: redis.RedisError) -> ApiError:
@@ -93,6 +103,7 @@ def submit_job() -> tuple[jobs.JobView, str]:
     except OSError as exc:
         raise ApiError(503, "storage_unavailable", f"cannot store the upload: {exc}") from None
     try:
+        publish_data_dir(connection, settings)
         name, size, form = receive(files.directory, settings.max_upload)
         values = {**form.to_dict(), **request.args.to_dict()}
         try:

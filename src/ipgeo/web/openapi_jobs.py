@@ -18,7 +18,8 @@ _TIME = {"type": "string", "format": "date-time", "nullable": True}
 _PROGRESS = {
     "type": "object",
     "nullable": True,
-    "description": "Bytes of the input read so far; null until a worker starts the job.",
+    "description": "Bytes of the input read so far, summed over the job's chunks once it is "
+    "cut into them (then of the decompressed input); null until a worker starts the job.",
     "properties": {
         "done": {"type": "integer", "description": "Bytes read."},
         "total": {**_INT_OR_NULL, "description": "Input size, null when unknown."},
@@ -29,6 +30,16 @@ _PROGRESS = {
         "rows": {"type": "integer"},
         "lines_per_second": _INT_OR_NULL,
     },
+}
+_COUNT = {"type": "integer", "minimum": 0}
+_CHUNKS = {
+    "type": "object",
+    "nullable": True,
+    "description": "The chunks a worker cut the input into (`IPGEO_JOB_CHUNK_SIZE` each), each "
+    "run by any worker, then merged in input order: how many are done, running and waiting. "
+    "Null until the input is cut.",
+    "required": ["total", "done", "running", "queued"],
+    "properties": {"total": _COUNT, "done": _COUNT, "running": _COUNT, "queued": _COUNT},
 }
 _RANKED = {
     "type": "array",
@@ -92,6 +103,7 @@ _JOB_PROPERTIES: dict[str, Any] = {
         },
     },
     "progress": _PROGRESS,
+    "chunks": _CHUNKS,
     "summary": _SUMMARY,
     "error": {
         "type": "object",

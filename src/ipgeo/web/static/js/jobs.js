@@ -141,6 +141,10 @@ function setupJobPage() {
     if (p.lines) { parts.push(formatNumber(p.lines) + " lines"); }
     if (p.lines_per_second) { parts.push(formatNumber(p.lines_per_second) + " lines/s"); }
     if (p.eta_seconds && job.status === "started") { parts.push("about " + formatSeconds(p.eta_seconds) + " left"); }
+    var c = job.chunks;
+    if (c && c.total > 1 && job.status === "started") {
+      parts.push("chunks: " + c.done + " of " + c.total + " done, " + c.running + " running, " + c.queued + " waiting");
+    }
     text.textContent = parts.join(" · ");
   }
 
