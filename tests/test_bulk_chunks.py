@@ -209,7 +209,14 @@ def _children(pid: int) -> Iterator[int]:
                 yield int(entry.name)
 
 
-def test_interrupt_removes_the_chunks(big_log: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "status", "said"),
+    [(signal.SIGINT, 130, b"interrupted"), (signal.SIGTERM, 143, b"terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stopped_run_removes_the_chunks(
+    big_log: Path, tmp_path: Path, signum: int, status: int, said: bytes
+) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     process = subprocess.Popen(
         [*IPGEO, str(big_log), "-o", "out.csv", "--jobs", "2"],
@@ -221,10 +228,10 @@ def test_interrupt_removes_the_chunks(big_log: Path, tmp_path: Path) -> None:
         time.sleep(0.05)
     children = list(_children(process.pid))
     assert children
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr.decode()
-    assert b"interrupted" in stderr and b"Traceback" not in stderr
+    assert process.returncode == status, stderr.decode()
+    assert said in stderr and b"Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
     for child in children:
         assert not Path(f"/proc/{child}").exists()
