@@ -33,6 +33,7 @@ from ipgeo.bulk import (
     TooLarge,
     run,
 )
+from ipgeo.bulk.chunks import split
 from ipgeo.bulk.parallel import run_parallel
 from ipgeo.bulk.sources import Input
 from ipgeo.geo import GeoService
@@ -281,3 +282,21 @@ def test_the_library_bounds_progress_and_cancel(inputs: list[Path], tmp_path: Pa
     with pytest.raises(Cancelled):
         run_parallel(service, files, Options(), target, 2, 8192, None, lambda: True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_opened_upload_is_cut_in_place(inputs: list[Path], tmp_path: Path) -> None:
+    """A ``(name, stream)`` input opened from a plain file (a job's upload) is cut into byte
+    ranges of that file, under its display name; a gzip one is decompressed into chunk files."""
+    work = tmp_path / "chunks"
+    work.mkdir()
+    with inputs[0].open("rb") as plain, inputs[1].open("rb") as packed:
+        plan = split([("upload.log", plain), ("more.log.gz", packed)], Options(), 65536, work)
+    in_place = [chunk for chunk in plan.chunks if chunk.form.name == "upload.log"]
+    assert len(in_place) > 1
+    assert {chunk.path for chunk in in_place} == {str(inputs[0].resolve())}
+    assert sum(chunk.length for chunk in in_place) == inputs[0].stat().st_size
+    copies = [chunk for chunk in plan.chunks if chunk.form.name == "more.log.gz"]
+    assert copies and all(Path(chunk.path).parent == work for chunk in copies)
+    assert sorted(path.name for path in work.iterdir()) == sorted(
+        Path(chunk.path).name for chunk in copies
+    )

@@ -165,9 +165,9 @@ class Splitter:
         source = open_source(item)
         name = self.name = source.name
         options = self.options
-        plain_file = not isinstance(item, tuple) and str(item) != "-"
-        keep_in_place = plain_file and not source.compressed and source.size is not None
-        cutter = _Cutter(self, os.path.abspath(item) if keep_in_place else None)  # type: ignore[arg-type]
+        path = _file_path(item)
+        keep_in_place = path is not None and not source.compressed and source.size is not None
+        cutter = _Cutter(self, path if keep_in_place else None)
         tee = cast(BinaryIO, _Tee(source.stream, cutter.feed))
         reader = Source(name, tee, source.raw, None, source.compressed, False)
         try:
@@ -328,3 +328,14 @@ class _Cutter:
         if self.out is not None:
             self.out.close()
             self.out = None
+
+
+def _file_path(item: Input) -> str | None:
+    """The absolute path of the file an input reads, if it reads one (a ``(name, stream)``
+    pair whose stream was opened from a path counts: an upload is cut in place, not copied)."""
+    if isinstance(item, tuple):
+        opened = getattr(item[1], "name", None)
+        return (
+            os.path.abspath(opened) if isinstance(opened, str) and os.path.isfile(opened) else None
+        )
+    return None if str(item) == "-" else os.path.abspath(item)

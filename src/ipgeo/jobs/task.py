@@ -230,9 +230,9 @@ def run_bulk_job(job_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     except (BulkError, OSError) as exc:
         remove_work_files(files)
         raise input_error(job, exc) from None
-    upload = str(files.input.resolve())
-    if all(chunk.path != upload for chunk in plan.chunks):
-        files.remove_input()  # the chunks hold copies
+    upload = files.input.resolve()
+    if all(Path(chunk.path).resolve() != upload for chunk in plan.chunks):
+        files.remove_input()  # the chunks hold copies (a gzip upload, decompressed)
     count = len(plan.chunks)
     job.meta["chunks"] = count
     job.meta["bytes_total"] = sum(chunk.length for chunk in plan.chunks)
