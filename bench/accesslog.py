@@ -32,6 +32,11 @@ _BLOCK = 10_000
 
 def address_pool(rng: random.Random, count: int, v6_share: float = 0.2) -> list[str]:
     """``count`` random global addresses (a share IPv6, in allocated space) plus reserved ones."""
+    return public_ips(rng, count, v6_share) + list(RESERVED)
+
+
+def public_ips(rng: random.Random, count: int, v6_share: float = 0.25) -> list[str]:
+    """``count`` random global addresses, a share of them IPv6 (in allocated space)."""
     found: list[str] = []
     while len(found) < count:
         if rng.random() < v6_share:
@@ -42,7 +47,7 @@ def address_pool(rng: random.Random, count: int, v6_share: float = 0.2) -> list[
             ip = ipaddress.IPv4Address(rng.getrandbits(32))
         if ip.is_global:
             found.append(str(ip))
-    return found + list(RESERVED)
+    return found
 
 
 def write_log(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from datetime import UTC, datetime, timedelta
+
+from bench.accesslog import public_ips
+
+__all__ = ["AGENTS", "BAD_LINES", "PATHS", "RESERVED", "combined_log", "public_ips"]
 
 PATHS = ["/", "/index.html", "/api/v1/lookup/8.8.8.8", "/static/site.css", "/login", "/feed.xml"]
 AGENTS = [
@@ -19,21 +22,6 @@ BAD_LINES = [
     "\x00\x01garbage\xff",
     '- - - [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 400 0',
 ]
-
-
-def public_ips(rng: random.Random, count: int, v6_share: float = 0.25) -> list[str]:
-    """Random global addresses, a share of them IPv6 (in allocated space)."""
-    found: list[str] = []
-    while len(found) < count:
-        if rng.random() < v6_share:
-            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(
-                (0x2001 + rng.randrange(0x0C00)) << 112 | rng.getrandbits(112)
-            )
-        else:
-            ip = ipaddress.IPv4Address(rng.getrandbits(32))
-        if ip.is_global:
-            found.append(str(ip))
-    return found
 
 
 def combined_log(
