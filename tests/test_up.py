@@ -218,6 +218,10 @@ def test_access_log_to_stdout_is_handed_to_nginx(tmp_path: Path) -> None:
         proc.wait_ready()
         nginx = proc.child("nginx")
         assert os.stat(f"/proc/{nginx.pid}/fd/1").st_ino == proc.log_path.stat().st_ino
+        # The file was opened without O_APPEND (as a shell's `>` does): ipgeo up switches it
+        # to appending, or its own later lines would overwrite nginx's at the shared offset.
+        flags = Path(f"/proc/{proc.proc.pid}/fdinfo/1").read_text().split("flags:")[1].split()[0]
+        assert int(flags, 8) & os.O_APPEND
         marker = f"ipgeo-test-{time.monotonic_ns()}"
         resp = requests.get(proc.url + "/ip", headers={"User-Agent": marker}, timeout=10)
         assert resp.status_code == 200

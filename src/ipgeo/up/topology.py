@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,9 +160,18 @@ def build_children(
 
 
 def _stdout_fd() -> int:
-    """ipgeo up's own stdout, handed to a child that writes the access log there."""
+    """ipgeo up's own stdout, handed to a child that writes the access log there.
+
+    A regular file (``ipgeo up --access-log - > file``) is switched to append mode: nginx
+    appends its lines at the end while this process and the other children write at their
+    shared offset, which would overwrite them.
+    """
     sys.stdout.flush()
-    return sys.stdout.fileno()
+    descriptor = sys.stdout.fileno()
+    if stat.S_ISREG(os.fstat(descriptor).st_mode):
+        flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+        fcntl.fcntl(descriptor, fcntl.F_SETFL, flags | os.O_APPEND)
+    return descriptor
 
 
 def app_child(
