@@ -146,6 +146,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "IPGEO_DNS_SERVERS": "127.0.0.1:9",
         "IPGEO_REDIS_URL": server.url,
         "IPGEO_JOB_PROGRESS_INTERVAL": "0.05",
+        "IPGEO_JOB_RETRIES": "0",  # a killed job fails at once (retries: their own test)
         "IPGEO_DASHBOARD_USER": DASHBOARD[0],
         "IPGEO_DASHBOARD_PASSWORD": DASHBOARD[1],
     }

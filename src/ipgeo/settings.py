@@ -262,11 +262,12 @@ class Settings:
         "20G",
     )
     job_retries: int = setting(
-        0,
+        1,
         "IPGEO_JOB_RETRIES",
         p.parse_int(0, 10),
-        "How often a job whose worker died (or that failed unexpectedly) is run again. Bad "
-        "input is never retried.",
+        "How often a chunk of a job whose worker died (or that failed unexpectedly) is run "
+        "again, on any worker; then the job fails naming the chunk. Bad input is never "
+        "retried. Default: 1.",
         "1",
     )
     job_chunk_size: int = setting(
