@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pytest_redis.executor import RedisExecutor
 
+from bench.testdata import find_testdata
 from ipgeo.settings import Settings
 from ipgeo.web import create_app
 from tests.fakedns import FakeDnsServer
@@ -21,28 +20,7 @@ from tests.fakedns import FakeDnsServer
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _find_testdata() -> Path:
-    """MaxMind's test databases: ``$IPGEO_TESTDATA``, else ``../shared/testdata/maxmind`` next to
-    this checkout or, for a clone made elsewhere (``git clone . /tmp/x``), next to its origin."""
-    if "IPGEO_TESTDATA" in os.environ:
-        return Path(os.environ["IPGEO_TESTDATA"])
-    tail = Path("shared", "testdata", "maxmind")
-    candidates = [ROOT.parent / tail]
-    try:
-        origin = subprocess.run(
-            ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        origin = ""
-    if origin.startswith("/"):  # a clone of a local checkout
-        candidates.append(Path(origin).resolve().parent / tail)
-    return next((path for path in candidates if path.is_dir()), candidates[0])
-
-
-TESTDATA = _find_testdata()
+TESTDATA = find_testdata()
 
 DNS_RECORDS = {
     "example.test": ["8.8.8.8", "2001:4860:4860::8888"],

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import os
 import random
-import subprocess
 from pathlib import Path
 
 from bench.parity.cases import BATCH_SIZE, Run
@@ -20,8 +18,8 @@ from bench.parity.inputs import (
     random_addresses,
     write_lines,
 )
+from bench.testdata import find_testdata
 
-ROOT = Path(__file__).resolve().parents[2]
 BulkRuns = tuple[tuple[str, str, tuple[str, ...]], ...]
 _SUMMARY = ("--summary", "--summary-format", "json")
 # (name, normaliser, arguments): every output format per line and unique, fields, lang, inputs.
@@ -57,21 +55,9 @@ ASN_BULK: BulkRuns = (
 )
 
 
-def find_testdata() -> Path:
-    """MaxMind's test databases, found as tests/conftest.py does (``$IPGEO_TESTDATA`` first)."""
-    if "IPGEO_TESTDATA" in os.environ:
-        return Path(os.environ["IPGEO_TESTDATA"])
-    tail = Path("shared", "testdata", "maxmind")
-    candidates = [ROOT.parent / tail]
-    origin = subprocess.run(
-        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    if origin.startswith("/"):  # a clone of a local checkout
-        candidates.append(Path(origin).resolve().parent / tail)
-    found = next((path for path in candidates if path.is_dir()), candidates[0])
+def existing_testdata() -> Path:
+    """MaxMind's test databases (``bench.testdata.find_testdata``); exit when they are missing."""
+    found = find_testdata()
     if not (found / "GeoLite2-ASN-Test.mmdb").is_file():
         raise SystemExit(f"MaxMind test databases not found in {found} (set IPGEO_TESTDATA)")
     return found
@@ -118,7 +104,7 @@ def city_run(temp: Path) -> Run:
 
 def asn_run(temp: Path) -> Run:
     """The City database plus GeoLite2-ASN-Test: 10,000 random addresses and the ASN networks."""
-    testdata = find_testdata()
+    testdata = existing_testdata()
     rng = random.Random(SEED + 1)
     inside, networks = asn_addresses(rng, testdata / "GeoLite2-ASN-Test.json")
     addresses = [*EDGE_CASES, *random_addresses(rng, 8_000, 2_000), *inside]
