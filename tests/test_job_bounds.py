@@ -7,7 +7,6 @@ database (one line ``0.0.0.0/0`` has a row per database network: millions).
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -16,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from ipgeo.jobs import queue
-from ipgeo.jobs.worker import stop_worker
 from ipgeo.settings import Settings
-from tests.servers import AppServer, RedisServer
 from tests.test_bulk_cli import bulk
 from tests.test_jobs_acceptance import Stack
 
@@ -28,48 +25,23 @@ MAX_ROWS = 5000
 MAX_INPUT = 500_000
 
 
-def _stack(tmp: Path, **settings: str) -> Stack:
-    server = RedisServer(tmp).start()
-    data_dir = tmp / "data"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("IPGEO_")}
-    env |= {
-        "IPGEO_DATA_DIR": str(data_dir),
-        "IPGEO_DNS_SERVERS": "127.0.0.1:9",
-        "IPGEO_REDIS_URL": server.url,
-        "IPGEO_JOB_PROGRESS_INTERVAL": "0.05",
-        **settings,
-    }
-    app = AppServer(env, tmp / "app.log", workers=1).start()
-    logs = tmp / "worker-logs"
-    logs.mkdir()
-    stack = Stack(app, server, data_dir, env, logs)
-    stack.start_worker()
-    return stack
-
-
-def _stop(stack: Stack) -> None:
-    if stack.worker is not None:
-        stop_worker(stack.worker, os.getpid())
-    stack.app.stop()
-    stack.redis.stop()
-
-
 @pytest.fixture(scope="module")
 def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = _stack(
+    stack = Stack.start(
         tmp_path_factory.mktemp("bounded-jobs"),
+        1,
         IPGEO_JOB_MAX_ROWS=str(MAX_ROWS),
         IPGEO_JOB_MAX_INPUT=str(MAX_INPUT),
     )
     yield stack
-    _stop(stack)
+    stack.stop()
 
 
 @pytest.fixture(scope="module")
 def unbounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = _stack(tmp_path_factory.mktemp("default-jobs"))
+    stack = Stack.start(tmp_path_factory.mktemp("default-jobs"), 1)
     yield stack
-    _stop(stack)
+    stack.stop()
 
 
 def _files(stack: Stack, job_id: str) -> list[str]:

@@ -68,6 +68,33 @@ class Stack:
     logs: Path
     worker: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def start(cls, tmp: Path, workers: int, **settings: str) -> Stack:
+        """Redis, the app (``workers`` processes) and one job worker, with ``settings``."""
+        server = RedisServer(tmp).start()
+        data_dir = tmp / "data"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("IPGEO_")}
+        env |= {
+            "IPGEO_DATA_DIR": str(data_dir),
+            "IPGEO_DNS_SERVERS": "127.0.0.1:9",
+            "IPGEO_REDIS_URL": server.url,
+            "IPGEO_JOB_PROGRESS_INTERVAL": "0.05",
+            **settings,
+        }
+        app = AppServer(env, tmp / "app.log", workers=workers).start()
+        logs = tmp / "worker-logs"
+        logs.mkdir()
+        stack = cls(app, server, data_dir, env, logs)
+        stack.start_worker()
+        return stack
+
+    def stop(self) -> None:
+        """Stop the worker, the app and Redis."""
+        if self.worker is not None:
+            stop_worker(self.worker, os.getpid())
+        self.app.stop()
+        self.redis.stop()
+
     def start_worker(self) -> subprocess.Popen[bytes]:
         output = (self.logs / f"worker-{time.monotonic_ns()}.log").open("wb")
         self.worker = start_worker_process(self.redis.url, self.env, output)
@@ -137,29 +164,15 @@ def big_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, set[st
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("jobs-stack")
-    server = RedisServer(tmp).start()
-    data_dir = tmp / "data"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("IPGEO_")}
-    env |= {
-        "IPGEO_DATA_DIR": str(data_dir),
-        "IPGEO_DNS_SERVERS": "127.0.0.1:9",
-        "IPGEO_REDIS_URL": server.url,
-        "IPGEO_JOB_PROGRESS_INTERVAL": "0.05",
-        "IPGEO_JOB_RETRIES": "0",  # a killed job fails at once (retries: their own test)
-        "IPGEO_DASHBOARD_USER": DASHBOARD[0],
-        "IPGEO_DASHBOARD_PASSWORD": DASHBOARD[1],
-    }
-    app = AppServer(env, tmp / "app.log", workers=2).start()
-    logs = tmp / "worker-logs"
-    logs.mkdir()
-    item = Stack(app, server, data_dir, env, logs)
-    item.start_worker()
+    item = Stack.start(
+        tmp_path_factory.mktemp("jobs-stack"),
+        2,
+        IPGEO_JOB_RETRIES="0",  # a killed job fails at once (retries: their own test)
+        IPGEO_DASHBOARD_USER=DASHBOARD[0],
+        IPGEO_DASHBOARD_PASSWORD=DASHBOARD[1],
+    )
     yield item
-    if item.worker is not None:
-        stop_worker(item.worker, os.getpid())
-    app.stop()
-    server.stop()
+    item.stop()
 
 
 def _children(pid: int) -> list[int]:
