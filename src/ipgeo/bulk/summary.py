@@ -77,8 +77,26 @@ def _ranked(counts: Counter[Any], total: int, top: int, label: Any) -> list[dict
     return ranked
 
 
-def _facet_order(item: tuple[Facet, int]) -> tuple[tuple[bool, Any], ...]:
-    return tuple((value is None, "" if value is None else value) for value in item[0])
+# Stand-ins for None that sort after every value, as the summary orders facets: None after
+# the names (U+10FFFF is a noncharacter, in no database's names) and after every AS number.
+_LAST_TEXT = "\U0010ffff"
+_LAST_NUMBER = 1 << 64
+
+
+def _facet_order(item: tuple[Facet, int]) -> tuple[Any, ...]:
+    """A facet's place in the summary's order: by its values, None after the rest."""
+    iso, country, region_code, region, city, asn, asn_org, zone = item[0]
+    last = _LAST_TEXT
+    return (
+        last if iso is None else iso,
+        last if country is None else country,
+        last if region_code is None else region_code,
+        last if region is None else region,
+        last if city is None else city,
+        _LAST_NUMBER if asn is None else asn,
+        last if asn_org is None else asn_org,
+        last if zone is None else zone,
+    )
 
 
 def top_places(facets: list[Facet | None], hits: Counter[int], top: int) -> dict[str, Any]:
@@ -92,28 +110,30 @@ def top_places(facets: list[Facet | None], hits: Counter[int], top: int) -> dict
     total = 0
     # Facets in the order of their values, not of their ids (the order a run met them in):
     # equal counts rank alike, and one name is kept per key, however the input was cut up.
-    counted = [(facets[facet_id], count) for facet_id, count in hits.items()]
-    for facet, count in sorted(
-        [(facet, count) for facet, count in counted if facet is not None], key=_facet_order
-    ):
+    counted: list[tuple[Facet, int]] = []
+    for facet_id, count in hits.items():
+        facet = facets[facet_id]
+        if facet is not None:
+            counted.append((facet, count))
+    located = sorted(counted, key=_facet_order)
+    for (iso, country, region_code, region, city, asn, asn_org, zone), count in located:
         total += count
-        iso = facet.country_iso
         if iso:
             countries[iso] += count
-            names[("country", iso)] = facet.country
-        if facet.region or facet.region_code:
-            key = f"{iso or '?'}-{facet.region_code or facet.region}"
+            names[("country", iso)] = country
+        if region or region_code:
+            key = f"{iso or '?'}-{region_code or region}"
             regions[key] += count
-            names[("region", key)] = facet.region
-        if facet.city:
-            key = f"{facet.city}, {facet.region or facet.region_code or '-'}, {iso or '?'}"
+            names[("region", key)] = region
+        if city:
+            key = f"{city}, {region or region_code or '-'}, {iso or '?'}"
             cities[key] += count
-            names[("city", key)] = facet.city
-        if facet.asn is not None:
-            asns[facet.asn] += count
-            names[("asn", facet.asn)] = facet.asn_org
-        if facet.time_zone:
-            zones[facet.time_zone] += count
+            names[("city", key)] = city
+        if asn is not None:
+            asns[asn] += count
+            names[("asn", asn)] = asn_org
+        if zone:
+            zones[zone] += count
     return {
         "countries": _ranked(countries, total, top, lambda key: names[("country", key)]),
         "regions": _ranked(regions, total, top, lambda key: names[("region", key)]),
