@@ -350,9 +350,8 @@ class BulkRun:
         opening = self.writer.head("")
         for offset in range(0, len(keys), _UNIQUE_CHUNK):
             chunk = keys[offset : offset + _UNIQUE_CHUNK]
-            addresses: list[Address] = list(map(parse_address, chunk))  # type: ignore[arg-type]
             self.resolver.refresh()
-            rows = self.resolver.resolve(addresses)
+            rows = self.resolver.resolve_texts(chunk)
             hits = list(map(seen.__getitem__, chunk))
             tails = self.renderer.tails(self.resolver.answers, rows, hits=hits)
             self.writer.extend([opening + tail for tail in tails])

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import ipaddress
 import operator
+import socket
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from functools import partial
+from itertools import compress
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from ipgeo.bulk.summary import Facet
 from ipgeo.geo import GeoService
-from ipgeo.geo.addresses import Address, IPAddress, network_text
+from ipgeo.geo.addresses import Address, IPAddress, network_text, parse_address
 from ipgeo.geo.database import PLACE_VALUES
 from ipgeo.geo.generation import Generation
 from ipgeo.geo.records import PlaceRecord
@@ -53,6 +56,7 @@ _RESERVED_ANSWER = Answer(None, None, None, None, "reserved_address", RESERVED)
 _NOT_FOUND_ANSWER = Answer(None, None, None, None, "not_found", NOT_FOUND)
 
 
+_PTON4 = partial(socket.inet_pton, socket.AF_INET)
 _pick_facet = operator.itemgetter(*(PLACE_VALUES.index(name) for name in _FACET_VALUES))
 
 
@@ -164,6 +168,25 @@ class Resolver:
                     networks[position] = network_text(version, number, prefix)
         ips = [address[0] for address in addresses]
         return Rows(ips, [address[1] for address in addresses], networks, answers)
+
+    def resolve_texts(self, ips: list[str]) -> Rows:
+        """The rows of canonical address texts: the IPv4 ones with numpy, the others one by one."""
+        v4 = [":" not in ip for ip in ips]
+        texts = list(compress(ips, v4))
+        if not texts:
+            return self.resolve(list(map(parse_address, ips)))  # type: ignore[arg-type]
+        numbers = np.frombuffer(b"".join(map(_PTON4, texts)), dtype=">u4").astype(np.int64)
+        four = self.resolve_v4(numbers, texts)
+        if len(texts) == len(ips):
+            return four
+        others = [ip for ip in ips if ":" in ip]
+        six = self.resolve(list(map(parse_address, others)))  # type: ignore[arg-type]
+        columns: list[list[Any]] = []
+        for column_six, column_four in zip(six, four, strict=True):
+            # back into the order of ``ips``
+            taken = (iter(cast(list[Any], column_six)), iter(cast(list[Any], column_four)))
+            columns.append([next(taken[plain]) for plain in v4])
+        return Rows(*columns)
 
     def networks(self, first: IPAddress, last: IPAddress) -> Iterator[IPAddress]:
         """The first address (within ``first..last``) of every database network with a record."""
