@@ -113,8 +113,15 @@ def measure(command: list[str], quiet: bool = False) -> tuple[float, float, int]
     """Run ``command``; return its CPU seconds (user + system), wall seconds, peak RSS in MB.
 
     CPU time is the fair measure on a shared machine: wall time also counts the time the
-    process waited for a core other programs were using.
+    process waited for a core other programs were using. The output file (after ``-o``, or
+    the last argument of the naive loop) is removed first: dropping an earlier run's output
+    (up to 240 MB of page cache freed in the process's system time) is not this run's work,
     """
+    output = command[command.index("-o") + 1] if "-o" in command else command[-1]
+    Path(output).unlink(missing_ok=True)
+    # and an earlier run's output still being written back to disk would take a core from
+    # this one (the kernel's flusher threads): a run with a core per process would pay for it
+    os.sync()
     started = time.perf_counter()
     stderr = subprocess.DEVNULL if quiet else None
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -123,6 +130,12 @@ def measure(command: list[str], quiet: bool = False) -> tuple[float, float, int]
     if status != 0:
         raise SystemExit(f"{command} failed with status {status}")
     return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss // 1024
+
+
+def median_of(rounds: int, command: list[str]) -> tuple[float, float, int]:
+    """``measure`` ``rounds`` times: the median CPU time's run."""
+    runs = sorted((measure(command) for _ in range(rounds)), key=lambda run: run[0])
+    return runs[len(runs) // 2]
 
 
 def jobs_case(work: Path, ipgeo: list[str], lines: int, jobs: int) -> None:
@@ -152,6 +165,7 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=1_000_000)
     parser.add_argument("--big-gb", type=float, default=1.0)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each, median CPU time")
     parser.add_argument("--cases", default="abc", help="which cases to run (default: abc)")
     parser.add_argument("--jobs", type=int, default=2, help="case (d): processes")
     parser.add_argument("--mixed-lines", type=int, default=2_000_000, help="case (d): lines")
@@ -179,13 +193,14 @@ def main() -> None:
     cases = [case for case in cases if case[0][1] in args.cases]
     variants: list[tuple[str, float]] = []
     for name, path, lines in cases:
-        naive = measure([python, "-c", NAIVE, str(path), str(work / "naive.csv")])
-        ours = measure([*ipgeo, str(path), "-o", str(work / "ours.csv")])
+        naive = median_of(args.rounds, [python, "-c", NAIVE, str(path), str(work / "naive.csv")])
+        ours = median_of(args.rounds, [*ipgeo, str(path), "-o", str(work / "ours.csv")])
         results.append((name, lines, naive, ours))
         print(f"{name}: naive {naive}, ipgeo {ours} (cpu s, wall s, MB)", file=sys.stderr)
         if path == log:
             for label, options in VARIANTS:
-                cpu = measure([*ipgeo, str(path), *options, "-o", str(work / "ours.csv")])[0]
+                command = [*ipgeo, str(path), *options, "-o", str(work / "ours.csv")]
+                cpu = median_of(args.rounds, command)[0]
                 variants.append((label, cpu / ours[0]))
                 print(f"(a) {label}: {cpu:.2f} cpu s", file=sys.stderr)
     big_row = None
