@@ -34,7 +34,7 @@ from ipgeo.bulk import (
     run,
 )
 from ipgeo.bulk.chunks import split
-from ipgeo.bulk.parallel import run_parallel
+from ipgeo.bulk.parallel import default_chunk_size, run_parallel
 from ipgeo.bulk.sources import Input
 from ipgeo.geo import GeoService
 from tests.loggen import combined_log
@@ -300,3 +300,21 @@ def test_an_opened_upload_is_cut_in_place(inputs: list[Path], tmp_path: Path) ->
     assert sorted(path.name for path in work.iterdir()) == sorted(
         Path(chunk.path).name for chunk in copies
     )
+
+
+@pytest.mark.parametrize("jobs", [2, 3, 8])
+def test_one_chunk_per_process_the_last_shorter(jobs: int, tmp_path: Path) -> None:
+    """``--jobs N`` without ``--chunk-size`` cuts a file into N chunks; the last one, which
+    starts last and whose rows the merge copies, is the shortest (2 jobs: about 52 % / 48 %)."""
+    log = tmp_path / "access.log"
+    write_log_file(log, 80_000)  # 13 MB: chunks of at least CHUNK_SIZE for 8 jobs
+    work = tmp_path / "chunks"
+    work.mkdir()
+    size = default_chunk_size([log], jobs)
+    plan = split([log], Options(), size, work)
+    lengths = [chunk.length for chunk in plan.chunks]
+    assert len(lengths) == jobs
+    assert sum(lengths) == log.stat().st_size
+    assert lengths[-1] == min(lengths)
+    assert lengths[-1] < 0.95 * lengths[0]
+    assert abs(lengths[0] / sum(lengths) - (1 + 0.08 / jobs) / jobs) < 0.01
