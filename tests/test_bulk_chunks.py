@@ -239,18 +239,36 @@ def test_a_stopped_run_removes_the_chunks(
 
 
 def test_a_chunk_per_line(tmp_path: Path) -> None:
-    """Chunks of one line each: blank lines, comments and a CSV header in chunks of their own."""
+    """Chunks of one line each (the library takes any size; the command's floor is 4K): blank
+    lines, comments and a CSV header in chunks of their own."""
     table = tmp_path / "in.csv"
     table.write_text(
         "# a comment\n\nip,note\n8.8.8.8,x\n\n,empty\n2a02:ec0::1,y\nnope,z\n8.8.8.8,w"
     )
     listed = tmp_path / "in.txt"
     listed.write_text("\n\n1.2.3.0/30\n#\n::1\n\n")
-    args = [str(table), str(listed), "--fields", "source,line,input,ip,city,error"]
-    expected, summary = run_once(tmp_path, "single", args)
-    output, chunked = run_once(tmp_path, "chunked", [*args, "--jobs", "2", "--chunk-size", "1"])
-    assert chunked == summary and summary["lines"] == 15
-    assert output == expected
+    service = GeoService()
+    options = Options(fields=("source", "line", "input", "ip", "city", "error"))
+    single = run(service, [table, listed], options, tmp_path / "single")
+    chunked = run_parallel(service, [table, listed], options, tmp_path / "chunked", 2, 1)
+    single.seconds = chunked.seconds = 0.0
+    assert chunked == single and single.lines == 15
+    assert (tmp_path / "chunked").read_bytes() == (tmp_path / "single").read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "chunked", "in.csv", "in.txt", "single"
+    ]  # fmt: skip
+
+
+def test_the_chunk_size_of_the_command_has_a_floor(tmp_path: Path) -> None:
+    """``--chunk-size`` below 4K is refused (a chunk per line would be a process task and a
+    file per line), with the option named; 4K is taken."""
+    log = tmp_path / "in.log"
+    log.write_text("8.8.8.8 - - x\n" * 10)
+    refused = bulk(str(log), "--jobs", "2", "--chunk-size", "1", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert b"--chunk-size" in refused.stderr and b"4096" in refused.stderr
+    taken = bulk(str(log), "-o", "out.csv", "--jobs", "2", "--chunk-size", "4K", cwd=tmp_path)
+    assert taken.returncode == 0, taken.stderr.decode()
 
 
 def test_the_library_bounds_progress_and_cancel(inputs: list[Path], tmp_path: Path) -> None:

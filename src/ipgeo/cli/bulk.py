@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 # rich is imported only when it draws something (a progress bar on a terminal, a summary
 # table): importing it costs a noticeable part of a short run's start-up.
 
+# the smallest --chunk-size: each chunk is a task for a process and files of its own
+MIN_CHUNK_SIZE = 4096
 _FIELDS_HELP = (
     "Comma-separated columns, as in the API's ?fields= (plus source, line, input, hits, error)."
 )
@@ -91,8 +93,8 @@ _FIELDS_HELP = (
 @click.option(
     "--chunk-size",
     default=None,
-    help="Cut the input into chunks of about this size (e.g. 64M; K/M/G). Default with "
-    "--jobs: one chunk per process for files, 64M for stdin and gzip.",
+    help="Cut the input into chunks of about this size (e.g. 64M; K/M/G; at least 4K). "
+    "Default with --jobs: one chunk per process for files, 64M for stdin and gzip.",
 )
 def bulk(
     files: tuple[str, ...],
@@ -184,7 +186,7 @@ def _chunk_size(raw: str | None) -> int | None:
     if raw is None:
         return None
     try:
-        return parse_size(1, 1 << 40)(raw, "--chunk-size")
+        return parse_size(MIN_CHUNK_SIZE, 1 << 40)(raw, "--chunk-size")
     except SettingsError as exc:
         raise click.BadParameter(exc.problem, param_hint="--chunk-size") from None
 
