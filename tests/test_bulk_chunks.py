@@ -33,7 +33,9 @@ from ipgeo.bulk import (
     TooLarge,
     run,
 )
+from ipgeo.bulk.chunk_run import run_chunk
 from ipgeo.bulk.chunks import split
+from ipgeo.bulk.merge import merge
 from ipgeo.bulk.parallel import default_chunk_size, run_parallel
 from ipgeo.bulk.sources import Input
 from ipgeo.geo import GeoService
@@ -336,3 +338,30 @@ def test_one_chunk_per_process_the_last_shorter(jobs: int, tmp_path: Path) -> No
     assert lengths[-1] == min(lengths)
     assert lengths[-1] < 0.95 * lengths[0]
     assert abs(lengths[0] / sum(lengths) - (1 + 0.08 / jobs) / jobs) < 0.01
+
+
+@pytest.mark.parametrize("unique", [False, True])
+def test_a_merge_stops_when_cancelled(unique: bool, tmp_path: Path) -> None:
+    """A merge asks ``should_cancel`` while it renders unique rows and copies rows: asked to
+    stop part way, it raises ``Cancelled`` and leaves neither the output nor its partial."""
+    log = tmp_path / "access.log"
+    write_log_file(log, 30_000)
+    work = tmp_path / "chunks"
+    work.mkdir()
+    service = GeoService()
+    options = Options(unique=unique)
+    plan = split([log], options, 1 << 20, work)
+    assert len(plan.chunks) > 2
+    for chunk in plan.chunks:
+        run_chunk(service, chunk, options, plan.now(), work)
+    asked: list[int] = []
+
+    def after_one_look() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    target = tmp_path / "out.csv"
+    with pytest.raises(Cancelled):
+        merge(service, plan, options, work, target, should_cancel=after_one_look)
+    assert len(asked) == 2
+    assert not target.exists() and not list(tmp_path.glob("out.csv*"))

@@ -349,6 +349,7 @@ class BulkRun:
         keys = list(seen)
         opening = self.writer.head("")
         for offset in range(0, len(keys), _UNIQUE_CHUNK):
+            self._check_cancel()
             chunk = keys[offset : offset + _UNIQUE_CHUNK]
             self.resolver.refresh()
             rows = self.resolver.resolve_texts(chunk)

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, cast
 from ipgeo.bulk.bulk_run import BulkRun
 from ipgeo.bulk.chunk_run import ChunkState, load_state
 from ipgeo.bulk.chunks import Plan, chunk_file
-from ipgeo.bulk.errors import BulkError, TooLarge
+from ipgeo.bulk.errors import BulkError, Cancelled, TooLarge
 from ipgeo.bulk.options import Options
 from ipgeo.bulk.resolver import NOT_FOUND, RESERVED
 from ipgeo.bulk.summary import MAX_SAMPLES, Facet, Summary
@@ -30,6 +30,7 @@ from ipgeo.bulk.writers import FIRST_FRAGMENT, FRAGMENT
 from ipgeo.geo import GeoService
 
 _COPY_BLOCK = 1 << 24
+_STEP = 1 << 26  # bytes copied between looks at cancel (~40 ms)
 _PART_MIN = 8192  # unique rows rendered in one part at least
 
 
@@ -53,13 +54,17 @@ def merge(
     output: BinaryIO | str | Path,
     render_parts: PartsRenderer | None = None,
     parts: int = 1,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> Summary:
     """Write the output of ``plan``'s chunks (done in ``work_dir``) and return the summary.
 
     A path ``output`` is written to ``<path>.partial`` and renamed on success; the first
     chunk's row file is moved there, not copied. Unique rows are rendered in ``parts``
-    slices by ``render_parts`` (default: here, one after the other).
+    slices by ``render_parts`` (default: here, one after the other). ``should_cancel`` is
+    asked between unique rows' batches and copied blocks of rows: ``Cancelled`` leaves no
+    output behind.
     """
+    stop = _Stop(should_cancel)
     states = [load_state(work_dir, chunk.index) for chunk in plan.chunks]
     summary = _summary(plan, states)
     tally = _tally(options.unique, states)
@@ -81,9 +86,10 @@ def merge(
         if options.max_rows is not None and rows > options.max_rows:
             raise TooLarge("rows", options.max_rows)
         unique = _unique_parts(tally.seen, parts)
+        stop.check()
         if render_parts is None:
             for part in unique:
-                write_unique_part(service, plan.now(), options, work_dir, part)
+                write_unique_part(service, plan.now(), options, work_dir, part, should_cancel)
         else:
             render_parts(unique)
         paths = [_part_file(work_dir, part.index) for part in unique]
@@ -98,7 +104,7 @@ def merge(
     trailer = b"\n]\n" if options.output_format == "json" else b""
     if options.output_format == "json" and not rows:
         segments, trailer = [], b"[]\n"
-    _write_segments(segments, trailer, output)
+    _write_segments(segments, trailer, output, stop)
     summary.rows = rows
     tally.finish(summary, facets, options.top)
     summary.seconds = round(time.time() - plan.started, 3)
@@ -106,7 +112,12 @@ def merge(
 
 
 def write_unique_part(
-    service: GeoService, clock: datetime, options: Options, work_dir: Path, part: UniquePart
+    service: GeoService,
+    clock: datetime,
+    options: Options,
+    work_dir: Path,
+    part: UniquePart,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> None:
     """Render one slice of the unique rows (the first opens the document) into its file."""
     path = _part_file(work_dir, part.index)
@@ -114,7 +125,7 @@ def write_unique_part(
     framing = FIRST_FRAGMENT if part.index == 0 else FRAGMENT
     try:
         with partial.open("wb") as out:
-            run = BulkRun(service, options, out, None, None, clock, framing)
+            run = BulkRun(service, options, out, None, should_cancel, clock, framing)
             run.tally.seen = part.hits
             run.write_unique()
             run.writer.close()
@@ -223,7 +234,10 @@ class _Opened:
 
 
 def _write_segments(
-    segments: Sequence[tuple[Path, int]], trailer: bytes, output: BinaryIO | str | Path
+    segments: Sequence[tuple[Path, int]],
+    trailer: bytes,
+    output: BinaryIO | str | Path,
+    stop: _Stop,
 ) -> None:
     """Write the segments and the trailer; the first segment's file is moved into a path."""
     first = segments[0][0] if segments and isinstance(output, str | Path) else None
@@ -238,7 +252,7 @@ def _write_segments(
         out.flush()
         for path, size in rest:
             with path.open("rb") as part:
-                _copy(part, out, size)
+                _copy(part, out, size, stop)
         out.write(trailer)
         finish()
 
@@ -250,9 +264,10 @@ def _move(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _copy(source: BinaryIO, target: BinaryIO, size: int) -> None:
+def _copy(source: BinaryIO, target: BinaryIO, size: int, stop: _Stop) -> None:
     """Copy ``size`` bytes: in the kernel where both are files (``copy_file_range`` shares
-    the blocks on file systems that can, and copies on the server over NFS), else by blocks."""
+    the blocks on file systems that can, and copies on the server over NFS), else by blocks;
+    ``stop`` is asked between steps of at most ``_STEP`` bytes."""
     try:
         source_fd, target_fd = source.fileno(), target.fileno()
     except (AttributeError, OSError, ValueError):
@@ -263,7 +278,8 @@ def _copy(source: BinaryIO, target: BinaryIO, size: int) -> None:
         for kernel_copy in (_copy_file_range, os.sendfile):
             try:
                 while done < size:
-                    sent = kernel_copy(target_fd, source_fd, done, size - done)
+                    stop.check()
+                    sent = kernel_copy(target_fd, source_fd, done, min(size - done, _STEP))
                     if not sent:
                         break
                     done += sent
@@ -273,6 +289,7 @@ def _copy(source: BinaryIO, target: BinaryIO, size: int) -> None:
                     raise
     source.seek(done)
     while done < size:
+        stop.check()
         block = source.read(min(size - done, _COPY_BLOCK))
         if not block:
             break
@@ -282,3 +299,15 @@ def _copy(source: BinaryIO, target: BinaryIO, size: int) -> None:
 
 def _copy_file_range(target_fd: int, source_fd: int, offset: int, count: int) -> int:
     return os.copy_file_range(source_fd, target_fd, count, offset)
+
+
+class _Stop:
+    """Raises ``Cancelled`` when the caller's ``should_cancel`` says so."""
+
+    def __init__(self, should_cancel: Callable[[], bool] | None) -> None:
+        self.should_cancel = should_cancel
+
+    def check(self) -> None:
+        """Raise ``Cancelled`` if asked to stop."""
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled("cancelled")

@@ -67,7 +67,8 @@ def run_parallel(
                 report = tracker.reporter(chunk)
                 run_chunk(service, chunk, options, splitter.clock, work_dir, report, should_cancel)
                 _drop_input(chunk, work_dir)
-            return merge(service, splitter.plan(), options, work_dir, output)
+            plan = splitter.plan()
+            return merge(service, plan, options, work_dir, output, should_cancel=should_cancel)
         return _run_pool(service, inputs, options, output, jobs, splitter, tracker, should_cancel)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -134,6 +135,7 @@ def _run_pool(
                 output,
                 partial(pool.map, _pool_part),
                 jobs,
+                should_cancel,
             )
     finally:
         _shared.clear()

@@ -302,8 +302,10 @@ def run_merge_job(job_dir: str, options: dict[str, Any]) -> dict[str, Any]:
     try:
         summary = merge(
             _service(), Plan.load(files.chunks), _engine_options(options), files.chunks,
-            files.result,
+            files.result, should_cancel=CancelCheck(connection, parent.id),
         )  # fmt: skip
+    except Cancelled:
+        return _merge_canceled(parent, files, settings)
     except (BulkError, OSError) as exc:
         files.remove_partial()
         remove_work_files(files)
