@@ -34,7 +34,7 @@ from ipgeo.bulk import (
     run,
 )
 from ipgeo.bulk.chunk_run import run_chunk
-from ipgeo.bulk.chunks import split
+from ipgeo.bulk.chunks import NewlineCounter, split
 from ipgeo.bulk.merge import merge
 from ipgeo.bulk.parallel import default_chunk_size, run_parallel
 from ipgeo.bulk.sources import Input
@@ -365,3 +365,22 @@ def test_a_merge_stops_when_cancelled(unique: bool, tmp_path: Path) -> None:
         merge(service, plan, options, work, target, should_cancel=after_one_look)
     assert len(asked) == 2
     assert not target.exists() and not list(tmp_path.glob("out.csv*"))
+
+
+@pytest.mark.parametrize(
+    ("data", "start", "end"),
+    [
+        (b"", 0, 0),
+        (b"a\nb\n", 0, 4),
+        (b"a\nb\n", 1, 3),
+        (b"\n\n\n", 2, 3),
+        (b"no newline", 0, 10),
+        (b"a\n", 2, 2),
+        (b"x\n" * 3000, 7, 5001),  # a bigger block after a smaller one: the buffer grows
+    ],
+)
+def test_newlines_are_counted_as_bytes_count_counts(data: bytes, start: int, end: int) -> None:
+    """The cutter's numpy counter gives ``bytes.count`` for any slice, reusing its buffer."""
+    counter = NewlineCounter()
+    counter(b"\n" * 10, 0, 10)
+    assert counter(data, start, end) == data.count(b"\n", start, end)
