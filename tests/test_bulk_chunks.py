@@ -325,7 +325,7 @@ def test_an_opened_upload_is_cut_in_place(inputs: list[Path], tmp_path: Path) ->
 @pytest.mark.parametrize("jobs", [2, 3, 8])
 def test_one_chunk_per_process_the_last_shorter(jobs: int, tmp_path: Path) -> None:
     """``--jobs N`` without ``--chunk-size`` cuts a file into N chunks; the last one, which
-    starts last and whose rows the merge copies, is the shortest (2 jobs: about 52 % / 48 %)."""
+    starts last and whose rows the merge copies, is the shortest (2 jobs: about 51 % / 49 %)."""
     log = tmp_path / "access.log"
     write_log_file(log, 80_000)  # 13 MB: chunks of at least CHUNK_SIZE for 8 jobs
     work = tmp_path / "chunks"
@@ -336,8 +336,8 @@ def test_one_chunk_per_process_the_last_shorter(jobs: int, tmp_path: Path) -> No
     assert len(lengths) == jobs
     assert sum(lengths) == log.stat().st_size
     assert lengths[-1] == min(lengths)
-    assert lengths[-1] < 0.95 * lengths[0]
-    assert abs(lengths[0] / sum(lengths) - (1 + 0.08 / jobs) / jobs) < 0.01
+    assert lengths[-1] < 0.98 * lengths[0]
+    assert abs(lengths[0] / sum(lengths) - (1 + 0.04 / jobs) / jobs) < 0.005
 
 
 @pytest.mark.parametrize("unique", [False, True])

@@ -35,7 +35,7 @@ from ipgeo.geo import GeoService
 
 _WAIT = 0.1  # seconds between looks at progress and cancel while chunks run
 _REPORT_EVERY = 0.25  # seconds between the progress reports of a pool process
-_LEAD = 0.08  # what the chunks before the last get over an even share, shared by the jobs
+_LEAD = 0.04  # what the chunks before the last get over an even share, shared by the jobs
 
 # What the forked children need (set before the pool forks them).
 _shared: dict[str, Any] = {}
@@ -82,7 +82,7 @@ def default_chunk_size(inputs: Sequence[Input], jobs: int) -> int:
         return DEFAULT_CHUNK_SIZE
     # The last chunk starts last (the lines before it are counted first) and its rows are
     # copied by the merge, while the first chunk's are moved into place: the chunks before it
-    # get a little more than an even share (2 jobs: 52 % and 48 %), so that they end together.
+    # get a little more than an even share (2 jobs: 51 % and 49 %), so that they end together.
     return max(CHUNK_SIZE, math.ceil(total / jobs * (1 + _LEAD / jobs)))
 
 
