@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -68,18 +70,6 @@ def merge(
     states = [load_state(work_dir, chunk.index) for chunk in plan.chunks]
     summary = _summary(plan, states)
     tally = _tally(options.unique, states)
-    facets: list[Facet | None] = [None, None]
-    facet_ids: dict[tuple[Any, ...], int] = {}
-    for state in states:
-        tally.facet_hits[RESERVED] += state.reserved
-        tally.facet_hits[NOT_FOUND] += state.not_found
-        for values, hits in state.places:
-            facet_id = facet_ids.get(values)
-            if facet_id is None:
-                facet_id = facet_ids[values] = len(facets)
-                facets.append(Facet._make(values))
-            tally.facet_hits[facet_id] += hits
-    tally.facet_hits = +tally.facet_hits  # no zero counts (a chunk without reserved rows)
     if options.unique or not plan.chunks:
         # unique rows, or the empty document of inputs without lines
         rows = len(tally.seen)
@@ -104,11 +94,35 @@ def merge(
     trailer = b"\n]\n" if options.output_format == "json" else b""
     if options.output_format == "json" and not rows:
         segments, trailer = [], b"[]\n"
-    _write_segments(segments, trailer, output, stop)
-    summary.rows = rows
-    tally.finish(summary, facets, options.top)
+    # The rows are written (most of them copied by the kernel) while the summary is counted
+    writing = _Background(partial(_write_segments, segments, trailer, output, stop))
+    try:
+        summary.rows = rows
+        tally.finish(summary, _count_places(tally, states), options.top)
+    except BaseException:
+        stop.abort()
+        writing.wait(quietly=True)
+        raise
+    writing.wait()
     summary.seconds = round(time.time() - plan.started, 3)
     return summary
+
+
+def _count_places(tally: Tally, states: list[ChunkState]) -> list[Facet | None]:
+    """Add the chunks' hits by facet value to ``tally``; return the facets by id."""
+    facets: list[Facet | None] = [None, None]
+    facet_ids: dict[tuple[Any, ...], int] = {}
+    for state in states:
+        tally.facet_hits[RESERVED] += state.reserved
+        tally.facet_hits[NOT_FOUND] += state.not_found
+        for values, hits in state.places:
+            facet_id = facet_ids.get(values)
+            if facet_id is None:
+                facet_id = facet_ids[values] = len(facets)
+                facets.append(Facet._make(values))
+            tally.facet_hits[facet_id] += hits
+    tally.facet_hits = +tally.facet_hits  # no zero counts (a chunk without reserved rows)
+    return facets
 
 
 def write_unique_part(
@@ -253,6 +267,7 @@ def _write_segments(
         for path, size in rest:
             with path.open("rb") as part:
                 _copy(part, out, size, stop)
+            path.unlink()  # its pages are freed here, while the summary is counted
         out.write(trailer)
         finish()
 
@@ -302,12 +317,39 @@ def _copy_file_range(target_fd: int, source_fd: int, offset: int, count: int) ->
 
 
 class _Stop:
-    """Raises ``Cancelled`` when the caller's ``should_cancel`` says so."""
+    """Raises ``Cancelled`` when the caller's ``should_cancel`` says so, or after ``abort``."""
 
     def __init__(self, should_cancel: Callable[[], bool] | None) -> None:
         self.should_cancel = should_cancel
+        self.aborted = False
+
+    def abort(self) -> None:
+        """Make every later ``check`` raise (the merge failed elsewhere)."""
+        self.aborted = True
 
     def check(self) -> None:
         """Raise ``Cancelled`` if asked to stop."""
-        if self.should_cancel is not None and self.should_cancel():
+        if self.aborted or (self.should_cancel is not None and self.should_cancel()):
             raise Cancelled("cancelled")
+
+
+class _Background:
+    """Runs ``work`` in a thread; ``wait`` joins it and raises what it raised."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self._work = work
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ipgeo-merge-rows")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+
+    def wait(self, quietly: bool = False) -> None:
+        """Wait for the work to end; raise its error unless ``quietly``."""
+        self._thread.join()
+        if self._error is not None and not quietly:
+            raise self._error
