@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import time
@@ -12,14 +13,14 @@ from pathlib import Path
 import pytest
 import redis
 from flask import Flask
-from rq.job import Job
+from rq.job import Job, Retry
 from rq.serializers import JSONSerializer
 
-from ipgeo.bulk import Options, Progress, run
+from ipgeo.bulk import BulkError, Options, Progress, TooLarge, run
 from ipgeo.geo import GeoService
 from ipgeo.jobs import JobOptionError, JobOptions, stream_result
 from ipgeo.jobs.files import job_dirs, remove_expired
-from ipgeo.jobs.task import progress_snapshot
+from ipgeo.jobs.task import JobInputError, input_error, progress_snapshot
 from ipgeo.settings import Settings, SettingsError
 
 IPS = b"8.8.8.8\n81.2.69.142\n10.0.0.1\nnot-an-ip\n2001:4860:4860::8888\n"
@@ -332,3 +333,33 @@ def test_worker_without_redis_says_so(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert b"IPGEO_REDIS_URL is unset" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (BulkError("in.log: unreadable gzip data"), "bad_input", "in.log: unreadable gzip data"),
+        (
+            TooLarge("rows", 10),
+            "too_large",
+            "the result has more than 10 rows: the limit is IPGEO_JOB_MAX_ROWS=10",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            "storage_error",
+            "cannot read the upload or write the result: No space left on device",
+        ),
+    ],
+)
+def test_why_a_job_cannot_go_on(
+    redisdb: redis.Redis, error: Exception, code: str, message: str
+) -> None:
+    """A job that cannot go on records a code and message of its own (the input's, or its
+    files' for an ``OSError``) and is never run again."""
+    job = Job.create(print, connection=redisdb, serializer=JSONSerializer, retry=Retry(max=2))
+    job.save()
+    raised = input_error(job, error)  # type: ignore[arg-type]
+    assert isinstance(raised, JobInputError) and str(raised) == message
+    stored = Job.fetch(job.id, connection=redisdb, serializer=JSONSerializer)
+    assert stored.meta["error"] == {"code": code, "message": message}
+    assert job.retries_left == 0

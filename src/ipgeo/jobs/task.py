@@ -48,7 +48,8 @@ _runtime: dict[str, Any] = {}
 
 
 class JobInputError(Exception):
-    """The input cannot be processed (bad format, unreadable): never retried."""
+    """The input cannot be processed (bad format, too large) or its files cannot be read or
+    written: never retried."""
 
 
 def configure(settings: Settings, service: GeoService) -> None:
@@ -165,9 +166,14 @@ def too_large_message(exc: TooLarge) -> str:
 
 
 def input_error(job: Job, exc: BulkError | OSError) -> JobInputError:
-    """Record why the input cannot be processed (never retried); the exception to raise."""
+    """Record why the input cannot be processed (never retried); the exception to raise.
+
+    ``bad_input`` and ``too_large`` are the input's; ``storage_error`` is the job files' (an
+    ``OSError``: the disk is full, the shared volume went away).
+    """
     code, message = "bad_input", str(exc)
     if isinstance(exc, OSError):
+        code = "storage_error"
         message = f"cannot read the upload or write the result: {exc.strerror or exc}"
     elif isinstance(exc, TooLarge):
         code, message = "too_large", too_large_message(exc)

@@ -108,7 +108,8 @@ _JOB_PROPERTIES: dict[str, Any] = {
     "error": {
         "type": "object",
         "nullable": True,
-        "description": "Failed jobs only: why (`worker_died`, `timeout`, `bad_input`...).",
+        "description": "Failed jobs only: why (`worker_died`, `timeout`, `bad_input`, "
+        "`too_large`, `storage_error`...).",
         "required": ["code", "message"],
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
     },
