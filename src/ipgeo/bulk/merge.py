@@ -57,6 +57,7 @@ def merge(
     render_parts: PartsRenderer | None = None,
     parts: int = 1,
     should_cancel: Callable[[], bool] | None = None,
+    placed: list[int] | None = None,
 ) -> Summary:
     """Write the output of ``plan``'s chunks (done in ``work_dir``) and return the summary.
 
@@ -64,7 +65,8 @@ def merge(
     chunk's row file is moved there, not copied. Unique rows are rendered in ``parts``
     slices by ``render_parts`` (default: here, one after the other). ``should_cancel`` is
     asked between unique rows' batches and copied blocks of rows: ``Cancelled`` leaves no
-    output behind.
+    output behind. ``placed``: the per-line rows are in ``<output>.partial`` already, these
+    many bytes of each chunk (``follow.RowsFollower``); only the document's end is written.
     """
     stop = _Stop(should_cancel)
     states = [load_state(work_dir, chunk.index) for chunk in plan.chunks]
@@ -90,12 +92,14 @@ def merge(
             raise TooLarge("rows", options.max_rows)
         paths = [chunk_file(work_dir, chunk.index, "out") for chunk in plan.chunks]
         counts = [state.rows for state in states]
-    segments = _segments(paths, counts, options.output_format)
+    segments = _segments(paths, counts, options.output_format, placed)
     trailer = b"\n]\n" if options.output_format == "json" else b""
     if options.output_format == "json" and not rows:
         segments, trailer = [], b"[]\n"
     # The rows are written (most of them copied by the kernel) while the summary is counted
-    writing = _Background(partial(_write_segments, segments, trailer, output, stop))
+    writing = _Background(
+        partial(_write_segments, segments, trailer, output, stop, placed is not None)
+    )
     try:
         summary.rows = rows
         tally.finish(summary, _count_places(tally, states), options.top)
@@ -194,9 +198,13 @@ def _tally(unique: bool, states: list[ChunkState]) -> Tally:
     return tally
 
 
-def _segments(paths: list[Path], rows: list[int], fmt: str) -> list[tuple[Path, int]]:
-    """The row files and how many of their bytes belong to the output."""
-    segments = [(path, path.stat().st_size) for path in paths]
+def _segments(
+    paths: list[Path], rows: list[int], fmt: str, sizes: list[int] | None
+) -> list[tuple[Path, int]]:
+    """The row files and how many of their bytes belong to the output (``sizes``: theirs
+    when they were placed already, else read from the files)."""
+    sizes = sizes if sizes is not None else [path.stat().st_size for path in paths]
+    segments = list(zip(paths, sizes, strict=True))
     if fmt == "json" and any(rows):
         # the separator after the last row of the array goes
         last = max(index for index, count in enumerate(rows) if count)
@@ -208,9 +216,12 @@ def _segments(paths: list[Path], rows: list[int], fmt: str) -> list[tuple[Path, 
 class _Opened:
     """The output as a stream, and a ``finish`` to call on success (renames a path's file)."""
 
-    def __init__(self, output: BinaryIO | str | Path, first: Path | None = None) -> None:
+    def __init__(
+        self, output: BinaryIO | str | Path, first: Path | None = None, placed: bool = False
+    ) -> None:
         self.output = output
         self.first = first
+        self.placed = placed  # the partial file exists, with the rows
         self.partial: Path | None = None
         self.handle: BinaryIO | None = None
 
@@ -223,8 +234,10 @@ class _Opened:
             if target.exists() and not target.is_file():  # /dev/null, a FIFO: in place
                 self.handle = target.open("wb")
             else:
-                self.partial = target.with_name(target.name + ".partial")
-                if self.first is not None:
+                self.partial = partial_of(target)
+                if self.placed:
+                    self.handle = cast(BinaryIO, self.partial.open("r+b", buffering=0))
+                elif self.first is not None:
                     _move(self.first, self.partial)
                     # unbuffered: rows are appended to the file by the kernel (``_copy``)
                     self.handle = cast(BinaryIO, self.partial.open("r+b", buffering=0))
@@ -252,14 +265,20 @@ def _write_segments(
     trailer: bytes,
     output: BinaryIO | str | Path,
     stop: _Stop,
+    placed: bool = False,
 ) -> None:
-    """Write the segments and the trailer; the first segment's file is moved into a path."""
+    """Write the segments and the trailer; the first segment's file is moved into a path
+    (``placed``: all of them are in the path's partial file already)."""
     first = segments[0][0] if segments and isinstance(output, str | Path) else None
     if first is not None and Path(output).exists() and not Path(output).is_file():  # type: ignore[arg-type]
         first = None
-    with _Opened(output, first) as (out, finish):
+    with _Opened(output, first, placed) as (out, finish):
         rest = segments
-        if first is not None:
+        if placed:
+            out.truncate(sum(size for _, size in segments))
+            out.seek(0, os.SEEK_END)
+            rest = []
+        elif first is not None:
             out.truncate(segments[0][1])
             out.seek(0, os.SEEK_END)
             rest = segments[1:]
@@ -270,6 +289,11 @@ def _write_segments(
             path.unlink()  # its pages are freed here, while the summary is counted
         out.write(trailer)
         finish()
+
+
+def partial_of(target: Path) -> Path:
+    """Where the output ``target`` is written until it is complete."""
+    return target.with_name(target.name + ".partial")
 
 
 def _move(source: Path, target: Path) -> None:

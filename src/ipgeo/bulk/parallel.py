@@ -1,8 +1,9 @@
 """A chunked bulk run on this machine: ``ipgeo bulk --jobs N``.
 
 The inputs are cut (``chunks.Splitter``) while up to ``jobs`` forked processes run the chunks
-already cut (``chunk_run.run_chunk``; the children share the parent's opened databases), and
-the chunks are merged (``merge.merge``). With one job the chunks run in this process. The
+already cut (``chunk_run.run_chunk``; the children share the parent's opened databases), their
+per-line rows are put into the output file in order while they run (``follow.RowsFollower``),
+and the chunks are merged (``merge.merge``). With one job the chunks run in this process. The
 chunk files live in a temporary directory next to the output (under TMPDIR for a stream),
 removed however the run ends.
 """
@@ -27,7 +28,8 @@ from ipgeo.bulk.chunk_run import run_chunk
 from ipgeo.bulk.chunks import DEFAULT_CHUNK_SIZE, Chunk, Splitter
 from ipgeo.bulk.engine import check_run
 from ipgeo.bulk.errors import Cancelled
-from ipgeo.bulk.merge import UniquePart, merge, write_unique_part
+from ipgeo.bulk.follow import RowsFollower
+from ipgeo.bulk.merge import UniquePart, merge, partial_of, write_unique_part
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
 from ipgeo.bulk.sources import CHUNK_SIZE, Input, total_size
 from ipgeo.bulk.summary import Summary
@@ -35,7 +37,6 @@ from ipgeo.geo import GeoService
 
 _WAIT = 0.1  # seconds between looks at progress and cancel while chunks run
 _REPORT_EVERY = 0.25  # seconds between the progress reports of a pool process
-_LEAD = 0.04  # what the chunks before the last get over an even share, shared by the jobs
 
 # What the forked children need (set before the pool forks them).
 _shared: dict[str, Any] = {}
@@ -69,21 +70,28 @@ def run_parallel(
                 _drop_input(chunk, work_dir)
             plan = splitter.plan()
             return merge(service, plan, options, work_dir, output, should_cancel=should_cancel)
-        return _run_pool(service, inputs, options, output, jobs, splitter, tracker, should_cancel)
+        follower = None
+        if parent is not None and not options.unique:
+            follower = RowsFollower(work_dir, partial_of(Path(output)))  # type: ignore[arg-type]
+        try:
+            return _run_pool(
+                service, inputs, options, output, jobs, splitter, tracker, should_cancel, follower
+            )
+        except BaseException:
+            if follower is not None:
+                follower.abort()  # stops it and removes the partial output
+            raise
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def default_chunk_size(inputs: Sequence[Input], jobs: int) -> int:
-    """One chunk per process for inputs of known size (at least ``CHUNK_SIZE`` bytes each; the
-    last one a little shorter), else ``DEFAULT_CHUNK_SIZE``."""
+    """One chunk per process for inputs of known size (at least ``CHUNK_SIZE`` bytes each),
+    else ``DEFAULT_CHUNK_SIZE``."""
     total = total_size(inputs)
     if total is None or jobs <= 1:
         return DEFAULT_CHUNK_SIZE
-    # The last chunk starts last (the lines before it are counted first) and its rows are
-    # copied by the merge, while the first chunk's are moved into place: the chunks before it
-    # get a little more than an even share (2 jobs: 51 % and 49 %), so that they end together.
-    return max(CHUNK_SIZE, math.ceil(total / jobs * (1 + _LEAD / jobs)))
+    return max(CHUNK_SIZE, math.ceil(total / jobs))
 
 
 def _run_pool(
@@ -95,6 +103,7 @@ def _run_pool(
     splitter: Splitter,
     tracker: _Tracker,
     should_cancel: Callable[[], bool] | None,
+    follower: RowsFollower | None,
 ) -> Summary:
     context = multiprocessing.get_context("fork")
     updates = context.SimpleQueue()
@@ -127,6 +136,11 @@ def _run_pool(
                 raise stopped
             tracker.drain(updates)
             plan = splitter.plan()
+            placed = None  # the rows the chunks wrote, in order, in the partial output
+            if follower is not None and plan.chunks:
+                placed = follower.finish(len(plan.chunks))
+            elif follower is not None:
+                follower.abort()  # no lines: the merge writes the empty document
             return merge(
                 service,
                 plan,
@@ -136,6 +150,7 @@ def _run_pool(
                 partial(pool.map, _pool_part),
                 jobs,
                 should_cancel,
+                placed,
             )
     finally:
         _shared.clear()
