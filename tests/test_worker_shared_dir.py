@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ipgeo.jobs import JobFiles, JobOptions, enqueue, ensure_marker, new_job_id
+from ipgeo.jobs.queue import bulk_queue
 from ipgeo.jobs.shared_dir import MARKER_KEY, data_dir_problem, markers_dir
 from ipgeo.jobs.worker import start_worker_process, stop_worker
 from ipgeo.settings import Settings
@@ -139,3 +141,28 @@ def test_the_web_app_names_its_directory_when_a_worker_named_another(
     assert problem is not None and BLIND in problem and str(worker_dir) in problem
     assert data_dir_problem(client, app_dir) is None
     client.close()
+
+
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_runs(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A job a worker took off the queue but never started (it died in between: the job sits
+    in RQ's intermediate list) is run again at a live worker's next look (every 10 s when
+    idle), not at RQ's maintenance ten minutes later."""
+    env = _env(redis_server, tmp_path / "shared")
+    client = redis_server.client()
+    job_id = _submit(client, _settings(env))
+    queue = bulk_queue(client)
+    assert client.lmove(queue.key, queue.intermediate_queue_key) == job_id.encode()
+    first_seen = queue.intermediate_queue.get_first_seen_key(job_id)
+    client.set(first_seen, time.time())  # just taken: RQ leaves it a minute to start
+    log = tmp_path / "worker.log"
+    worker = start_worker_process(redis_server.url, env, log.open("wb"))
+    try:
+        wait_until(lambda: "Listening on bulk" in log.read_text(), 60, "the worker's start")
+        assert _status(client, job_id) == "queued"  # its start-up maintenance left it
+        client.set(first_seen, time.time() - 120)  # ... and two minutes pass
+        wait_until(lambda: _status(client, job_id) == "finished", 60, "the job, run again")
+    finally:
+        stop_worker(worker, os.getpid())
+        client.close()

@@ -72,13 +72,31 @@ class BulkWorker(Worker):
                 self.heartbeat()
                 time.sleep(SHARED_DIR_RECHECK)
                 continue
-            retry_abandoned(self.connection)
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             if result is None or self.sees_job_files():
                 return result
             job, queue = result  # it lost sight of the files while it waited: hand it back
             queue.intermediate_queue.remove(job.id)
             queue.push_job_id(job.id, at_front=True)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat; one of its own (an idle worker's, every ``IDLE_WAKE_UP`` s) also
+        looks for the jobs of dead workers."""
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None:
+            self.retry_abandoned()
+
+    def retry_abandoned(self) -> None:
+        """Retry (or fail) the jobs of dead workers: started ones whose heartbeats stopped,
+        and ones a worker took off the queue but died before starting (RQ looks for those only
+        in its maintenance, every ten minutes; it leaves them a minute to start)."""
+        retry_abandoned(self.connection)
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():  # one worker at a time, as RQ's maintenance
+                try:
+                    queue.intermediate_queue.cleanup(self, queue)
+                finally:
+                    queue.release_maintenance_lock()  # type: ignore[no-untyped-call]
 
     @property
     def dequeue_timeout(self) -> int:
