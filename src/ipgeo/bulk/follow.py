@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ipgeo.bulk.chunks import chunk_file
+from ipgeo.bulk.merge import Stop, copy_bytes
 
 _IDLE = 0.005  # seconds between looks when no chunk has new rows
-_STEP = 1 << 26  # bytes per kernel copy
 
 
 class RowsFollower:
@@ -27,7 +27,7 @@ class RowsFollower:
         self.work_dir = work_dir
         self.partial = partial
         self._count: int | None = None  # chunks in all, once the cutting is done
-        self._stopping = threading.Event()
+        self._stop = Stop(None)
         self._wake = threading.Event()
         self._error: BaseException | None = None
         self._source: tuple[int, BinaryIO, int] | None = None  # index, rows file, bytes copied
@@ -47,7 +47,7 @@ class RowsFollower:
 
     def abort(self) -> None:
         """Stop and remove ``partial`` (the run failed or was stopped)."""
-        self._stopping.set()
+        self._stop.abort()
         self._wake.set()
         self._thread.join()
         self.partial.unlink(missing_ok=True)
@@ -62,7 +62,7 @@ class RowsFollower:
         out: BinaryIO | None = None
         index = 0
         try:
-            while not self._stopping.is_set():
+            while not self._stop.aborted:
                 if self._count is not None and index >= self._count:
                     return
                 done = chunk_file(self.work_dir, index, "state").exists()
@@ -97,7 +97,9 @@ class RowsFollower:
             except FileNotFoundError:  # renamed meanwhile: look again
                 return False
         _, source, copied = self._source
-        copied = _append(source.fileno(), out.fileno(), copied, os.fstat(source.fileno()).st_size)
+        size = os.fstat(source.fileno()).st_size
+        copy_bytes(source, out, size, self._stop, start=copied)
+        copied = size
         self._source = (index, source, copied)
         if not done:
             return False
@@ -106,18 +108,3 @@ class RowsFollower:
         self.sizes.append(copied)
         chunk_file(self.work_dir, index, "out").unlink(missing_ok=True)
         return True
-
-
-def _append(source: int, target: int, start: int, end: int) -> int:
-    """Append bytes ``start..end`` of file ``source`` to ``target`` (at its position): in the
-    kernel where it can, else read and written; return ``end``."""
-    while start < end:
-        count = min(end - start, _STEP)
-        try:
-            sent = os.copy_file_range(source, target, count, start)
-        except OSError:  # a kernel or file system without it
-            sent = os.write(target, os.pread(source, min(count, 1 << 24), start))
-        if not sent:
-            raise OSError(f"the rows of a chunk ended at byte {start}, not {end}")
-        start += sent
-    return start

@@ -68,7 +68,7 @@ def merge(
     output behind. ``placed``: the per-line rows are in ``<output>.partial`` already, these
     many bytes of each chunk (``follow.RowsFollower``); only the document's end is written.
     """
-    stop = _Stop(should_cancel)
+    stop = Stop(should_cancel)
     states = [load_state(work_dir, chunk.index) for chunk in plan.chunks]
     summary = _summary(plan, states)
     tally = _tally(options.unique, states)
@@ -264,7 +264,7 @@ def _write_segments(
     segments: Sequence[tuple[Path, int]],
     trailer: bytes,
     output: BinaryIO | str | Path,
-    stop: _Stop,
+    stop: Stop,
     placed: bool = False,
 ) -> None:
     """Write the segments and the trailer; the first segment's file is moved into a path
@@ -285,7 +285,7 @@ def _write_segments(
         out.flush()
         for path, size in rest:
             with path.open("rb") as part:
-                _copy(part, out, size, stop)
+                copy_bytes(part, out, size, stop)
             path.unlink()  # its pages are freed here, while the summary is counted
         out.write(trailer)
         finish()
@@ -303,15 +303,15 @@ def _move(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _copy(source: BinaryIO, target: BinaryIO, size: int, stop: _Stop) -> None:
-    """Copy ``size`` bytes: in the kernel where both are files (``copy_file_range`` shares
-    the blocks on file systems that can, and copies on the server over NFS), else by blocks;
-    ``stop`` is asked between steps of at most ``_STEP`` bytes."""
+def copy_bytes(source: BinaryIO, target: BinaryIO, size: int, stop: Stop, start: int = 0) -> None:
+    """Append bytes ``start..size`` of ``source`` to ``target``: in the kernel where both are
+    files (``copy_file_range`` shares the blocks on file systems that can, and copies on the
+    server over NFS), else by blocks; ``stop`` is asked between steps of at most ``_STEP``."""
     try:
         source_fd, target_fd = source.fileno(), target.fileno()
     except (AttributeError, OSError, ValueError):
         source_fd = target_fd = -1
-    done = 0
+    done = start
     if source_fd >= 0 and target_fd >= 0:
         target.flush()
         for kernel_copy in (_copy_file_range, os.sendfile):
@@ -324,7 +324,7 @@ def _copy(source: BinaryIO, target: BinaryIO, size: int, stop: _Stop) -> None:
                     done += sent
                 return
             except OSError:
-                if done:
+                if done > start:
                     raise
     source.seek(done)
     while done < size:
@@ -340,7 +340,7 @@ def _copy_file_range(target_fd: int, source_fd: int, offset: int, count: int) ->
     return os.copy_file_range(source_fd, target_fd, count, offset)
 
 
-class _Stop:
+class Stop:
     """Raises ``Cancelled`` when the caller's ``should_cancel`` says so, or after ``abort``."""
 
     def __init__(self, should_cancel: Callable[[], bool] | None) -> None:
