@@ -190,14 +190,22 @@ def test_key_table_ids_and_hits() -> None:
     keyed = table.key(b"8.8.8.8 a\n1.1.1.1 b\n8.8.8.8 c\n", 29, False, 1000)
     assert keyed is not None
     assert keyed.new_keys in ([b"8.8.8.8", b"1.1.1.1"], [b"1.1.1.1", b"8.8.8.8"])
-    ids = table.add_new(keyed, list(keyed.new_keys), [b",a", b",b"])
+    ips = [key.decode() for key in keyed.new_keys]
+    facets = [{"8.8.8.8": 5, "1.1.1.1": 6}[ip] for ip in ips]
+    ids = table.add_new(keyed, ips, facets, [b",a", b",b"])
     assert ids[0] == ids[2] != ids[1]
     table.count(ids)
     again = table.key(b"1.1.1.1 x\n8.8.8.8 y", 19, False, 1000)
     assert again is not None and again.new_keys == []
     table.count(again.ids)
-    assert dict(table.take_hits()) == {b"8.8.8.8": 3, b"1.1.1.1": 2}
-    assert table.take_hits() == []
+    facet_hits, hits, hit_ips = table.take_hits()
+    assert dict(
+        zip(hit_ips, zip(facet_hits.tolist(), hits.tolist(), strict=True), strict=True)
+    ) == {
+        "8.8.8.8": (5, 3),
+        "1.1.1.1": (6, 2),
+    }
+    assert table.take_hits()[2] == []
     table.clear()
     assert len(table) == 0
     fresh = table.key(b"8.8.8.8 a", 9, False, 1000)

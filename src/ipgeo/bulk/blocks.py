@@ -64,7 +64,7 @@ class KeyTable:
     def __init__(self) -> None:
         self._slots = np.full(1 << _SLOT_BITS, -1, dtype=np.int32)  # by hash: an id, or -1
         self._slot_of: IntArray = np.empty(0, dtype=np.int64)
-        self.tokens: list[Any] = []
+        self._count = 0
         self.clear()
 
     def clear(self) -> None:
@@ -73,16 +73,18 @@ class KeyTable:
         self._slots[used[used >= 0]] = -1
         self._spill_hashes: Words = np.empty(0, dtype=np.uint64)  # sorted
         self._spill_ids: IntArray = np.empty(0, dtype=np.int64)
-        self.tokens = []  # by id: what the caller keeps for each key
+        self._count = 0
+        self.ips: list[str] = []  # by id: the key's canonical IP text
         # by id, with room for more ids (grown by doubling):
         self._slot_of = np.empty(0, dtype=np.int64)  # -1 for spilled keys
         self._words: Words = np.empty((0, _WORDS), dtype=np.uint64)
         self.tails: npt.NDArray[np.object_] = np.empty(0, dtype=object)  # row ends
+        self.facets: IntArray = np.empty(0, dtype=np.int64)  # summary facet ids
         self.hits: IntArray = np.empty(0, dtype=np.int64)  # lines counted here
         self._grow(1)  # never empty: reading row -1 must work
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return self._count
 
     def _grow(self, size: int) -> None:
         """Make room for ids up to ``size``."""
@@ -98,6 +100,9 @@ class KeyTable:
         tails = np.empty(capacity, dtype=object)
         tails[:used] = self.tails[:used]
         self.tails = tails
+        facets = np.zeros(capacity, dtype=np.int64)
+        facets[:used] = self.facets[:used]
+        self.facets = facets
         hits = np.zeros(capacity, dtype=np.int64)
         hits[:used] = self.hits[:used]
         self.hits = hits
@@ -185,11 +190,13 @@ class KeyTable:
         new_hashes = ordered[first][by_line]
         return Keyed(count, ids, new_keys, order, rank[groups], new_hashes, new_words)
 
-    def add_new(self, keyed: Keyed, tokens: list[Any], tails: list[bytes]) -> IntArray:
-        """Give the new keys of ``keyed`` ids, with their tokens and row ends; return the id
-        of each line's key."""
-        start = len(self.tokens)
-        end = start + len(tokens)
+    def add_new(
+        self, keyed: Keyed, ips: list[str], facets: list[int], tails: list[bytes]
+    ) -> IntArray:
+        """Give the new keys of ``keyed`` ids, with their IP texts, summary facets and row
+        ends; return the id of each line's key."""
+        start = self._count
+        end = start + len(ips)
         self._grow(end)
         fresh = np.arange(start, end, dtype=np.int64)
         slots = (keyed.new_hashes >> _SHIFT).astype(np.int64)
@@ -208,7 +215,9 @@ class KeyTable:
             self._spill_hashes = np.insert(self._spill_hashes, at, keyed.new_hashes[spill])
             self._spill_ids = np.insert(self._spill_ids, at, fresh[spill])
         self._words[start:end] = keyed.new_words
-        self.tokens += tokens
+        self._count = end
+        self.ips += ips
+        self.facets[start:end] = facets
         self.tails[start:end] = tails
         ids = keyed.ids
         ids[keyed.new_lines] = fresh[keyed.new_groups]
@@ -218,11 +227,12 @@ class KeyTable:
         """Add one hit per line to the keys ``ids`` of a block's lines."""
         self.hits += np.bincount(ids, minlength=len(self.hits))
 
-    def take_hits(self) -> list[tuple[Any, int]]:
-        """The tokens with hits counted since the last call, and those hits (then zeroed)."""
+    def take_hits(self) -> tuple[IntArray, IntArray, list[str]]:
+        """The summary facets, hits and IP texts of the keys with hits counted since the last
+        call (then zeroed)."""
         counted = np.flatnonzero(self.hits)
-        tokens = map(self.tokens.__getitem__, counted.tolist())
-        found = list(zip(tokens, self.hits[counted].tolist(), strict=True))
+        ips = list(map(self.ips.__getitem__, counted.tolist()))
+        found = self.facets[counted], self.hits[counted], ips
         self.hits[:] = 0
         return found
 

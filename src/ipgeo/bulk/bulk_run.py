@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from itertools import compress
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ipgeo.bulk.blocks import rows_block
 from ipgeo.bulk.errors import Cancelled, TooLarge
-from ipgeo.bulk.keyer import Keyer
+from ipgeo.bulk.keyer import Keyer, Resolved
 from ipgeo.bulk.malloc import keep_freed_memory
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
 from ipgeo.bulk.parsing import Extractor, csv_extractor, csv_header
@@ -39,6 +39,7 @@ from ipgeo.bulk.writers import WHOLE, Framing, RowWriter, columns_for
 from ipgeo.geo import GeoService
 from ipgeo.geo.addresses import Address, parse_address
 
+_FACET = operator.attrgetter("facet")
 _TAIL = operator.attrgetter("tail")
 _KIND = operator.attrgetter("kind")
 _PTON4 = partial(socket.inet_pton, socket.AF_INET)
@@ -71,8 +72,8 @@ class BulkRun:
             framing=framing,
         )
         self.renderer = self.writer.renderer
-        self.keyer = Keyer(self._resolve_ips, options.max_line)
         self.tally = Tally(options.unique)
+        self.keyer = Keyer(self._resolve_texts, options.max_line, self.tally)
         self.summary = Summary()
         self.progress = progress
         self.should_cancel = should_cancel
@@ -94,7 +95,7 @@ class BulkRun:
 
     def close(self) -> None:
         """Fold pending counts, write the unique rows (in unique mode) and finish the output."""
-        self._fold(self.keyer.clear())
+        self.keyer.clear()
         if self.options.unique and self.writer.framing.closes:
             self.write_unique()
         self.writer.close()
@@ -199,8 +200,7 @@ class BulkRun:
         assert extract is not None
         self.tally.fresh.clear()
         if self.resolver.refresh():
-            # the databases were reloaded: forget answers from the old files
-            self._fold(self.keyer.clear())
+            self.keyer.clear()  # the databases were reloaded: forget answers from the old files
         ranges = fmt in ("ips", "cidrs")
         lines: list[bytes | None] | None = None
         tails = None
@@ -225,9 +225,7 @@ class BulkRun:
         else:
             assert lines is not None
             count = len(lines)
-        excess = len(self.keyer.memo) - self.options.cache_size
-        if excess > 0:
-            self._fold(self.keyer.evict(excess + self.options.cache_size // 2))
+        self.keyer.bound(self.options.cache_size)
         return count
 
     def _rows(
@@ -265,54 +263,53 @@ class BulkRun:
         self.summary.skipped += skipped
         self.writer.extend(rows)
 
-    def _resolve_ips(self, pending: list[tuple[bytes, Token]]) -> None:
-        """Resolve and render the tokens of new IP keys (the keyer's ``resolve_ips``)."""
-        tokens = [token for _, token in pending]
-        plain = [":" not in token.text for token in tokens]
+    def _resolve_texts(self, texts: list[str]) -> Resolved:
+        """Resolve and render the texts of new IP keys (the keyer's ``resolve_texts``)."""
+        plain = [":" not in text for text in texts]
+        v4 = texts if all(plain) else list(compress(texts, plain))
         packed = None
-        if any(plain):
+        if v4:
             try:
-                packed = b"".join(map(_PTON4, [token.text for token in compress(tokens, plain)]))
+                packed = b"".join(map(_PTON4, v4))
             except (OSError, ValueError):
                 packed = None
-        others = tokens
+        unique = self.options.unique
+        if packed is not None and len(v4) == len(texts):  # the usual batch
+            rows = self.resolver.resolve_v4(np.frombuffer(packed, dtype=">u4").astype(np.int64), v4)
+            self.tally.met(v4 if unique else [], packed)
+            return Resolved(texts, *self._rendered(rows, texts))
+        count = len(texts)
+        ips, facets, tails = [""] * count, [-1] * count, [b""] * count
+        others: Sequence[int] = range(count)
         if packed is not None:
-            numbers = np.frombuffer(packed, dtype=">u4").astype(np.int64)
-            v4 = list(compress(tokens, plain))
-            self._resolved(v4, self.resolver.resolve_v4(numbers, [token.text for token in v4]))
-            others = list(compress(tokens, map(operator.not_, plain)))
-        located: list[Token] = []
+            rows = self.resolver.resolve_v4(np.frombuffer(packed, dtype=">u4").astype(np.int64), v4)
+            v4_positions = list(compress(range(count), plain))
+            _put(v4_positions, (rows.ips, *self._rendered(rows, v4)), ips, facets, tails)
+            others = list(compress(range(count), map(operator.not_, plain)))
+        located: list[int] = []
         addresses: list[Address] = []
-        for token in others:
-            address = parse_address(token.text)
-            if address is None:
-                token.kind, token.reason = BAD, "not an IP address"
-            else:
+        for position in others:
+            address = parse_address(texts[position])
+            if address is not None:
                 addresses.append(address)
-                located.append(token)
+                located.append(position)
         if addresses:
-            self._resolved(located, self.resolver.resolve(addresses))
-        if self.options.unique or packed is None:
-            self.tally.met([token.ip for token in tokens if token.kind == IP])
+            rows = self.resolver.resolve(addresses)
+            inputs = list(map(texts.__getitem__, located))
+            _put(located, (rows.ips, *self._rendered(rows, inputs)), ips, facets, tails)
+        if unique or packed is None:
+            self.tally.met([ip for ip in ips if ip])
         else:
-            self.tally.met([token.ip for token in located], packed)
+            self.tally.met(list(map(ips.__getitem__, located)), packed)
+        return Resolved(ips, facets, tails)
 
-    def _resolved(self, tokens: list[Token], rows: Rows) -> None:
-        """Give tokens their resolved rows: IP, answer, facet and row end."""
+    def _rendered(self, rows: Rows, inputs: list[str]) -> tuple[list[int], list[bytes]]:
+        """The summary facets and row ends of resolved rows (``inputs``: the items as written)."""
         answers = self.resolver.answers
+        facets = list(map(_FACET, map(answers.__getitem__, rows.answers)))
         if self.options.unique:
-            tails: list[bytes] = [b""] * len(tokens)
-        else:
-            tails = self.renderer.tails(answers, rows, [token.text for token in tokens])
-        for token, ip, answer, tail in zip(tokens, rows.ips, rows.answers, tails, strict=True):
-            token.ip = ip
-            token.answer = answer
-            token.facet = answers[answer].facet
-            token.tail = tail
-
-    def _fold(self, tokens: list[Token]) -> None:
-        """Move pending hit counts of tokens into the tally."""
-        self.tally.fold(tokens)
+            return facets, [b""] * len(facets)
+        return facets, self.renderer.tails(answers, rows, inputs)
 
     def _bad(self, name: str, lineno: int, reason: str, line: bytes | None) -> None:
         self.summary.unparseable += 1
@@ -374,6 +371,13 @@ def without_cyclic_gc() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
+
+
+def _put(positions: list[int], columns: Sequence[list[Any]], *into: list[Any]) -> None:
+    """Put the values of ``columns`` at ``positions`` of the lists ``into``."""
+    for target, column in zip(into, columns, strict=True):
+        for position, value in zip(positions, column, strict=True):
+            target[position] = value
 
 
 def _chain(first: LineBatch, rest: Iterator[LineBatch]) -> Iterator[LineBatch]:

@@ -1,77 +1,106 @@
-"""The keyer of a bulk run: lines to the tokens of their keys (an IP, a range, bad, nothing).
+"""The keyer of a bulk run: lines to what their keys are (an IP, a range, bad, nothing).
 
-Each distinct key (the bytes an extractor returns for a line) becomes one ``Token``, kept in a
-memo of the run. A block of lines is keyed with numpy (``blocks.KeyTable``) when every line's
-key is what its extractor would return; the lines of other blocks are keyed one by one.
-New IP keys are handed to ``resolve_ips`` (the run's resolver and renderer) in one batch.
+A block of lines is keyed with numpy (``blocks.KeyTable``) when every line's key is what its
+extractor would return and is an IP address: the table keeps each such key's IP, summary facet
+and row end in arrays, and counts its lines. The lines of other blocks are keyed one by one:
+each distinct key becomes one ``Token``, kept in a memo of the run. New IP keys are handed to
+``resolve_texts`` (the run's resolver and renderer) in one batch either way. Hits counted
+here go to the run's ``Tally`` when keys are forgotten.
 """
 
 from __future__ import annotations
 
 import operator
-from collections import deque
 from collections.abc import Callable, Sequence
-from itertools import islice, repeat
+from itertools import islice
+from typing import NamedTuple
 
 from ipgeo.bulk.blocks import KeyTable
 from ipgeo.bulk.parsing import Extractor, Unparseable
 from ipgeo.bulk.ranges import range_token
 from ipgeo.bulk.sources import LineBatch
+from ipgeo.bulk.tally import Tally
 from ipgeo.bulk.tokens import BAD, IP, SKIP_TOKEN, Token, overlong
 
-_TAIL = operator.attrgetter("tail")
 _KIND = operator.attrgetter("kind")
-# fills in the tokens of new IP keys (given with their keys)
-ResolveIPs = Callable[[list[tuple[bytes, Token]]], None]
+
+
+class Resolved(NamedTuple):
+    """New IP keys resolved, as columns (``""`` as IP: the key is no IP address)."""
+
+    ips: list[str]  # canonical text
+    facets: list[int]  # summary facet ids
+    tails: list[bytes]  # row ends
+
+
+# resolves and renders the texts of new IP keys
+ResolveTexts = Callable[[list[str]], Resolved]
 
 
 class Keyer:
-    """The tokens of a run's keys: ``memo`` (every key), ``known`` (IP keys), ``blocks``."""
+    """The keys of a run: ``blocks`` (IP keys of blocks), ``memo`` (tokens of the others)."""
 
-    def __init__(self, resolve_ips: ResolveIPs, max_line: int) -> None:
-        self.resolve_ips = resolve_ips
+    def __init__(self, resolve_texts: ResolveTexts, max_line: int, tally: Tally) -> None:
+        self.resolve_texts = resolve_texts
         self.max_line = max_line
+        self.tally = tally
         self.memo: dict[bytes, Token] = {}
         self.known: dict[bytes, Token] = {}  # the IP tokens of ``memo``
-        self.blocks = KeyTable()  # the IP tokens of ``memo`` that blocks of lines met
+        self.blocks = KeyTable()
 
-    def _take_hits(self) -> None:
-        """Move the hits counted in ``blocks`` to their tokens."""
-        for token, hits in self.blocks.take_hits():
-            token.hits += hits
+    def _forget_blocks(self) -> None:
+        """Count the hits of ``blocks`` in the tally and forget its keys."""
+        self.tally.fold_counts(*self.blocks.take_hits())
+        self.blocks.clear()
 
-    def clear(self) -> list[Token]:
-        """Forget every key (the databases were reloaded); return the tokens forgotten."""
-        self._take_hits()
-        tokens = list(self.memo.values())
+    def clear(self) -> None:
+        """Forget every key (the databases were reloaded, or the run ends), hits counted."""
+        self._forget_blocks()
+        self.tally.fold(list(self.memo.values()))
         self.memo.clear()
         self.known.clear()
-        self.blocks.clear()
-        return tokens
 
-    def evict(self, count: int) -> list[Token]:
-        """Forget the ``count`` oldest keys; return their tokens."""
-        self._take_hits()
-        victims = list(islice(self.memo, count))
-        deque(map(self.known.pop, victims, repeat(None)), maxlen=0)
-        self.blocks.clear()  # it may hold victims
-        return list(map(self.memo.pop, victims))
+    def bound(self, size: int) -> None:
+        """Forget keys, hits counted, when either cache holds more than ``size``: all of
+        ``blocks``, the oldest of ``memo`` down to half of ``size``."""
+        if len(self.blocks) > size:
+            self._forget_blocks()
+        excess = len(self.memo) - size
+        if excess > 0:
+            victims = list(islice(self.memo, excess + size // 2))
+            for victim in victims:
+                self.known.pop(victim, None)
+            self.tally.fold(list(map(self.memo.pop, victims)))
 
     def key_block(self, batch: LineBatch, whole_line: bool, ranges: bool) -> list[bytes] | None:
         """The row ends of a block's lines when every line's key is an IP (counted in
-        ``blocks``), else ``None`` (nothing done: the block goes line by line)."""
+        ``blocks``), else ``None`` (the block goes line by line)."""
         assert batch.buffer is not None
         table = self.blocks
         keyed = table.key(batch.buffer, batch.end, whole_line, batch.max_line)
         if keyed is None:
             return None
         ids = keyed.ids
-        if keyed.new_keys:
-            self.classify(list(keyed.new_keys), ranges)
-            tokens = list(map(self.memo.__getitem__, keyed.new_keys))
-            if set(map(_KIND, tokens)) != {IP}:
-                return None
-            ids = table.add_new(keyed, tokens, list(map(_TAIL, tokens)))
+        new_keys = keyed.new_keys
+        if new_keys:
+            met = self.memo and not self.memo.keys().isdisjoint(new_keys)
+            texts = None if met else _ip_texts(new_keys, ranges)
+            if texts is None:  # keys the line-by-line path met, or not all IP candidates
+                self.classify(list(new_keys), ranges)
+                tokens = list(map(self.memo.__getitem__, new_keys))
+                if any(token.kind != IP for token in tokens):
+                    return None
+                resolved = Resolved(
+                    [token.ip for token in tokens],
+                    [token.facet for token in tokens],
+                    [token.tail for token in tokens],
+                )
+            else:
+                resolved = self.resolve_texts(texts)
+                if "" in resolved.ips:  # some key is no IP: kept as tokens for the line path
+                    self._remember(new_keys, texts, resolved)
+                    return None
+            ids = table.add_new(keyed, *resolved)
         table.count(ids)
         tails: list[bytes] = table.tails[ids].tolist()
         return tails
@@ -134,17 +163,13 @@ class Keyer:
         missing = dict.fromkeys(item for item in items if type(item) is bytes and item not in memo)
         if not missing:
             return
-        pending: list[tuple[bytes, Token]] = []
         raws = list(missing)
-        joined = b"\n".join(raws)
-        plain = joined.isascii() and joined.count(b"\n") == len(raws) - 1 and b"" not in missing
-        if plain and not (ranges and (b"/" in joined or b"-" in joined)):
-            # the usual batch: every new item is an IP candidate (C-level loops)
-            texts = joined.decode("ascii").split("\n")
-            pending = list(zip(raws, map(Token, repeat(IP), texts), strict=True))
-            raws = []
+        texts = _ip_texts(raws, ranges)
+        if texts is not None:  # the usual batch: every new item is an IP candidate
+            self._remember(raws, texts, self.resolve_texts(texts))
+            return
+        candidates: list[bytes] = []
         for raw in raws:
-            assert isinstance(raw, bytes)
             if not raw:
                 memo[raw] = SKIP_TOKEN
                 continue
@@ -156,8 +181,31 @@ class Keyer:
             if ranges and ("/" in text or "-" in text):
                 memo[raw] = range_token(text)
                 continue
-            pending.append((raw, Token(IP, text)))
-        if pending:
-            self.resolve_ips(pending)  # turns tokens that are no IP into BAD ones
-            memo.update(pending)
-            self.known.update((raw, token) for raw, token in pending if token.kind == IP)
+            candidates.append(raw)
+        if candidates:
+            texts = [raw.decode("ascii") for raw in candidates]
+            self._remember(candidates, texts, self.resolve_texts(texts))
+
+    def _remember(self, raws: list[bytes], texts: list[str], resolved: Resolved) -> None:
+        """Put the tokens of resolved keys in ``memo`` (and the IP ones in ``known``)."""
+        memo, known = self.memo, self.known
+        for raw, text, ip, facet, tail in zip(raws, texts, *resolved, strict=True):
+            if ip:
+                token = memo[raw] = known[raw] = Token(IP, text)
+                token.ip, token.facet, token.tail = ip, facet, tail
+            else:
+                memo[raw] = Token(BAD, reason="not an IP address")
+
+
+def _ip_texts(raws: list[bytes], ranges: bool) -> list[str] | None:
+    """The texts of keys when each may be an IP address (ASCII, not empty, no range when
+    ranges are read), else ``None``."""
+    joined = b"\n".join(raws)
+    if (
+        joined.isascii()
+        and joined.count(b"\n") == len(raws) - 1
+        and b"" not in raws
+        and not (ranges and (b"/" in joined or b"-" in joined))
+    ):
+        return joined.decode("ascii").split("\n")
+    return None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+import numpy.typing as npt
+
 from ipgeo.bulk.distinct import DistinctIPs
 from ipgeo.bulk.resolver import FIRST_PLACE, NOT_FOUND, RESERVED
 from ipgeo.bulk.summary import Facet, Summary, top_places
@@ -59,6 +62,22 @@ class Tally:
                     seen[token.ip] = seen.get(token.ip, 0) + token.hits
                 facet_hits[token.facet] += token.hits
                 token.hits = 0
+
+    def fold_counts(
+        self, facets: npt.NDArray[np.int64], hits: npt.NDArray[np.int64], ips: list[str]
+    ) -> None:
+        """Add pending hits given as columns: per IP (``ips``) its facet id and hits."""
+        if not len(hits):
+            return
+        if self.unique:
+            seen = self.seen
+            for ip, count in zip(ips, hits.tolist(), strict=True):
+                seen[ip] = seen.get(ip, 0) + count
+        distinct, inverse = np.unique(facets, return_inverse=True)
+        sums = np.bincount(inverse.reshape(-1), weights=hits).astype(np.int64)
+        facet_hits = self.facet_hits
+        for facet, count in zip(distinct.tolist(), sums.tolist(), strict=True):
+            facet_hits[facet] += count
 
     def finish(self, summary: Summary, facets: list[Facet | None], top: int) -> None:
         """Put the counts into ``summary``."""
