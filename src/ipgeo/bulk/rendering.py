@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -35,8 +36,25 @@ _SLOT, _MARK = "\x01slot\x01", "\x01mark\x01"
 _SLOT_CSV, _MARK_CSV = _SLOT.encode(), _MARK.encode()
 _SLOT_JSON, _MARK_JSON = orjson.dumps(_SLOT), orjson.dumps(_MARK)
 _VERSIONS = {4: b"4", 6: b"6"}
+# after a record's values when its template's parts are picked
+_STAND_INS = (_SLOT, _MARK, None)
+_SLOT_AT, _MARK_AT, _NONE_AT = range(len(PLACE_VALUES), len(PLACE_VALUES) + 3)
+_QUOTED = re.compile(r'["\r\n\0]')  # with a comma in a value: a cell ``csv.writer`` quotes
+# the CSV text of values other than strings, by type (``formats.cell`` for the rest)
+_CELL_TEXT: dict[type, Callable[[Any], str]] = {
+    bool: lambda value: "true" if value else "false",
+    int: str,
+    float: str,
+}
 _NO_ZONE = (None, None, None, None)
 _MARKS_KEPT = 65_536
+
+
+def _picker(positions: list[int]) -> Callable[[tuple[Any, ...]], Sequence[Any]]:
+    """The values at ``positions`` of a tuple, in one call."""
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    return lambda values: [values[position] for position in positions]
 
 
 def csv_text(value: Any) -> str:
@@ -82,18 +100,20 @@ class Renderer:
         self.now = now
         self.key = ("bulk", fmt, self.columns, lead, end, self._alone)
         self._templates: list[bytes | None] = []  # by answer id
-        # each column of a record's template: a slot or mark stand-in, the index of its
-        # value in ``PlaceRecord.values``, or None (a column a located answer leaves empty)
-        self._record_plan: list[str | int | None] = [
-            _SLOT
-            if name in SLOTS
-            else _MARK
-            if name in MARKED
-            else _PLACE_NAMES.index(name)
-            if name in _PLACE_NAMES
-            else None
-            for name in self.columns
-        ]
+        # picks the parts of a record's template from ``PlaceRecord.values + _STAND_INS``:
+        # per column its value, a slot or mark stand-in, or None (left empty when located)
+        self._record_parts = _picker(
+            [
+                _SLOT_AT
+                if name in SLOTS
+                else _MARK_AT
+                if name in MARKED
+                else _PLACE_NAMES.index(name)
+                if name in _PLACE_NAMES
+                else _NONE_AT
+                for name in self.columns
+            ]
+        )
         self._zones: dict[tuple[str, str] | None, tuple[Any, ...]] = {}
         # rendered marked cells by (zone, asn, asn_org): zones repeat, ASNs mostly too
         self._marks: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
@@ -128,16 +148,21 @@ class Renderer:
         return [b"" if network is None else network.encode() for network in networks]
 
     # -- templates -------------------------------------------------------------------------------
-    def _template(self, parts: list[Any], levels: int) -> bytes:
+    def _template(self, parts: Sequence[Any], levels: int) -> bytes:
         """The row end of the column values ``parts`` (with the slot and mark stand-ins) as a
         ``%`` template, formatted ``levels`` times (the marked columns first when two)."""
         marked = levels == 2
         if self.csv:
             texts = [
-                part if type(part) is str else "" if part is None else cell(part) for part in parts
+                part
+                if type(part) is str
+                else ""
+                if part is None
+                else _CELL_TEXT.get(type(part), cell)(part)
+                for part in parts
             ]
             line = ",".join(texts)
-            if self._alone or _NEEDS_WRITER.search("\t".join(texts)) is not None:  # to quote
+            if self._alone or line.count(",") >= len(texts) or _QUOTED.search(line):  # to quote
                 line = ",".join(
                     part if part in (_SLOT, _MARK) else self._cell(part).decode() for part in parts
                 )
@@ -153,9 +178,7 @@ class Renderer:
         return text.replace(mark, b"%s")
 
     def _record_template(self, place: PlaceRecord) -> bytes:
-        values = place.values
-        parts = [values[item] if type(item) is int else item for item in self._record_plan]
-        return self._template(parts, 2)
+        return self._template(self._record_parts(place.values + _STAND_INS), 2)
 
     def template(self, answer_id: int, answer: Answer) -> bytes:
         """The template of one answer of this run (slots: ``self.slots``)."""
