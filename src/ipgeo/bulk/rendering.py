@@ -100,20 +100,24 @@ class Renderer:
         self.now = now
         self.key = ("bulk", fmt, self.columns, lead, end, self._alone)
         self._templates: list[bytes | None] = []  # by answer id
-        # picks the parts of a record's template from ``PlaceRecord.values + _STAND_INS``:
-        # per column its value, a slot or mark stand-in, or None (left empty when located)
-        self._record_parts = _picker(
-            [
-                _SLOT_AT
-                if name in SLOTS
-                else _MARK_AT
-                if name in MARKED
-                else _PLACE_NAMES.index(name)
-                if name in _PLACE_NAMES
-                else _NONE_AT
-                for name in self.columns
-            ]
-        )
+        # a record's template, JSON: its parts picked from ``PlaceRecord.values + _STAND_INS``
+        # (per column its value, a slot or mark stand-in, or None: left empty when located)
+        plan = [
+            _SLOT_AT
+            if name in SLOTS
+            else _MARK_AT
+            if name in MARKED
+            else _PLACE_NAMES.index(name)
+            if name in _PLACE_NAMES
+            else _NONE_AT
+            for name in self.columns
+        ]
+        self._record_parts = _picker(plan)
+        # CSV: a format of the record's cells (``{}``) between the slots, marks and empty cells
+        self._record_values = _picker([at for at in plan if at < _SLOT_AT])
+        cells = {_SLOT_AT: "%%s", _MARK_AT: "%s", _NONE_AT: ""}
+        row = ",".join(cells.get(at, "{}") for at in plan)
+        self._record_format = (self._lead.decode() + row if row else "") + self._end.decode()
         self._zones: dict[tuple[str, str] | None, tuple[Any, ...]] = {}
         # rendered marked cells by (zone, asn, asn_org): zones repeat, ASNs mostly too
         self._marks: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
@@ -178,7 +182,23 @@ class Renderer:
         return text.replace(mark, b"%s")
 
     def _record_template(self, place: PlaceRecord) -> bytes:
-        return self._template(self._record_parts(place.values + _STAND_INS), 2)
+        if not self.csv or self._alone:
+            return self._template(self._record_parts(place.values + _STAND_INS), 2)
+        values = self._record_values(place.values)
+        texts = [
+            value
+            if type(value) is str
+            else ""
+            if value is None
+            else _CELL_TEXT.get(type(value), cell)(value)
+            for value in values
+        ]
+        joined = "\t".join(texts)
+        if _NEEDS_WRITER.search(joined):
+            texts = [self._cell(value).decode() for value in values]
+        if "%" in joined:  # the template is formatted twice
+            texts = [text.replace("%", "%%%%") for text in texts]
+        return self._record_format.format(*texts).encode()
 
     def template(self, answer_id: int, answer: Answer) -> bytes:
         """The template of one answer of this run (slots: ``self.slots``)."""
