@@ -12,6 +12,7 @@ import pytest
 
 from ipgeo.bulk import Options, run, sources
 from ipgeo.bulk.blocks import KeyTable, numbered
+from ipgeo.bulk.keyer import Keyer
 from ipgeo.geo import GeoService
 from tests.loggen import combined_log, public_ips
 
@@ -136,6 +137,33 @@ def test_ip_lists_and_odd_list_lines(service: GeoService, monkeypatch: pytest.Mo
     data = ("\n".join(ips) + "\n").encode()
     for options in (Options(), Options(input_format="ips"), Options(unique=True)):
         _compare(service, monkeypatch, data, options, blocks_wanted=5)
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("options", [Options(), Options("ndjson"), Options(unique=True)])
+def test_blocks_with_blank_comment_and_bad_lines_are_keyed_as_blocks(
+    service: GeoService, monkeypatch: pytest.MonkeyPatch, options: Options
+) -> None:
+    # lines a real log has now and then: each block has some, and is still keyed as a block
+    lines = _clean_log(3000, 300)
+    junk = ["", "# rotated", "www.example.com - - x", "999.1.1.1 - - x", "- - - x", "dead - - x"]
+    for position in range(3, len(lines), 23):
+        lines.insert(position, junk[position % len(junk)])
+    data = ("\n".join(lines) + "\n").encode()
+    results: list[bool] = []
+    real_key_block = Keyer.key_block
+
+    def counting(self: Keyer, *args: Any) -> Any:
+        block = real_key_block(self, *args)
+        results.append(block is not None)
+        return block
+
+    monkeypatch.setattr(Keyer, "key_block", counting)
+    _, summary = _compare(service, monkeypatch, data, options, blocks_wanted=30)
+    with_blocks = results[: len(results) // 2]  # (then the run without the block path)
+    assert sum(with_blocks) == len(with_blocks) > 0, with_blocks
+    assert summary["unparseable"] == sum(1 for line in lines if line in junk[2:])
+    assert summary["skipped"] == sum(1 for line in lines if line in junk[:2])
 
 
 def test_last_line_without_newline_and_short_blocks(

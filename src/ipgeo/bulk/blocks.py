@@ -12,17 +12,20 @@ A block is taken only where every key is exactly what the line-by-line extractor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+UNKEYED = -2  # the key id of a line a block leaves to its caller
 WIDTH = 40  # bytes of a key window: IPv6 text is at most 39 characters (IPv4-mapped: 45)
 _WORDS = WIDTH // 8
 _SLOT_BITS = 21
 _SHIFT = np.uint64(64 - _SLOT_BITS)
 _NEWLINE = 10
+_COMMENT = ord("#")
 _PAD = bytes(WIDTH)
 _MIX = [
     np.uint64(constant)
@@ -50,12 +53,38 @@ class Keyed:
     """A block's lines keyed: each line's key id, and the keys not in the table yet."""
 
     lines: int
-    ids: IntArray  # per line: the key's id, or -1 for a new key
+    ids: IntArray  # per line: the key's id, -1 for a new key, ``UNKEYED`` for an odd line
     new_keys: list[bytes]  # the distinct new keys
     new_lines: IntArray  # the lines with a new key ...
     new_groups: IntArray  # ... and the position of that key in ``new_keys``
     new_hashes: Words
     new_words: Words
+    odd: list[int] = field(default_factory=list)  # lines not keyed here (blank, comments, …)
+    starts: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    ends: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def line(self, buffer: bytes, index: int) -> bytes:
+        """The text of line ``index`` of the block in ``buffer``."""
+        return buffer[int(self.starts[index]) : int(self.ends[index])]
+
+    def without(self, dropped: npt.NDArray[np.bool_]) -> Keyed:
+        """This keying without the new keys ``dropped`` marks: their lines become unkeyed."""
+        kept_lines = ~dropped[self.new_groups]
+        ids = self.ids.copy()
+        ids[self.new_lines[~kept_lines]] = UNKEYED
+        renumbered = np.cumsum(~dropped) - 1
+        return Keyed(
+            self.lines,
+            ids,
+            [key for key, drop in zip(self.new_keys, dropped.tolist(), strict=True) if not drop],
+            self.new_lines[kept_lines],
+            renumbered[self.new_groups[kept_lines]],
+            self.new_hashes[~dropped],
+            self.new_words[~dropped],
+            self.odd,
+            self.starts,
+            self.ends,
+        )
 
 
 class KeyTable:
@@ -108,8 +137,10 @@ class KeyTable:
         self.hits = hits
 
     def key(self, buffer: bytes, end: int, whole_line: bool, max_line: int) -> Keyed | None:
-        """The keys of the lines in ``buffer[:end]`` (newline-separated); ``None`` when some
-        line's key may not be what its extractor returns (the block then goes line by line)."""
+        """The keys of the lines in ``buffer[:end]`` (newline-separated), but of the lines
+        whose key may not be what their extractor returns (``Keyed.odd``: blank lines,
+        comments, lines that start with a blank, keys too long for a window); ``None`` when
+        no line is keyed here, or some line is too long (the block then goes line by line)."""
         if end == 0:
             return None  # one empty line
         block = np.frombuffer(buffer, dtype=np.uint8, count=end)
@@ -130,25 +161,37 @@ class KeyTable:
         firsts = windows.view(np.uint8)[::WIDTH]
         if whole_line:
             sizes = lengths
-            if (
-                int(sizes.max()) > WIDTH
-                or buffer.find(b"#", 0, end) >= 0
-                or _BLANK[firsts].any()
-                or _BLANK[block[np.maximum(ends - 1, 0)]].any()
-            ):
-                return None
+            odd = (sizes > WIDTH) | _BLANK[firsts] | _BLANK[block[np.maximum(ends - 1, 0)]]
+            if buffer.find(b"#", 0, end) >= 0:
+                comments = np.flatnonzero(block == _COMMENT)
+                odd[np.searchsorted(starts, comments, side="right") - 1] = True
         else:
             sizes = np.strings.find(windows, b" ")  # -1: no space in the window
-            if (sizes >= lengths).any() or _LOG_START[firsts].any():
+            odd = (sizes >= lengths) | _LOG_START[firsts]
+        odd |= sizes <= 0  # a key of nothing: a blank line, or no space where one must be
+        unkeyed = np.flatnonzero(odd)
+        kept = None
+        if len(unkeyed):
+            if len(unkeyed) == count:
                 return None
-        if not (sizes > 0).all():
-            return None  # a key of nothing: a blank line, or no space where one must be
-        words = windows.view(np.uint64).reshape(count, _WORDS) & np.take(_MASKS, sizes, axis=0)
+            kept = np.flatnonzero(~odd)
+            windows, sizes = windows[kept], sizes[kept]
+        words = windows.view(np.uint64).reshape(-1, _WORDS) & np.take(_MASKS, sizes, axis=0)
         hashes = words[:, 0] * _MIX[0]
         for column in range(1, _WORDS):
             hashes += words[:, column] * _MIX[column]
         hashes ^= hashes >> np.uint64(29)
-        return self._match(count, words, hashes)
+        keyed = self._match(len(words), words, hashes)
+        if keyed is None:
+            return None
+        keyed.starts, keyed.ends = starts, ends
+        if kept is not None:
+            ids = np.full(count, UNKEYED, dtype=np.int64)
+            ids[kept] = keyed.ids
+            keyed.ids, keyed.lines = ids, count
+            keyed.new_lines = kept[keyed.new_lines]
+            keyed.odd = unkeyed.tolist()
+        return keyed
 
     def _match(self, count: int, words: Words, hashes: Words) -> Keyed | None:
         ids = self._slots[hashes >> _SHIFT].astype(np.int64)
@@ -224,8 +267,8 @@ class KeyTable:
         return ids
 
     def count(self, ids: IntArray) -> None:
-        """Add one hit per line to the keys ``ids`` of a block's lines."""
-        self.hits += np.bincount(ids, minlength=len(self.hits))
+        """Add one hit per line to the keys ``ids`` of a block's lines (none for unkeyed ones)."""
+        self.hits += np.bincount(ids[ids >= 0], minlength=len(self.hits))
 
     def take_hits(self) -> tuple[IntArray, IntArray, list[str]]:
         """The summary facets, hits and IP texts of the keys with hits counted since the last
@@ -245,14 +288,28 @@ def _equal_rows(left: Words, right: Words) -> npt.NDArray[np.bool_]:
     return equal
 
 
-def rows_block(head: bytes, line_format: bytes | None, first: int, tails: list[bytes]) -> bytes:
-    """The rows of consecutive lines from line ``first`` on: head, line number and row end."""
+def rows_block(
+    head: bytes,
+    line_format: bytes | None,
+    first: int,
+    tails: list[bytes],
+    rowless: Sequence[int] = (),
+) -> bytes:
+    """The rows of consecutive lines from line ``first`` on: head, line number and row end;
+    none for the lines at the positions ``rowless`` (their row ends are empty)."""
     if line_format is None:
-        return b"".join([head + tail for tail in tails] if head else tails)
+        if not head:
+            return b"".join(tails)
+        rows = [head + tail for tail in tails]
+        for index in rowless:
+            rows[index] = b""
+        return b"".join(rows)
     before, after = line_format.split(b"%d")
     pieces: list[bytes] = [b""] * (2 * len(tails))
     pieces[::2] = numbered(head + before, after, first, len(tails))
     pieces[1::2] = tails
+    for index in rowless:
+        pieces[2 * index] = b""
     return b"".join(pieces)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ipgeo.bulk.blocks import rows_block
 from ipgeo.bulk.errors import Cancelled, TooLarge
-from ipgeo.bulk.keyer import Keyer, Resolved
+from ipgeo.bulk.keyer import BlockRows, Keyer, Resolved
 from ipgeo.bulk.malloc import keep_freed_memory
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
 from ipgeo.bulk.parsing import Extractor, csv_extractor, csv_header
@@ -202,31 +202,42 @@ class BulkRun:
         if self.resolver.refresh():
             self.keyer.clear()  # the databases were reloaded: forget answers from the old files
         ranges = fmt in ("ips", "cidrs")
-        lines: list[bytes | None] | None = None
-        tails = None
+        block = None
         if batch.buffer is not None and simple:
-            tails = self.keyer.key_block(batch, fmt != "log", ranges)
-        if tails is None:
+            block = self.keyer.key_block(batch, extract, fmt != "log", ranges)
+        if block is not None:
+            self._block_rows(name, head, batch, lineno, block)
+            count = len(block.tails)
+        else:
             lines = batch.lines
             found, all_ips = self.keyer.tokens(lines, extract, simple, ranges, fmt == "log")
             if all_ips:
-                for token, count in Counter(found).items():
-                    token.hits += count
-                tails = list(map(_TAIL, found))
+                for token, hits in Counter(found).items():
+                    token.hits += hits
+                self._block_rows(name, head, batch, lineno, BlockRows(list(map(_TAIL, found))))
             else:
                 self._rows(name, head, lines, lineno, found)
-        if tails is not None:
-            self.summary.lines += len(tails)
-            if not self.options.unique:
-                line_format = self.writer.line_format if self.writer.has_line else None
-                block = rows_block(head, line_format, lineno + 1, tails)
-                self.writer.extend_block(block, len(tails))
-            count = len(tails)
-        else:
-            assert lines is not None
             count = len(lines)
         self.keyer.bound(self.options.cache_size)
         return count
+
+    def _block_rows(
+        self, name: str, head: bytes, batch: LineBatch, lineno: int, block: BlockRows
+    ) -> None:
+        """Count and write the rows of a block of lines (none for its rowless lines)."""
+        tails, rowless, keyed = block
+        self.summary.lines += len(tails)
+        for index, token in rowless:
+            if token.kind == SKIP:
+                self.summary.skipped += 1
+            else:
+                line = keyed.line(batch.buffer, index) if keyed and batch.buffer else None
+                self._bad(name, lineno + 1 + index, token.reason, line)
+        if not self.options.unique:
+            line_format = self.writer.line_format if self.writer.has_line else None
+            positions = [index for index, _ in rowless]
+            rows = rows_block(head, line_format, lineno + 1, tails, positions)
+            self.writer.extend_block(rows, len(tails) - len(rowless))
 
     def _rows(
         self, name: str, head: bytes, lines: list[bytes | None], lineno: int, found: list[Token]

@@ -15,14 +15,26 @@ from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import NamedTuple
 
-from ipgeo.bulk.blocks import KeyTable
+import numpy as np
+
+from ipgeo.bulk.blocks import Keyed, KeyTable
 from ipgeo.bulk.parsing import Extractor, Unparseable
 from ipgeo.bulk.ranges import range_token
 from ipgeo.bulk.sources import LineBatch
 from ipgeo.bulk.tally import Tally
-from ipgeo.bulk.tokens import BAD, IP, SKIP_TOKEN, Token, overlong
+from ipgeo.bulk.tokens import BAD, IP, RANGE, SKIP_TOKEN, Token, overlong
 
 _KIND = operator.attrgetter("kind")
+_FIRST = operator.itemgetter(0)
+
+
+class BlockRows(NamedTuple):
+    """A block keyed: each line's row end, empty for the lines without a row (``rowless``,
+    with their tokens: skipped or bad lines, in line order)."""
+
+    tails: list[bytes]
+    rowless: Sequence[tuple[int, Token]] = ()
+    keyed: Keyed | None = None  # where the lines are in the block's buffer
 
 
 class Resolved(NamedTuple):
@@ -72,38 +84,89 @@ class Keyer:
                 self.known.pop(victim, None)
             self.tally.fold(list(map(self.memo.pop, victims)))
 
-    def key_block(self, batch: LineBatch, whole_line: bool, ranges: bool) -> list[bytes] | None:
-        """The row ends of a block's lines when every line's key is an IP (counted in
-        ``blocks``), else ``None`` (the block goes line by line)."""
+    def key_block(
+        self, batch: LineBatch, extract: Extractor, whole_line: bool, ranges: bool
+    ) -> BlockRows | None:
+        """The row ends of a block's lines (counted in ``blocks``) when every line's key is an
+        IP, or none (a blank or comment line, a key that is no IP address); else ``None``
+        (nothing counted: the block goes line by line)."""
         assert batch.buffer is not None
         table = self.blocks
         keyed = table.key(batch.buffer, batch.end, whole_line, batch.max_line)
         if keyed is None:
             return None
-        ids = keyed.ids
-        new_keys = keyed.new_keys
-        if new_keys:
-            met = self.memo and not self.memo.keys().isdisjoint(new_keys)
-            texts = None if met else _ip_texts(new_keys, ranges)
-            if texts is None:  # keys the line-by-line path met, or not all IP candidates
-                self.classify(list(new_keys), ranges)
-                tokens = list(map(self.memo.__getitem__, new_keys))
-                if any(token.kind != IP for token in tokens):
-                    return None
-                resolved = Resolved(
-                    [token.ip for token in tokens],
-                    [token.facet for token in tokens],
-                    [token.tail for token in tokens],
-                )
+        rowless: list[tuple[int, Token]] = []
+        for index in keyed.odd:
+            if extract(keyed.line(batch.buffer, index)):
+                return None  # a key the table cannot take
+            rowless.append((index, SKIP_TOKEN))
+        if keyed.new_keys:
+            resolved = self._resolve_new(keyed.new_keys, ranges)
+            if resolved is None:
+                return None
+            if "" in resolved.ips:  # keys that are no IP: their lines get no row
+                keyed, resolved = self._drop_bad_keys(keyed, resolved, rowless)
+            keyed.ids = table.add_new(keyed, *resolved)
+        table.count(keyed.ids)
+        tails: list[bytes] = table.tails[keyed.ids].tolist()
+        for index, _ in rowless:
+            tails[index] = b""
+        rowless.sort(key=_FIRST)
+        return BlockRows(tails, rowless, keyed)
+
+    def _resolve_new(self, keys: list[bytes], ranges: bool) -> Resolved | None:
+        """The IP (``""``: none), facet and row end of each new key of a block, the keys the
+        line-by-line path met from ``memo``; ``None`` when a key is a range."""
+        memo = self.memo
+        found: list[Token | None] = list(map(memo.get, keys)) if memo else [None] * len(keys)
+        fresh = [key for key, token in zip(keys, found, strict=True) if token is None]
+        texts = _ip_texts(fresh, ranges) if fresh else []
+        if texts is None:  # not all IP candidates: tokens for them all
+            self.classify(list(fresh), ranges)
+            found, fresh, texts = list(map(memo.get, keys)), [], []
+        resolved = self.resolve_texts(texts) if texts else Resolved([], [], [])
+        if len(fresh) == len(keys):
+            return resolved
+        columns = iter(zip(*resolved, strict=True))
+        ips: list[str] = []
+        facets: list[int] = []
+        tails: list[bytes] = []
+        for token in found:
+            if token is None:
+                ip, facet, tail = next(columns)
+            elif token.kind == RANGE:
+                return None
             else:
-                resolved = self.resolve_texts(texts)
-                if "" in resolved.ips:  # some key is no IP: kept as tokens for the line path
-                    self._remember(new_keys, texts, resolved)
-                    return None
-            ids = table.add_new(keyed, *resolved)
-        table.count(ids)
-        tails: list[bytes] = table.tails[ids].tolist()
-        return tails
+                ip, facet, tail = token.ip if token.kind == IP else "", token.facet, token.tail
+            ips.append(ip)
+            facets.append(facet)
+            tails.append(tail)
+        return Resolved(ips, facets, tails)
+
+    def _drop_bad_keys(
+        self, keyed: Keyed, resolved: Resolved, rowless: list[tuple[int, Token]]
+    ) -> tuple[Keyed, Resolved]:
+        """Keep the new keys that are IPs; the lines of the others go to ``rowless``."""
+        bad = np.array([not ip for ip in resolved.ips])
+        tokens: list[Token] = []
+        for key, is_bad in zip(keyed.new_keys, bad.tolist(), strict=True):
+            if is_bad:
+                token = self.memo.get(key)
+                if token is None:
+                    token = self.memo[key] = Token(BAD, reason="not an IP address")
+                tokens.append(token)
+        lines = bad[keyed.new_groups]
+        groups = (np.cumsum(bad) - 1)[keyed.new_groups[lines]]
+        for index, group in zip(keyed.new_lines[lines].tolist(), groups.tolist(), strict=True):
+            rowless.append((index, tokens[group]))
+        good = [index for index, is_bad in enumerate(bad.tolist()) if not is_bad]
+        ips, facets, tails = resolved
+        picked = Resolved(
+            list(map(ips.__getitem__, good)),
+            list(map(facets.__getitem__, good)),
+            list(map(tails.__getitem__, good)),
+        )
+        return keyed.without(bad), picked
 
     def tokens(
         self, lines: list[bytes | None], extract: Extractor, simple: bool, ranges: bool, log: bool
