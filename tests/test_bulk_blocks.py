@@ -240,6 +240,23 @@ def test_key_table_ids_and_hits() -> None:
     assert fresh is not None and fresh.new_keys == [b"8.8.8.8"]
 
 
+def test_key_table_keeps_the_keys_it_is_told_to() -> None:
+    table = KeyTable()
+    block = b"".join(b"10.0.0.%d a\n" % number for number in range(100))
+    keyed = table.key(block, len(block) - 1, False, 1000)
+    assert keyed is not None
+    ips = [key.decode() for key in keyed.new_keys]
+    table.add_new(keyed, ips, list(range(100)), [ip.encode() for ip in ips])
+    kept = np.array([3, 50, 99])
+    table.keep(kept)
+    assert len(table) == 3 and table.ips == [ips[3], ips[50], ips[99]]
+    again = table.key(block, len(block) - 1, False, 1000)
+    assert again is not None and len(again.new_keys) == 97
+    known = again.ids[again.ids >= 0]
+    assert table.tails[known].tolist() == [ips[3].encode(), ips[50].encode(), ips[99].encode()]
+    assert table.facets[known].tolist() == [3, 50, 99]
+
+
 @pytest.mark.parametrize(
     ("first", "count"), [(1, 12), (95, 10), (9_990, 25), (99_999_990, 20), (123_456_789_012, 3)]
 )

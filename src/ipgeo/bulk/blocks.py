@@ -177,11 +177,7 @@ class KeyTable:
             kept = np.flatnonzero(~odd)
             windows, sizes = windows[kept], sizes[kept]
         words = windows.view(np.uint64).reshape(-1, _WORDS) & np.take(_MASKS, sizes, axis=0)
-        hashes = words[:, 0] * _MIX[0]
-        for column in range(1, _WORDS):
-            hashes += words[:, column] * _MIX[column]
-        hashes ^= hashes >> np.uint64(29)
-        keyed = self._match(len(words), words, hashes)
+        keyed = self._match(len(words), words, _hashes(words))
         if keyed is None:
             return None
         keyed.starts, keyed.ends = starts, ends
@@ -266,6 +262,16 @@ class KeyTable:
         ids[keyed.new_lines] = fresh[keyed.new_groups]
         return ids
 
+    def keep(self, ids: IntArray) -> None:
+        """Forget every key but ``ids`` (ascending; their hits taken), which get new ids."""
+        words, facets, tails = self._words[ids], self.facets[ids], self.tails[ids]
+        ips = list(map(self.ips.__getitem__, ids.tolist()))
+        self.clear()
+        count = len(ips)
+        each = np.arange(count, dtype=np.int64)
+        keyed = Keyed(count, np.full(count, -1), [], each, each, _hashes(words), words)
+        self.add_new(keyed, ips, facets.tolist(), tails.tolist())
+
     def count(self, ids: IntArray) -> None:
         """Add one hit per line to the keys ``ids`` of a block's lines (none for unkeyed ones)."""
         self.hits += np.bincount(ids[ids >= 0], minlength=len(self.hits))
@@ -278,6 +284,15 @@ class KeyTable:
         found = self.facets[counted], self.hits[counted], ips
         self.hits[:] = 0
         return found
+
+
+def _hashes(words: Words) -> Words:
+    """The hash of each row of key windows (as words)."""
+    hashes: Words = words[:, 0] * _MIX[0]
+    for column in range(1, _WORDS):
+        hashes += words[:, column] * _MIX[column]
+    hashes ^= hashes >> np.uint64(29)
+    return hashes
 
 
 def _equal_rows(left: Words, right: Words) -> npt.NDArray[np.bool_]:

@@ -73,10 +73,16 @@ class Keyer:
         self.known.clear()
 
     def bound(self, size: int) -> None:
-        """Forget keys, hits counted, when either cache holds more than ``size``: all of
-        ``blocks``, the oldest of ``memo`` down to half of ``size``."""
-        if len(self.blocks) > size:
-            self._forget_blocks()
+        """Forget keys, hits counted, when either cache holds more than ``size``: in
+        ``blocks`` all but the half most hit since the last time, the oldest of ``memo``
+        down to half of ``size``."""
+        table = self.blocks
+        if len(table) > size:
+            hits = table.hits[: len(table)]
+            most = np.argsort(-hits, kind="stable")[: size // 2]
+            kept = np.sort(most[hits[most] > 0])
+            self.tally.fold_counts(*table.take_hits())
+            table.keep(kept)
         excess = len(self.memo) - size
         if excess > 0:
             victims = list(islice(self.memo, excess + size // 2))
