@@ -25,6 +25,7 @@ import ipaddress
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,10 +133,9 @@ def measure(command: list[str], quiet: bool = False) -> tuple[float, float, int]
     return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss // 1024
 
 
-def median_of(rounds: int, command: list[str]) -> tuple[float, float, int]:
-    """``measure`` ``rounds`` times: the median CPU time's run."""
-    runs = sorted((measure(command) for _ in range(rounds)), key=lambda run: run[0])
-    return runs[len(runs) // 2]
+def median_run(runs: list[tuple[float, float, int]]) -> tuple[float, float, int]:
+    """The run of the median CPU time."""
+    return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
 
 
 def jobs_case(work: Path, ipgeo: list[str], lines: int, jobs: int, rounds: int) -> None:
@@ -167,7 +167,10 @@ def main() -> None:
     parser.add_argument("--big-gb", type=float, default=1.0)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="runs of each: median CPU time; (d) best wall time"
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds: median CPU time and ratio; (d) best wall time",
     )
     parser.add_argument("--cases", default="abc", help="which cases to run (default: abc)")
     parser.add_argument("--jobs", type=int, default=2, help="case (d): processes")
@@ -196,16 +199,22 @@ def main() -> None:
     cases = [case for case in cases if case[0][1] in args.cases]
     variants: list[tuple[str, float]] = []
     for name, path, lines in cases:
-        naive = median_of(args.rounds, [python, "-c", NAIVE, str(path), str(work / "naive.csv")])
-        ours = median_of(args.rounds, [*ipgeo, str(path), "-o", str(work / "ours.csv")])
-        results.append((name, lines, naive, ours))
-        print(f"{name}: naive {naive}, ipgeo {ours} (cpu s, wall s, MB)", file=sys.stderr)
+        # Rounds interleave the naive loop, ipgeo and its variants: this machine's speed drifts
+        # over minutes, and each ratio is of runs made within a minute of each other.
+        naive_command = [python, "-c", NAIVE, str(path), str(work / "naive.csv")]
+        ours_command = [*ipgeo, str(path), "-o", str(work / "ours.csv")]
+        commands = [naive_command, ours_command]
         if path == log:
-            for label, options in VARIANTS:
-                command = [*ipgeo, str(path), *options, "-o", str(work / "ours.csv")]
-                cpu = median_of(args.rounds, command)[0]
-                variants.append((label, cpu / ours[0]))
-                print(f"(a) {label}: {cpu:.2f} cpu s", file=sys.stderr)
+            commands += [[*ours_command, *options] for _, options in VARIANTS]
+        rounds = [[measure(command) for command in commands] for _ in range(args.rounds)]
+        naive, ours = (median_run([run[column] for run in rounds]) for column in (0, 1))
+        speedup = statistics.median(run[0][0] / run[1][0] for run in rounds)
+        results.append((name, lines, naive, ours, speedup))
+        print(f"{name}: naive {naive}, ipgeo {ours} (cpu s, wall s, MB)", file=sys.stderr)
+        for column, (label, _) in enumerate(VARIANTS if path == log else (), start=2):
+            ratio = statistics.median(run[column][0] / run[1][0] for run in rounds)
+            variants.append((label, ratio))
+            print(f"(a) {label}: {ratio:.2f} of the default's CPU time", file=sys.stderr)
     big_row = None
     if args.big_gb > 0 and "c" in args.cases:
         with big.open("wb") as out:
@@ -219,19 +228,19 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f}")
     print(
-        "\n| case | lines | naive geoip2 lines/CPU-s | ipgeo bulk lines/CPU-s | speed-up (CPU) "
-        "| speed-up (wall) | peak RSS naive / ipgeo |"
+        "\n| case | lines | naive geoip2 lines/CPU-s | ipgeo bulk lines/CPU-s "
+        "| speed-up (CPU, median of rounds) | peak RSS naive / ipgeo |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, lines, (naive_cpu, naive_wall, naive_mb), (cpu, wall, peak) in results:
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, lines, (naive_cpu, _, naive_mb), (cpu, _, peak), speedup in results:
         print(
             f"| {name} | {lines:,} | {lines / naive_cpu:,.0f} | {lines / cpu:,.0f} | "
-            f"{naive_cpu / cpu:.1f}x | {naive_wall / wall:.1f}x | {naive_mb} MB / {peak} MB |"
+            f"{speedup:.1f}x | {naive_mb} MB / {peak} MB |"
         )
     if big_row:
-        size, lines, cpu, wall, peak = big_row
+        size, lines, cpu, _, peak = big_row
         print(
-            f"| (c) {size / 1e9:.2f} GB log | {lines:,} | - | {lines / cpu:,.0f} | - | - | "
+            f"| (c) {size / 1e9:.2f} GB log | {lines:,} | - | {lines / cpu:,.0f} | - | "
             f"- / {peak} MB |"
         )
     if variants:
