@@ -133,6 +133,15 @@ def measure(command: list[str], quiet: bool = False) -> tuple[float, float, int]
     return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss // 1024
 
 
+def _round(commands: list[list[str]], number: int) -> list[tuple[float, float, int]]:
+    """``measure`` each command, starting with the ``number``-th (a run right after the
+    half-minute naive loop was seen to take longer: each command takes each place in turn)."""
+    start = number % len(commands)
+    order = list(range(start, len(commands))) + list(range(start))
+    runs = {index: measure(commands[index]) for index in order}
+    return [runs[index] for index in range(len(commands))]
+
+
 def median_run(runs: list[tuple[float, float, int]]) -> tuple[float, float, int]:
     """The run of the median CPU time."""
     return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
@@ -200,13 +209,13 @@ def main() -> None:
     variants: list[tuple[str, float]] = []
     for name, path, lines in cases:
         # Rounds interleave the naive loop, ipgeo and its variants: this machine's speed drifts
-        # over minutes, and each ratio is of runs made within a minute of each other.
+        # over minutes, and each ratio is of runs made within a minute or two of each other.
         naive_command = [python, "-c", NAIVE, str(path), str(work / "naive.csv")]
         ours_command = [*ipgeo, str(path), "-o", str(work / "ours.csv")]
         commands = [naive_command, ours_command]
         if path == log:
             commands += [[*ours_command, *options] for _, options in VARIANTS]
-        rounds = [[measure(command) for command in commands] for _ in range(args.rounds)]
+        rounds = [_round(commands, number) for number in range(args.rounds)]
         naive, ours = (median_run([run[column] for run in rounds]) for column in (0, 1))
         speedup = statistics.median(run[0][0] / run[1][0] for run in rounds)
         results.append((name, lines, naive, ours, speedup))
