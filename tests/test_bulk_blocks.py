@@ -51,6 +51,20 @@ def _enrich(service: GeoService, data: bytes, options: Options) -> tuple[bytes, 
     return _CLOCK.sub(b"T", out.getvalue()), summary
 
 
+def _record_results(patch: pytest.MonkeyPatch, owner: type, name: str) -> list[bool]:
+    """Patch the method ``owner.name`` to record, call by call, whether it returned a value."""
+    results: list[bool] = []
+    real = getattr(owner, name)
+
+    def recording(self: Any, *args: Any) -> Any:
+        found = real(self, *args)
+        results.append(found is not None)
+        return found
+
+    patch.setattr(owner, name, recording)
+    return results
+
+
 def _compare(
     service: GeoService,
     patch: pytest.MonkeyPatch,
@@ -59,16 +73,8 @@ def _compare(
     blocks_wanted: int = 1,
 ) -> tuple[bytes, dict[str, Any]]:
     """Run with and without the block path; the same output and summary; enough blocks taken."""
-    taken: list[bool] = []
-    real_key = KeyTable.key
-
-    def counting_key(self: KeyTable, *args: Any) -> Any:
-        keyed = real_key(self, *args)
-        taken.append(keyed is not None)
-        return keyed
-
     with patch.context() as inner:
-        inner.setattr(KeyTable, "key", counting_key)
+        taken = _record_results(inner, KeyTable, "key")
         fast = _enrich(service, data, options)
     with patch.context() as inner:
         inner.setattr(KeyTable, "key", lambda *args: None)
@@ -150,15 +156,7 @@ def test_blocks_with_blank_comment_and_bad_lines_are_keyed_as_blocks(
     for position in range(3, len(lines), 23):
         lines.insert(position, junk[position % len(junk)])
     data = ("\n".join(lines) + "\n").encode()
-    results: list[bool] = []
-    real_key_block = Keyer.key_block
-
-    def counting(self: Keyer, *args: Any) -> Any:
-        block = real_key_block(self, *args)
-        results.append(block is not None)
-        return block
-
-    monkeypatch.setattr(Keyer, "key_block", counting)
+    results = _record_results(monkeypatch, Keyer, "key_block")
     _, summary = _compare(service, monkeypatch, data, options, blocks_wanted=30)
     with_blocks = results[: len(results) // 2]  # (then the run without the block path)
     assert sum(with_blocks) == len(with_blocks) > 0, with_blocks

@@ -57,6 +57,18 @@ def _picker(positions: list[int]) -> Callable[[tuple[Any, ...]], Sequence[Any]]:
     return lambda values: [values[position] for position in positions]
 
 
+def _cell_texts(values: Sequence[Any]) -> list[str]:
+    """``formats.cell`` of each value (unquoted), with the common types made inline."""
+    return [
+        value
+        if type(value) is str
+        else ""
+        if value is None
+        else _CELL_TEXT.get(type(value), cell)(value)
+        for value in values
+    ]
+
+
 def csv_text(value: Any) -> str:
     """One CSV cell the way ``csv.writer`` quotes ``formats.cell(value)`` (minimal quoting)."""
     if value is None:
@@ -157,14 +169,7 @@ class Renderer:
         ``%`` template, formatted ``levels`` times (the marked columns first when two)."""
         marked = levels == 2
         if self.csv:
-            texts = [
-                part
-                if type(part) is str
-                else ""
-                if part is None
-                else _CELL_TEXT.get(type(part), cell)(part)
-                for part in parts
-            ]
+            texts = _cell_texts(parts)
             line = ",".join(texts)
             if self._alone or line.count(",") >= len(texts) or _QUOTED.search(line):  # to quote
                 line = ",".join(
@@ -185,14 +190,7 @@ class Renderer:
         if not self.csv or self._alone:
             return self._template(self._record_parts(place.values + _STAND_INS), 2)
         values = self._record_values(place.values)
-        texts = [
-            value
-            if type(value) is str
-            else ""
-            if value is None
-            else _CELL_TEXT.get(type(value), cell)(value)
-            for value in values
-        ]
+        texts = _cell_texts(values)
         joined = "\t".join(texts)
         if _NEEDS_WRITER.search(joined):
             texts = [self._cell(value).decode() for value in values]
