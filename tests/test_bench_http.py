@@ -373,7 +373,7 @@ def test_stack_counts_and_stops_adopted_process_groups(tmp_path: Path) -> None:
     """A started process that starts a group of its own: counted, and killed if left behind."""
     spawner = (
         "import subprocess, sys, time\n"
-        "busy = 'import time\\nend = time.process_time() + 0.3\\n"
+        "busy = 'import time\\nend = time.process_time() + 0.4\\n"
         "while time.process_time() < end: pass\\ntime.sleep(60)'\n"
         "child = subprocess.Popen([sys.executable, '-c', busy], start_new_session=True)\n"
         "print(child.pid, flush=True)\n"
