@@ -6,8 +6,9 @@ zero-padded window of ``WIDTH`` bytes, hashed, and looked up in a table of the k
 before (a slot per hash, a sorted spill list for hashes whose slot is taken). Every match is
 confirmed by comparing the windows themselves, so a hash collision can at worst send a block
 to the line-by-line path, which does everything this does; it never gives a wrong answer.
-A block is taken only where every key is exactly what the line-by-line extractors
-(``log_client``, ``list_item``) would return for its line.
+A line is keyed here only where its key is exactly what the line-by-line extractors
+(``log_client``, ``list_item``) would return; the others (blank and comment lines, lines that
+start with a blank, keys too long for a window) are left to the caller (``Keyed.odd``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The keyer of a bulk run: lines to what their keys are (an IP, a range, bad, nothing).
 
 A block of lines is keyed with numpy (``blocks.KeyTable``) when every line's key is what its
-extractor would return and is an IP address: the table keeps each such key's IP, summary facet
-and row end in arrays, and counts its lines. The lines of other blocks are keyed one by one:
-each distinct key becomes one ``Token``, kept in a memo of the run. New IP keys are handed to
+extractor would return, or the line has none (blank, comment) or a key that is no IP address
+(those lines get no row): the table keeps each IP key's IP, summary facet and row end in
+arrays, and counts its lines. The lines of other blocks are keyed one by one: each distinct
+key becomes one ``Token``, kept in a memo of the run. New IP keys are handed to
 ``resolve_texts`` (the run's resolver and renderer) in one batch either way. Hits counted
 here go to the run's ``Tally`` when keys are forgotten.
 """
