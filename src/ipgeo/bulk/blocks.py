@@ -94,7 +94,7 @@ class KeyTable:
     def __init__(self) -> None:
         self._slots = np.full(1 << _SLOT_BITS, -1, dtype=np.int32)  # by hash: an id, or -1
         self._slot_of: IntArray = np.empty(0, dtype=np.int64)
-        self._count = 0
+        self.ips: list[str] = []  # by id: the key's canonical IP text
         self.clear()
 
     def clear(self) -> None:
@@ -103,8 +103,7 @@ class KeyTable:
         self._slots[used[used >= 0]] = -1
         self._spill_hashes: Words = np.empty(0, dtype=np.uint64)  # sorted
         self._spill_ids: IntArray = np.empty(0, dtype=np.int64)
-        self._count = 0
-        self.ips: list[str] = []  # by id: the key's canonical IP text
+        self.ips = []
         # by id, with room for more ids (grown by doubling):
         self._slot_of = np.empty(0, dtype=np.int64)  # -1 for spilled keys
         self._words: Words = np.empty((0, _WORDS), dtype=np.uint64)
@@ -114,7 +113,7 @@ class KeyTable:
         self._grow(1)  # never empty: reading row -1 must work
 
     def __len__(self) -> int:
-        return self._count
+        return len(self.ips)
 
     def _grow(self, size: int) -> None:
         """Make room for ids up to ``size``."""
@@ -235,7 +234,7 @@ class KeyTable:
     ) -> IntArray:
         """Give the new keys of ``keyed`` ids, with their IP texts, summary facets and row
         ends; return the id of each line's key."""
-        start = self._count
+        start = len(self.ips)
         end = start + len(ips)
         self._grow(end)
         fresh = np.arange(start, end, dtype=np.int64)
@@ -255,13 +254,19 @@ class KeyTable:
             self._spill_hashes = np.insert(self._spill_hashes, at, keyed.new_hashes[spill])
             self._spill_ids = np.insert(self._spill_ids, at, fresh[spill])
         self._words[start:end] = keyed.new_words
-        self._count = end
         self.ips += ips
         self.facets[start:end] = facets
         self.tails[start:end] = tails
         ids = keyed.ids
         ids[keyed.new_lines] = fresh[keyed.new_groups]
         return ids
+
+    def most_hit(self, count: int) -> IntArray:
+        """The ids (ascending) of at most ``count`` keys most hit since hits were last taken,
+        keys without hits left out."""
+        hits = self.hits[: len(self)]
+        most = np.argsort(-hits, kind="stable")[:count]
+        return np.sort(most[hits[most] > 0])
 
     def keep(self, ids: IntArray) -> None:
         """Forget every key but ``ids`` (ascending; their hits taken), which get new ids."""

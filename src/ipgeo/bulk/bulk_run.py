@@ -285,15 +285,15 @@ class BulkRun:
             except (OSError, ValueError):
                 packed = None
         unique = self.options.unique
-        if packed is not None and len(v4) == len(texts):  # the usual batch
-            rows = self.resolver.resolve_v4(np.frombuffer(packed, dtype=">u4").astype(np.int64), v4)
-            self.tally.met(v4 if unique else [], packed)
-            return Resolved(texts, *self._rendered(rows, texts))
         count = len(texts)
-        ips, facets, tails = [""] * count, [-1] * count, [b""] * count
         others: Sequence[int] = range(count)
         if packed is not None:
             rows = self.resolver.resolve_v4(np.frombuffer(packed, dtype=">u4").astype(np.int64), v4)
+            if len(v4) == count:  # the usual batch
+                self.tally.met(v4 if unique else [], packed)
+                return Resolved(texts, *self._rendered(rows, texts))
+        ips, facets, tails = [""] * count, [-1] * count, [b""] * count
+        if packed is not None:
             v4_positions = list(compress(range(count), plain))
             _put(v4_positions, (rows.ips, *self._rendered(rows, v4)), ips, facets, tails)
             others = list(compress(range(count), map(operator.not_, plain)))

@@ -61,14 +61,17 @@ class Keyer:
         self.known: dict[bytes, Token] = {}  # the IP tokens of ``memo``
         self.blocks = KeyTable()
 
-    def _forget_blocks(self) -> None:
-        """Count the hits of ``blocks`` in the tally and forget its keys."""
-        self.tally.fold_counts(*self.blocks.take_hits())
-        self.blocks.clear()
+    def _shrink_blocks(self, keep: int) -> None:
+        """Count the hits of ``blocks`` in the tally; keep only its ``keep`` keys most hit
+        since it was last shrunk."""
+        table = self.blocks
+        kept = table.most_hit(keep)
+        self.tally.fold_counts(*table.take_hits())
+        table.keep(kept)
 
     def clear(self) -> None:
         """Forget every key (the databases were reloaded, or the run ends), hits counted."""
-        self._forget_blocks()
+        self._shrink_blocks(0)
         self.tally.fold(list(self.memo.values()))
         self.memo.clear()
         self.known.clear()
@@ -77,13 +80,8 @@ class Keyer:
         """Forget keys, hits counted, when either cache holds more than ``size``: in
         ``blocks`` all but the half most hit since the last time, the oldest of ``memo``
         down to half of ``size``."""
-        table = self.blocks
-        if len(table) > size:
-            hits = table.hits[: len(table)]
-            most = np.argsort(-hits, kind="stable")[: size // 2]
-            kept = np.sort(most[hits[most] > 0])
-            self.tally.fold_counts(*table.take_hits())
-            table.keep(kept)
+        if len(self.blocks) > size:
+            self._shrink_blocks(size // 2)
         excess = len(self.memo) - size
         if excess > 0:
             victims = list(islice(self.memo, excess + size // 2))

@@ -123,7 +123,7 @@ def top_places(facets: list[Facet | None], hits: Counter[int], top: int) -> dict
             countries[iso] += count
             mixed |= names[0].setdefault(iso, country) != country
         if region or region_code:
-            key = f"{iso or '?'}-{region_code or region}"
+            key = _region_key(iso, region_code, region)
             regions[key] += count
             mixed |= names[1].setdefault(key, region) != region
         if city:
@@ -141,7 +141,7 @@ def top_places(facets: list[Facet | None], hits: Counter[int], top: int) -> dict
             if iso:
                 names[0][iso] = country
             if region or region_code:
-                names[1][f"{iso or '?'}-{region_code or region}"] = region
+                names[1][_region_key(iso, region_code, region)] = region
             if asn is not None:
                 names[3][asn] = asn_org
     labels: list[Callable[[Any], Any]] = [*(by_key.__getitem__ for by_key in names), str]
@@ -149,6 +149,11 @@ def top_places(facets: list[Facet | None], hits: Counter[int], top: int) -> dict
         kind: _ranked(counted, total, top, label)
         for kind, counted, label in zip(_KINDS, counts, labels, strict=True)
     }
+
+
+def _region_key(iso: str | None, region_code: str | None, region: str | None) -> str:
+    """The summary's key of a region: country and region code (or name)."""
+    return f"{iso or '?'}-{region_code or region}"
 
 
 _KINDS = ("countries", "regions", "cities", "asns", "time_zones")
