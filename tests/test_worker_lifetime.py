@@ -6,6 +6,7 @@ as the test keeps the pipe open, so nothing here depends on how fast a job runs.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -22,7 +24,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ipgeo.jobs import JobFiles, JobOptions, enqueue, new_job_id
-from ipgeo.jobs.worker import start_worker_process
+from ipgeo.jobs.queue import bulk_queue
+from ipgeo.jobs.worker import BulkWorker, start_worker_process, worker_connection
 from ipgeo.settings import Settings
 from tests.conftest import free_port
 from tests.servers import RedisServer
@@ -174,3 +177,73 @@ def test_killing_ipgeo_up_mid_job_leaves_no_process(
         up.kill_all()
         if writer >= 0:
             os.close(writer)
+
+
+def test_idle_workers_stop_within_seconds_of_sigterm_after_jobs(
+    redis_server: RedisServer, env: dict[str, str]
+) -> None:
+    """Warm shutdown of idle workers that have run jobs. RQ's pub/sub thread (redis-py 8.2)
+    could hold it for the minute it sleeps between reads; the container stop timed out."""
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("IPGEO_")})
+    workers = [start_worker_process(redis_server.url, env) for _ in range(4)]
+    client = redis_server.client()
+    try:
+        job_ids = []
+        for _ in range(12):
+            job_id = new_job_id()
+            files = JobFiles.of(settings.data_dir, job_id)
+            files.directory.mkdir(parents=True)
+            files.input.write_bytes(b"81.2.69.142\n8.8.8.8\n")
+            enqueue(client, settings, job_id, JobOptions(), "two.log", 20, None)
+            job_ids.append(job_id)
+        deadline = time.monotonic() + 60
+        for job_id in job_ids:
+            job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+            while job.get_status() != "finished":
+                assert time.monotonic() < deadline, f"job {job_id}: {job.get_status()}"
+                time.sleep(0.05)
+        time.sleep(1)  # idle
+        for worker in workers:
+            worker.terminate()
+        begun = time.monotonic()
+        took = []
+        for worker in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(max(0.1, begun + 5 - time.monotonic()))
+            took.append(round(time.monotonic() - begun, 1) if worker.poll() is not None else None)
+        assert None not in took, f"seconds to stop (None: still running after 5 s): {took}"
+    finally:
+        client.close()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+
+
+def test_unsubscribing_is_prompt_when_the_thread_reads_the_reply_first(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving behind the slow stops above, made certain: the worker's pub/sub thread
+    handles the unsubscribe reply before the worker goes on (as when its main thread is
+    descheduled right after sending it)."""
+    connection = worker_connection(redis_server.url)
+    worker = BulkWorker([bulk_queue(connection)], connection=connection, serializer=JSONSerializer)
+    worker.subscribe()
+    pubsub = worker.pubsub
+    assert pubsub is not None
+    send_unsubscribe = pubsub.unsubscribe
+
+    def unsubscribe_then_wait_for_the_reply(*args: Any) -> None:
+        send_unsubscribe(*args)
+        deadline = time.monotonic() + 5
+        while pubsub.subscribed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the thread is back in get_message
+
+    monkeypatch.setattr(pubsub, "unsubscribe", unsubscribe_then_wait_for_the_reply)
+    begun = time.monotonic()
+    worker.unsubscribe()
+    took = time.monotonic() - begun
+    connection.close()
+    assert worker.pubsub_thread is not None and not worker.pubsub_thread.is_alive()
+    assert took < 2, f"unsubscribing took {took:.1f} s"

@@ -133,6 +133,22 @@ class BulkWorker(Worker):
             os._exit(1)
         super().main_work_horse(job, queue)
 
+    def unsubscribe(self) -> None:
+        """Stop listening for RQ's commands (its pub/sub thread) within a second."""
+        thread = self.pubsub_thread
+        if thread is None or self.pubsub is None:
+            return
+        # RQ unsubscribes, then stops the thread, whose stop() (redis-py ≥ 8) waits for it. If
+        # the thread has read the unsubscribe reply first, it sleeps in get_message for the
+        # 60 s RQ gives it, and so did the worker's warm shutdown. Clearing the thread's flag
+        # first (stop() with no wait) makes that reply the thread's last.
+        channel = self.pubsub_channel_name
+        self.log.info("Worker %s: unsubscribing from channel %s", self.name, channel)
+        thread.stop(timeout=0)
+        self.pubsub.unsubscribe()
+        thread.join(timeout=1)
+        self.pubsub.close()
+
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Warm shutdown, or a cold one once the process that started the worker is gone."""
         if self._starter_gone():
