@@ -13,7 +13,7 @@ import maxminddb
 import pytest
 
 from ipgeo.bulk import Options, run
-from ipgeo.bulk.resolver import Answer, Rows
+from ipgeo.bulk.resolver import Answer, Resolver, Rows
 from ipgeo.bulk.writers import RowWriter
 from ipgeo.geo import FIELDS, GeoService
 from ipgeo.geo.addresses import network_text, parse_address
@@ -163,3 +163,45 @@ def test_error_tails_equal_csv_writer(leading: tuple[str, ...]) -> None:
         values = [*(([text]) if "input" in leading else []), *row, error]
         lead = b"," if leading else b""
         assert tail == lead + _csv_line(values), text
+
+
+@pytest.mark.parametrize(
+    ("texts", "ips", "positions", "packed"),
+    [
+        (["81.2.69.142", "8.8.8.8"], ["81.2.69.142", "8.8.8.8"], [0, 1], "81.2.69.142 8.8.8.8"),
+        (
+            ["81.2.69.142", "2001:DB8::1", "8.8.8.8", "::ffff:1.2.3.4"],
+            ["81.2.69.142", "2001:db8::1", "8.8.8.8", "1.2.3.4"],
+            [0, 1, 2, 3],
+            "81.2.69.142 8.8.8.8",
+        ),
+        (
+            ["81.2.69.142", "nope:", "8.8.8.8"],
+            ["81.2.69.142", "8.8.8.8"],
+            [0, 2],
+            "81.2.69.142 8.8.8.8",
+        ),
+        # a dotted text that is no IPv4 address: every text one by one
+        (["999.1.1.1", "81.2.69.142", "::1"], ["81.2.69.142", "::1"], [1, 2], None),
+        (["www.example.com"], [], [], None),
+        ([], [], [], None),
+    ],
+)
+def test_resolve_texts_takes_the_ip_addresses_in_order(
+    texts: list[str], ips: list[str], positions: list[int], packed: str | None
+) -> None:
+    resolver = Resolver(GeoService(), None)
+    found = resolver.resolve_texts(texts)
+    assert found.rows.ips == ips
+    assert list(found.positions) == positions
+    expected = b"".join(socket.inet_aton(ip) for ip in packed.split()) if packed else None
+    assert found.packed_v4 == expected
+    reference = resolver.resolve([a for a in map(parse_address, texts) if a is not None])
+    assert found.rows == reference  # the same rows one by one
+
+
+def test_distinct_ips_count_ipv4_mapped_texts_once(tmp_path: Path) -> None:
+    path = tmp_path / "ips.txt"
+    path.write_text("81.2.69.142\n::ffff:81.2.69.142\n2001:db8::1\n8.8.8.8\n::ffff:1.2.3.4\n")
+    summary = run(GeoService(), [path], Options(), io.BytesIO())
+    assert summary.distinct_ips == 4  # 81.2.69.142, 2001:db8::1, 8.8.8.8, 1.2.3.4

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import gc
 import operator
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import partial
-from itertools import compress
 from typing import Any, BinaryIO
-
-import numpy as np
 
 from ipgeo.bulk.blocks import rows_block
 from ipgeo.bulk.errors import Cancelled, TooLarge
@@ -37,12 +32,10 @@ from ipgeo.bulk.tally import Tally
 from ipgeo.bulk.tokens import BAD, IP, RANGE, SKIP, Token
 from ipgeo.bulk.writers import WHOLE, Framing, RowWriter, columns_for
 from ipgeo.geo import GeoService
-from ipgeo.geo.addresses import Address, parse_address
 
 _FACET = operator.attrgetter("facet")
 _TAIL = operator.attrgetter("tail")
 _KIND = operator.attrgetter("kind")
-_PTON4 = partial(socket.inet_pton, socket.AF_INET)
 _UNIQUE_CHUNK = 8192
 
 
@@ -276,42 +269,23 @@ class BulkRun:
 
     def _resolve_texts(self, texts: list[str]) -> Resolved:
         """Resolve and render the texts of new IP keys (the keyer's ``resolve_texts``)."""
-        plain = [":" not in text for text in texts]
-        v4 = texts if all(plain) else list(compress(texts, plain))
-        packed = None
-        if v4:
-            try:
-                packed = b"".join(map(_PTON4, v4))
-            except (OSError, ValueError):
-                packed = None
-        unique = self.options.unique
+        rows, positions, packed = self.resolver.resolve_texts(texts)
         count = len(texts)
-        others: Sequence[int] = range(count)
-        if packed is not None:
-            rows = self.resolver.resolve_v4(np.frombuffer(packed, dtype=">u4").astype(np.int64), v4)
-            if len(v4) == count:  # the usual batch
-                self.tally.met(v4 if unique else [], packed)
-                return Resolved(texts, *self._rendered(rows, texts))
-        ips, facets, tails = [""] * count, [-1] * count, [b""] * count
-        if packed is not None:
-            v4_positions = list(compress(range(count), plain))
-            _put(v4_positions, (rows.ips, *self._rendered(rows, v4)), ips, facets, tails)
-            others = list(compress(range(count), map(operator.not_, plain)))
-        located: list[int] = []
-        addresses: list[Address] = []
-        for position in others:
-            address = parse_address(texts[position])
-            if address is not None:
-                addresses.append(address)
-                located.append(position)
-        if addresses:
-            rows = self.resolver.resolve(addresses)
-            inputs = list(map(texts.__getitem__, located))
-            _put(located, (rows.ips, *self._rendered(rows, inputs)), ips, facets, tails)
-        if unique or packed is None:
-            self.tally.met([ip for ip in ips if ip])
+        unique = self.options.unique
+        if len(positions) == count:
+            facets, tails = self._rendered(rows, texts)
+            ips = rows.ips
         else:
-            self.tally.met(list(map(ips.__getitem__, located)), packed)
+            ips, facets, tails = [""] * count, [-1] * count, [b""] * count
+            inputs = list(map(texts.__getitem__, positions))
+            _put(positions, (rows.ips, *self._rendered(rows, inputs)), ips, facets, tails)
+        if unique or packed is None:
+            self.tally.met([ip for ip in ips if ip] if len(positions) < count else ips)
+        elif len(packed) // 4 == len(positions):
+            self.tally.met([], packed)
+        else:  # the dotted ones as packed, the others (IPv6 texts) one by one
+            others = [ip for ip, at in zip(rows.ips, positions, strict=True) if ":" in texts[at]]
+            self.tally.met(others, packed)
         return Resolved(ips, facets, tails)
 
     def _rendered(self, rows: Rows, inputs: list[str]) -> tuple[list[int], list[bytes]]:
@@ -360,7 +334,7 @@ class BulkRun:
             self._check_cancel()
             chunk = keys[offset : offset + _UNIQUE_CHUNK]
             self.resolver.refresh()
-            rows = self.resolver.resolve_texts(chunk)
+            rows = self.resolver.resolve_texts(chunk).rows  # canonical IPs: all of them
             hits = list(map(seen.__getitem__, chunk))
             tails = self.renderer.tails(self.resolver.answers, rows, hits=hits)
             self.writer.extend([opening + tail for tail in tails])
@@ -388,7 +362,7 @@ def without_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _put(positions: list[int], columns: Sequence[list[Any]], *into: list[Any]) -> None:
+def _put(positions: Sequence[int], columns: Sequence[list[Any]], *into: list[Any]) -> None:
     """Put the values of ``columns`` at ``positions`` of the lists ``into``."""
     for target, column in zip(into, columns, strict=True):
         for position, value in zip(positions, column, strict=True):

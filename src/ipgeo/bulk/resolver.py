@@ -12,10 +12,10 @@ from __future__ import annotations
 import ipaddress
 import operator
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 from itertools import compress
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -52,12 +52,30 @@ class Rows(NamedTuple):
     answers: list[int]  # ids in ``Resolver.answers``
 
 
+class TextRows(NamedTuple):
+    """The rows of those of some texts that are IP addresses."""
+
+    rows: Rows
+    positions: Sequence[int]  # where each row's text is among the texts
+    packed_v4: bytes | None  # the IPv4 rows' addresses, 4 bytes each (None: resolved one by one)
+
+
 _RESERVED_ANSWER = Answer(None, None, None, None, "reserved_address", RESERVED)
 _NOT_FOUND_ANSWER = Answer(None, None, None, None, "not_found", NOT_FOUND)
 
 
 _PTON4 = partial(socket.inet_pton, socket.AF_INET)
 _pick_facet = operator.itemgetter(*(PLACE_VALUES.index(name) for name in _FACET_VALUES))
+
+
+def _packed_v4(texts: list[str]) -> bytes | None:
+    """The dotted ``texts`` as 4 bytes each; None when one is no IPv4 address."""
+    if not texts:
+        return None
+    try:
+        return b"".join(map(_PTON4, texts))
+    except (OSError, ValueError):
+        return None
 
 
 def _place_facet(place: PlaceRecord) -> tuple[Any, ...]:
@@ -169,24 +187,35 @@ class Resolver:
         ips = [address[0] for address in addresses]
         return Rows(ips, [address[1] for address in addresses], networks, answers)
 
-    def resolve_texts(self, ips: list[str]) -> Rows:
-        """The rows of canonical address texts: the IPv4 ones with numpy, the others one by one."""
-        v4 = [":" not in ip for ip in ips]
-        texts = list(compress(ips, v4))
-        if not texts:
-            return self.resolve(list(map(parse_address, ips)))  # type: ignore[arg-type]
-        numbers = np.frombuffer(b"".join(map(_PTON4, texts)), dtype=">u4").astype(np.int64)
-        four = self.resolve_v4(numbers, texts)
-        if len(texts) == len(ips):
-            return four
-        others = [ip for ip in ips if ":" in ip]
-        six = self.resolve(list(map(parse_address, others)))  # type: ignore[arg-type]
-        columns: list[list[Any]] = []
-        for column_six, column_four in zip(six, four, strict=True):
-            # back into the order of ``ips``
-            taken = (iter(cast(list[Any], column_six)), iter(cast(list[Any], column_four)))
-            columns.append([next(taken[plain]) for plain in v4])
-        return Rows(*columns)
+    def resolve_texts(self, texts: list[str]) -> TextRows:
+        """The rows of those ``texts`` that are IP addresses, in order: IPv4 with numpy (when
+        every dotted text is one), the others one by one."""
+        count = len(texts)
+        plain = [":" not in text for text in texts]
+        v4 = texts if all(plain) else list(compress(texts, plain))
+        packed = _packed_v4(v4)
+        if packed is not None:
+            four = self.resolve_v4(np.frombuffer(packed, dtype=">u4").astype(np.int64), v4)
+            if len(v4) == count:  # the usual batch
+                return TextRows(four, range(count), packed)
+            candidates = list(compress(range(count), map(operator.not_, plain)))
+        else:
+            candidates = list(range(count))
+        located: list[int] = []
+        addresses: list[Address] = []
+        for position in candidates:
+            address = parse_address(texts[position])
+            if address is not None:
+                addresses.append(address)
+                located.append(position)
+        others = self.resolve(addresses)
+        if packed is None:
+            return TextRows(others, located, None)
+        # both: back into the order of ``texts``
+        positions = sorted([*compress(range(count), plain), *located])
+        taken = (iter(zip(*others, strict=True)), iter(zip(*four, strict=True)))
+        merged = [next(taken[plain[position]]) for position in positions]
+        return TextRows(Rows(*map(list, zip(*merged, strict=True))), positions, packed)
 
     def networks(self, first: IPAddress, last: IPAddress) -> Iterator[IPAddress]:
         """The first address (within ``first..last``) of every database network with a record."""
