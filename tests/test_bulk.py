@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import gzip
 import io
 import ipaddress
@@ -16,6 +17,8 @@ import orjson
 import pytest
 
 from ipgeo.bulk import BulkError, Cancelled, Options, Progress, run
+from ipgeo.bulk.bulk_run import BulkRun, NewKeys
+from ipgeo.bulk.keyer import Keyer
 from ipgeo.geo import FIELDS, GeoError, GeoService
 from ipgeo.geo.queries import parse_ip, reserved_reason
 from ipgeo.geo.reserved import ReservedFilter, _candidate_networks
@@ -492,3 +495,16 @@ def test_odd_items_in_a_batch_of_new_ips(service: GeoService) -> None:
     rows = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
     assert [row["input"] for row in rows] == ["8.8.8.8", "81.2.69.0/30", "9.9.9.9"]
     assert summary.unparseable == 0
+
+
+@pytest.mark.parametrize("unique", [False, True])
+def test_a_finished_run_is_freed_at_once(tmp_path: Path, unique: bool) -> None:
+    """No reference cycle keeps a run (its answers, keys, rows) alive after it returns: with
+    the collector frozen for the run, one would wait for the next full collection (for the
+    CLI: its exit, 0.1-0.2 s on a 1M-line log)."""
+    path = tmp_path / "ips.txt"
+    path.write_text("81.2.69.142\n8.8.8.8\n2001:db8::1\nnot-an-ip\n81.2.69.142\n")
+    service = GeoService()
+    run(service, [path], Options(unique=unique), io.BytesIO())
+    left = [type(o).__name__ for o in gc.get_objects() if type(o) in (BulkRun, Keyer, NewKeys)]
+    assert left == []

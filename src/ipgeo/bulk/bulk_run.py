@@ -24,6 +24,7 @@ from ipgeo.bulk.malloc import keep_freed_memory
 from ipgeo.bulk.options import Options, Progress, ProgressCallback
 from ipgeo.bulk.parsing import Extractor, csv_extractor, csv_header
 from ipgeo.bulk.ranges import range_addresses
+from ipgeo.bulk.rendering import Renderer
 from ipgeo.bulk.resolver import Resolver, Rows
 from ipgeo.bulk.settle import SourceFormat, header_at, settle_format, settle_json_field
 from ipgeo.bulk.sources import Input, LineBatch, Source, open_source, read_batches, total_size
@@ -66,7 +67,8 @@ class BulkRun:
         )
         self.renderer = self.writer.renderer
         self.tally = Tally(options.unique)
-        self.keyer = Keyer(self._resolve_texts, options.max_line, self.tally)
+        new_keys = NewKeys(self.resolver, self.renderer, self.tally, options.unique)
+        self.keyer = Keyer(new_keys, options.max_line, self.tally)
         self.summary = Summary()
         self.progress = progress
         self.should_cancel = should_cancel
@@ -267,35 +269,6 @@ class BulkRun:
         self.summary.skipped += skipped
         self.writer.extend(rows)
 
-    def _resolve_texts(self, texts: list[str]) -> Resolved:
-        """Resolve and render the texts of new IP keys (the keyer's ``resolve_texts``)."""
-        rows, positions, packed = self.resolver.resolve_texts(texts)
-        count = len(texts)
-        unique = self.options.unique
-        if len(positions) == count:
-            facets, tails = self._rendered(rows, texts)
-            ips = rows.ips
-        else:
-            ips, facets, tails = [""] * count, [-1] * count, [b""] * count
-            inputs = list(map(texts.__getitem__, positions))
-            _put(positions, (rows.ips, *self._rendered(rows, inputs)), ips, facets, tails)
-        if unique or packed is None:
-            self.tally.met([ip for ip in ips if ip] if len(positions) < count else ips)
-        elif len(packed) // 4 == len(positions):
-            self.tally.met([], packed)
-        else:  # the dotted ones as packed, the others (IPv6 texts) one by one
-            others = [ip for ip, at in zip(rows.ips, positions, strict=True) if ":" in texts[at]]
-            self.tally.met(others, packed)
-        return Resolved(ips, facets, tails)
-
-    def _rendered(self, rows: Rows, inputs: list[str]) -> tuple[list[int], list[bytes]]:
-        """The summary facets and row ends of resolved rows (``inputs``: the items as written)."""
-        answers = self.resolver.answers
-        facets = list(map(_FACET, map(answers.__getitem__, rows.answers)))
-        if self.options.unique:
-            return facets, [b""] * len(facets)
-        return facets, self.renderer.tails(answers, rows, inputs)
-
     def _bad(self, name: str, lineno: int, reason: str, line: bytes | None) -> None:
         self.summary.unparseable += 1
         if len(self.summary.unparseable_lines) < MAX_SAMPLES:
@@ -338,6 +311,46 @@ class BulkRun:
             hits = list(map(seen.__getitem__, chunk))
             tails = self.renderer.tails(self.resolver.answers, rows, hits=hits)
             self.writer.extend([opening + tail for tail in tails])
+
+
+class NewKeys:
+    """Resolves, renders and counts the new IP keys of a run (the keyer's ``resolve_texts``):
+    an object of its own, so that the run's keyer holds no reference back to the run (a cycle
+    that kept every run's answers alive until the next full collection, at exit for the CLI)."""
+
+    def __init__(self, resolver: Resolver, renderer: Renderer, tally: Tally, unique: bool) -> None:
+        self.resolver = resolver
+        self.renderer = renderer
+        self.tally = tally
+        self.unique = unique
+
+    def __call__(self, texts: list[str]) -> Resolved:
+        """The IP, summary facet and row end of each text (``""``, -1, ``b""``: no IP)."""
+        rows, positions, packed = self.resolver.resolve_texts(texts)
+        count = len(texts)
+        if len(positions) == count:
+            facets, tails = self._rendered(rows, texts)
+            ips = rows.ips
+        else:
+            ips, facets, tails = [""] * count, [-1] * count, [b""] * count
+            inputs = list(map(texts.__getitem__, positions))
+            _put(positions, (rows.ips, *self._rendered(rows, inputs)), ips, facets, tails)
+        if self.unique or packed is None:
+            self.tally.met([ip for ip in ips if ip] if len(positions) < count else ips)
+        elif len(packed) // 4 == len(positions):
+            self.tally.met([], packed)
+        else:  # the dotted ones as packed, the others (IPv6 texts) one by one
+            others = [ip for ip, at in zip(rows.ips, positions, strict=True) if ":" in texts[at]]
+            self.tally.met(others, packed)
+        return Resolved(ips, facets, tails)
+
+    def _rendered(self, rows: Rows, inputs: list[str]) -> tuple[list[int], list[bytes]]:
+        """The summary facets and row ends of resolved rows (``inputs``: the items as written)."""
+        answers = self.resolver.answers
+        facets = list(map(_FACET, map(answers.__getitem__, rows.answers)))
+        if self.unique:
+            return facets, [b""] * len(facets)
+        return facets, self.renderer.tails(answers, rows, inputs)
 
 
 @contextmanager
