@@ -15,6 +15,8 @@ people write first.
     .venv/bin/python -m bench.bulk                 # full run (several minutes)
     .venv/bin/python -m bench.bulk --lines 100000 --random 100000 --big-gb 0   # quick
     .venv/bin/python -m bench.bulk --cases d --jobs 2   # chunked runs: --jobs 2 against 1
+    git worktree add /tmp/old 5cb7b98   # the code before issue 15, in the same rounds:
+    .venv/bin/python -m bench.bulk --cases ab --against /tmp/old/src
 """
 
 from __future__ import annotations
@@ -184,6 +186,13 @@ def main() -> None:
     parser.add_argument("--cases", default="abc", help="which cases to run (default: abc)")
     parser.add_argument("--jobs", type=int, default=2, help="case (d): processes")
     parser.add_argument("--mixed-lines", type=int, default=2_000_000, help="case (d): lines")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="(a), (b): also run the ipgeo of another checkout's src/ (a git worktree of an "
+        "older commit) in the same rounds",
+    )
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ipgeo-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -194,6 +203,10 @@ def main() -> None:
     # PYTHONDONTWRITEBYTECODE is set (as here) every run would compile them again.
     compileall.compile_dir(Path(geo_package.__file__).parent.parent, quiet=1)
     ipgeo = [python, "-m", "ipgeo", "bulk"]
+    against = None
+    if args.against is not None:
+        compileall.compile_dir(args.against, quiet=1)
+        against = ["env", f"PYTHONPATH={args.against.resolve()}", *ipgeo]
     log, ips, big = work / "access.log", work / "random-ips.txt", work / "big.log"
     print(f"generating inputs in {work} ...", file=sys.stderr)
     if "d" in args.cases:
@@ -207,12 +220,15 @@ def main() -> None:
     cases = [("(a) log", log, args.lines), ("(b) random IPs", ips, args.random)]
     cases = [case for case in cases if case[0][1] in args.cases]
     variants: list[tuple[str, float]] = []
+    compared: list[tuple[str, float, float, float, float]] = []
     for name, path, lines in cases:
         # Rounds interleave the naive loop, ipgeo and its variants: this machine's speed drifts
         # over minutes, and each ratio is of runs made within a minute or two of each other.
         naive_command = [python, "-c", NAIVE, str(path), str(work / "naive.csv")]
         ours_command = [*ipgeo, str(path), "-o", str(work / "ours.csv")]
         commands = [naive_command, ours_command]
+        if against is not None:
+            commands.append([*against, str(path), "-o", str(work / "against.csv")])
         if path == log:
             commands += [[*ours_command, *options] for _, options in VARIANTS]
         rounds = [_round(commands, number) for number in range(args.rounds)]
@@ -220,7 +236,12 @@ def main() -> None:
         speedup = statistics.median(run[0][0] / run[1][0] for run in rounds)
         results.append((name, lines, naive, ours, speedup))
         print(f"{name}: naive {naive}, ipgeo {ours} (cpu s, wall s, MB)", file=sys.stderr)
-        for column, (label, _) in enumerate(VARIANTS if path == log else (), start=2):
+        if against is not None:
+            other = median_run([run[2] for run in rounds])
+            ratio = statistics.median(run[0][0] / run[2][0] for run in rounds)
+            compared.append((name, speedup, ratio, ours[0], other[0]))
+        first_variant = 3 if against is not None else 2
+        for column, (label, _) in enumerate(VARIANTS if path == log else (), first_variant):
             ratio = statistics.median(run[column][0] / run[1][0] for run in rounds)
             variants.append((label, ratio))
             print(f"(a) {label}: {ratio:.2f} of the default's CPU time", file=sys.stderr)
@@ -252,6 +273,11 @@ def main() -> None:
             f"| (c) {size / 1e9:.2f} GB log | {lines:,} | - | {lines / cpu:,.0f} | - | "
             f"- / {peak} MB |"
         )
+    if compared:
+        print(f"\n| case | speed-up | speed-up of {args.against} | CPU s / its |")
+        print("|---|---:|---:|---:|")
+        for name, speedup, ratio, cpu, other_cpu in compared:
+            print(f"| {name} | {speedup:.1f}x | {ratio:.1f}x | {cpu:.2f} / {other_cpu:.2f} |")
     if variants:
         print("\n| (a) with | CPU time / default columns' |\n|---|---:|")
         for label, ratio in variants:
