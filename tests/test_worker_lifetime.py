@@ -11,8 +11,10 @@ import errno
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +27,16 @@ from rq.serializers import JSONSerializer
 
 from ipgeo.jobs import JobFiles, JobOptions, enqueue, new_job_id
 from ipgeo.jobs.queue import bulk_queue
-from ipgeo.jobs.worker import BulkWorker, start_worker_process, worker_connection
+from ipgeo.jobs.worker import (
+    TEARDOWN_LIMIT,
+    BulkWorker,
+    start_worker_process,
+    worker_connection,
+    worker_registered,
+)
 from ipgeo.settings import Settings
 from tests.conftest import free_port
-from tests.servers import RedisServer
+from tests.servers import RedisServer, wait_until
 from tests.upctl import UpProcess
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
@@ -247,3 +255,76 @@ def test_unsubscribing_is_prompt_when_the_thread_reads_the_reply_first(
     connection.close()
     assert worker.pubsub_thread is not None and not worker.pubsub_thread.is_alive()
     assert took < 2, f"unsubscribing took {took:.1f} s"
+
+
+class _SilencedLink:
+    """A TCP link to a real Redis that can fall silent: from ``silence()`` on, connections
+    are taken and bytes read, but nothing reaches either side (a Redis whose container
+    vanished: connections that never answer)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.silent = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def silence(self) -> None:
+        self.silent.set()
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            if self.silent.is_set():
+                threading.Thread(target=self._pipe, args=(client, None), daemon=True).start()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets.append(upstream)
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket | None) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    return
+                if target is not None and not self.silent.is_set():
+                    target.sendall(data)
+            except OSError:
+                return
+
+
+def test_a_worker_whose_redis_fell_silent_stops_within_seconds(
+    redis_server: RedisServer, env: dict[str, str]
+) -> None:
+    """SIGTERM after Redis stopped answering (its container went first): the worker cannot
+    note its death there and exits after ``TEARDOWN_LIMIT`` s instead of waiting forever."""
+    link = _SilencedLink(redis_server.port)
+    worker = start_worker_process(f"redis://127.0.0.1:{link.port}/0", env, name="silenced")
+    try:
+        wait_until(lambda: worker_registered(redis_server.url, "silenced"), 30, "the worker")
+        link.silence()
+        time.sleep(0.5)
+        worker.terminate()
+        begun = time.monotonic()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(TEARDOWN_LIMIT + 5)
+        took = time.monotonic() - begun
+        assert worker.poll() is not None, f"still running {took:.1f} s after SIGTERM"
+        assert took < TEARDOWN_LIMIT + 2
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+        link.close()

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,10 @@ JOB_MONITORING_INTERVAL = 5
 HEARTBEAT_GRACE = 15
 # An idle worker wakes this often to look for abandoned jobs (RQ: the worker TTL, minutes).
 IDLE_WAKE_UP = 10
+# A stopping worker notes its death in Redis and unsubscribes; a Redis that is gone (stopped
+# first, its container's name or address vanished) leaves those calls waiting on name look-ups
+# and connections. Past this many seconds the worker exits without (its key expires).
+TEARDOWN_LIMIT = 3.0
 
 
 class JobsUnavailable(RuntimeError):
@@ -132,6 +137,26 @@ class BulkWorker(Worker):
         if os.getppid() != self.pid:  # the worker died before the signal was armed
             os._exit(1)
         super().main_work_horse(job, queue)
+
+    def teardown(self) -> None:
+        """RQ's teardown (the worker's death noted in Redis, unsubscribing) within
+        ``TEARDOWN_LIMIT`` seconds; past them the worker exits at once."""
+        watchdog = threading.Timer(TEARDOWN_LIMIT, self._exit_now)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            super().teardown()  # type: ignore[no-untyped-call]
+        finally:
+            watchdog.cancel()
+
+    def _exit_now(self) -> None:
+        self.log.warning(
+            "Worker %s: Redis did not answer within %s s of stopping: exiting without it",
+            self.name,
+            TEARDOWN_LIMIT,
+        )
+        logging.shutdown()  # flushes the log
+        os._exit(1)
 
     def unsubscribe(self) -> None:
         """Stop listening for RQ's commands (its pub/sub thread) within a second."""
