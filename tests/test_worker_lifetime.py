@@ -28,7 +28,7 @@ from rq.serializers import JSONSerializer
 from ipgeo.jobs import JobFiles, JobOptions, enqueue, new_job_id
 from ipgeo.jobs.queue import bulk_queue
 from ipgeo.jobs.worker import (
-    TEARDOWN_LIMIT,
+    STOP_LIMIT,
     BulkWorker,
     start_worker_process,
     worker_connection,
@@ -309,7 +309,7 @@ def test_a_worker_whose_redis_fell_silent_stops_within_seconds(
     redis_server: RedisServer, env: dict[str, str]
 ) -> None:
     """SIGTERM after Redis stopped answering (its container went first): the worker cannot
-    note its death there and exits after ``TEARDOWN_LIMIT`` s instead of waiting forever."""
+    note its death there and exits after ``STOP_LIMIT`` s instead of waiting forever."""
     link = _SilencedLink(redis_server.port)
     worker = start_worker_process(f"redis://127.0.0.1:{link.port}/0", env, name="silenced")
     try:
@@ -319,12 +319,50 @@ def test_a_worker_whose_redis_fell_silent_stops_within_seconds(
         worker.terminate()
         begun = time.monotonic()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.wait(TEARDOWN_LIMIT + 5)
+            worker.wait(STOP_LIMIT + 5)
         took = time.monotonic() - begun
         assert worker.poll() is not None, f"still running {took:.1f} s after SIGTERM"
-        assert took < TEARDOWN_LIMIT + 2
+        assert took < STOP_LIMIT + 2
     finally:
         if worker.poll() is None:
             worker.kill()
         worker.wait()
         link.close()
+
+
+# A worker whose stop request is swallowed (RQ raises it from the signal handler; a log call
+# it lands in catches it), then waits as if it had not been asked: as a Redis retry loop would.
+SWALLOWED_STOP = """
+import signal, sys, time
+from rq.exceptions import StopRequested
+from rq.serializers import JSONSerializer
+from ipgeo.jobs.queue import bulk_queue
+from ipgeo.jobs.worker import BulkWorker, worker_connection
+connection = worker_connection(sys.argv[1])
+worker = BulkWorker([bulk_queue(connection)], connection=connection, serializer=JSONSerializer)
+worker.set_state("idle")
+try:
+    worker.request_stop(signal.SIGTERM, None)
+except StopRequested:
+    print("swallowed", flush=True)
+time.sleep(30)
+"""
+
+
+def test_an_idle_worker_whose_stop_request_is_lost_exits_within_the_limit(
+    redis_server: RedisServer, env: dict[str, str]
+) -> None:
+    begun = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", SWALLOWED_STOP, redis_server.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    took = time.monotonic() - begun
+    assert done.stdout.strip() == "swallowed", done.stderr
+    assert done.returncode == 1, done.stderr
+    assert "exiting" in done.stderr
+    assert took < STOP_LIMIT + 5

@@ -22,6 +22,7 @@ from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from ipgeo.geo import GeoService
 from ipgeo.jobs import task
@@ -41,10 +42,12 @@ JOB_MONITORING_INTERVAL = 5
 HEARTBEAT_GRACE = 15
 # An idle worker wakes this often to look for abandoned jobs (RQ: the worker TTL, minutes).
 IDLE_WAKE_UP = 10
-# A stopping worker notes its death in Redis and unsubscribes; a Redis that is gone (stopped
-# first, its container's name or address vanished) leaves those calls waiting on name look-ups
-# and connections. Past this many seconds the worker exits without (its key expires).
-TEARDOWN_LIMIT = 3.0
+# An idle worker asked to stop (or one whose job ended after the request) notes its death in
+# Redis and unsubscribes. A Redis that is gone (stopped first, its container's name or address
+# vanished) leaves those calls waiting on name look-ups and connections, and RQ's stop request
+# can be lost (raised from the signal handler, it is swallowed when it lands in a log call).
+# Past this many seconds the worker exits all the same (its key in Redis expires).
+STOP_LIMIT = 3.0
 
 
 class JobsUnavailable(RuntimeError):
@@ -65,6 +68,7 @@ class BulkWorker(Worker):
     # The data directory whose job files it must see before it takes a job (None: no check).
     data_dir: Path | None = None
     blind_reason: str | None = None
+    _stop_deadline: threading.Timer | None = None
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
@@ -140,20 +144,26 @@ class BulkWorker(Worker):
 
     def teardown(self) -> None:
         """RQ's teardown (the worker's death noted in Redis, unsubscribing) within
-        ``TEARDOWN_LIMIT`` seconds; past them the worker exits at once."""
-        watchdog = threading.Timer(TEARDOWN_LIMIT, self._exit_now)
-        watchdog.daemon = True
-        watchdog.start()
+        ``STOP_LIMIT`` seconds; past them the worker exits at once."""
+        self._exit_unless_stopped_within(STOP_LIMIT)
         try:
             super().teardown()  # type: ignore[no-untyped-call]
         finally:
-            watchdog.cancel()
+            if self._stop_deadline is not None:
+                self._stop_deadline.cancel()
+                self._stop_deadline = None
+
+    def _exit_unless_stopped_within(self, seconds: float) -> None:
+        if self._stop_deadline is None:
+            self._stop_deadline = threading.Timer(seconds, self._exit_now)
+            self._stop_deadline.daemon = True
+            self._stop_deadline.start()
 
     def _exit_now(self) -> None:
         self.log.warning(
-            "Worker %s: Redis did not answer within %s s of stopping: exiting without it",
+            "Worker %s: not stopped %s s after the request (Redis gone?): exiting",
             self.name,
-            TEARDOWN_LIMIT,
+            STOP_LIMIT,
         )
         logging.shutdown()  # flushes the log
         os._exit(1)
@@ -175,9 +185,12 @@ class BulkWorker(Worker):
         self.pubsub.close()
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Warm shutdown, or a cold one once the process that started the worker is gone."""
+        """Warm shutdown, or a cold one once the process that started the worker is gone; an
+        idle worker is gone within ``STOP_LIMIT`` seconds."""
         if self._starter_gone():
             self._stop_cold()
+        if self.get_state() != WorkerStatus.BUSY:
+            self._exit_unless_stopped_within(STOP_LIMIT)
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
