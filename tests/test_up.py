@@ -24,7 +24,7 @@ import requests
 
 from ipgeo.up.nginx import DEPLOY_DIR, REQUEST_TIMEOUT, NginxSite, find_nginx
 from tests.conftest import free_port
-from tests.upctl import UpProcess
+from tests.upctl import UpProcess, nginx_accepts
 
 pytestmark = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed")
 
@@ -418,16 +418,7 @@ def test_rendered_config_passes_nginx_t(tmp_path: Path, protocol: str) -> None:
         trusted_proxies=("10.0.0.0/8", "2001:db8::/32"),
     )
     conf = site.render()
-    nginx = find_nginx()
-    assert nginx
-    result = subprocess.run(
-        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    text = (tmp_path / "ipgeo-site.conf").read_text()
+    text = nginx_accepts(conf)
     assert "set_real_ip_from 10.0.0.0/8;" in text
     assert "return 444;" in text
     assert text.count("max_fails=1") == 2
@@ -438,16 +429,7 @@ def test_rendered_config_with_a_resolver_passes_nginx_t(tmp_path: Path) -> None:
         run_dir=tmp_path, listens=("8080",), upstream_servers=("app:3031",), resolver="127.0.0.11"
     )
     conf = site.render()
-    nginx = find_nginx()
-    assert nginx
-    result = subprocess.run(
-        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    text = (tmp_path / "ipgeo-site.conf").read_text()
+    text = nginx_accepts(conf)
     assert "resolver 127.0.0.11 valid=2s ipv6=off;" in text
     assert "uwsgi_pass $ipgeo_upstream;" in text
     assert "upstream ipgeo_app" not in text
@@ -459,15 +441,7 @@ def test_rendered_access_log_passes_nginx_t(tmp_path: Path, access_log: str) -> 
     conf = NginxSite(
         run_dir=tmp_path, listens=("8080",), upstream_servers=("unix:/x.sock",), access_log=target
     ).render()
-    nginx = find_nginx()
-    assert nginx
-    result = subprocess.run(
-        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    nginx_accepts(conf)
     expected = "access_log off;" if target == "off" else f"access_log {target} ipgeo;"
     assert expected in conf.read_text()
 

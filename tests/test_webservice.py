@@ -29,7 +29,7 @@ import trustme
 from ipgeo.geo.database import bundled_city_db
 from ipgeo.up.nginx import NginxSite, TlsFiles, find_nginx
 from tests.conftest import TESTDATA, free_port
-from tests.upctl import UpProcess
+from tests.upctl import UpProcess, nginx_accepts
 
 pytestmark = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed")
 
@@ -420,16 +420,7 @@ def test_rendered_tls_config_with_server_names_and_hsts_passes_nginx_t(
         tls=TlsFiles(tls_files[1], tls_files[2], hsts=True),
     )
     conf = site.render()
-    nginx = find_nginx()
-    assert nginx
-    result = subprocess.run(
-        [nginx, "-t", "-e", "stderr", "-p", str(conf.parent), "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    text = (conf.parent / "ipgeo-site.conf").read_text()
+    text = nginx_accepts(conf)
     assert text.count("listen 127.0.0.1:8443 ssl http2") == 2  # the 444 server too
     assert "ssl_reject_handshake on;" in text
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in text

@@ -14,8 +14,24 @@ from pathlib import Path
 import psutil
 import requests
 
+from ipgeo.up.nginx import find_nginx
+
 ROOT = Path(__file__).resolve().parent.parent
 IPGEO = Path(sys.executable).parent / "ipgeo"
+
+
+def nginx_accepts(conf: Path) -> str:
+    """Check ``conf`` (rendered by ``NginxSite``) with ``nginx -t``; return its site file."""
+    nginx = find_nginx()
+    assert nginx
+    result = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(conf.parent), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return (conf.parent / "ipgeo-site.conf").read_text()
 
 
 class UpProcess:
