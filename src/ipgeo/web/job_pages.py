@@ -9,7 +9,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 from ipgeo import jobs
 from ipgeo.bulk import INPUT_FORMATS
 from ipgeo.web.job_access import hand_over, presented_token
-from ipgeo.web.jobs_api import jobs_settings, links, load_job, redis_unavailable, submit_job
+from ipgeo.web.jobs_api import jobs_settings, links, load_job_view, submit_job
 
 job_pages = Blueprint("job_pages", __name__)
 
@@ -60,11 +60,7 @@ def upload_form() -> WerkzeugResponse:
 @job_pages.get("/jobs/<job_id>")
 def job_page(job_id: str) -> str:
     """A job: live progress while it runs, then its summary, map and downloads."""
-    try:
-        connection, job = load_job(job_id)
-        view = jobs.job_view(connection, jobs_settings(), job)
-    except redis.RedisError as exc:
-        raise redis_unavailable(exc) from None
+    view = load_job_view(job_id)
     return render_template("job.html", job=view, links=links(view), data=view_dict_for_page(view))
 
 

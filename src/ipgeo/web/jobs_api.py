@@ -87,6 +87,15 @@ def load_job(job_id: str) -> tuple[redis.Redis, Job]:
         ) from None
 
 
+def load_job_view(job_id: str) -> jobs.JobView:
+    """The view of job ``job_id``: a 404 when there is none, a 503 when Redis fails."""
+    try:
+        connection, job = load_job(job_id)
+        return jobs.job_view(connection, jobs_settings(), job)
+    except redis.RedisError as exc:
+        raise redis_unavailable(exc) from None
+
+
 def submit_job() -> tuple[jobs.JobView, str]:
     """Store the request's upload and queue a job for it (shared by the API and the page).
 
@@ -158,11 +167,7 @@ def list_jobs() -> Response:
 @jobs_api.get("/api/v1/jobs/<job_id>")
 def job_status(job_id: str) -> Response:
     """Status, progress, and the summary (finished) or the error (failed)."""
-    try:
-        connection, job = load_job(job_id)
-        view = jobs.job_view(connection, jobs_settings(), job)
-    except redis.RedisError as exc:
-        raise redis_unavailable(exc) from None
+    view = load_job_view(job_id)
     response = json_response(view_dict(view))
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -176,15 +181,10 @@ def job_result(job_id: str) -> Response:
         raise ApiError(
             400, "invalid_format", f"format must be one of {', '.join(jobs.RESULT_FORMATS)}"
         )
-    settings = jobs_settings()
-    try:
-        connection, job = load_job(job_id)
-        view = jobs.job_view(connection, settings, job)
-    except redis.RedisError as exc:
-        raise redis_unavailable(exc) from None
+    view = load_job_view(job_id)
     if view.status != "finished":
         raise ApiError(409, "result_not_ready", f"the job is {view.status}; it has no result")
-    files = jobs.JobFiles.of(settings.data_dir, job_id)
+    files = jobs.JobFiles.of(jobs_settings().data_dir, job_id)
     if not files.result.is_file():
         raise ApiError(410, "result_gone", "the result file of this job was removed")
     columns = jobs.JobOptions.from_dict(view.options).columns()
