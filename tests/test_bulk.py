@@ -19,6 +19,7 @@ import pytest
 from ipgeo.bulk import BulkError, Cancelled, Options, Progress, run
 from ipgeo.bulk.bulk_run import BulkRun, NewKeys
 from ipgeo.bulk.keyer import Keyer
+from ipgeo.bulk.resolver import Resolver, TextRows
 from ipgeo.geo import FIELDS, GeoError, GeoService
 from ipgeo.geo.queries import parse_ip, reserved_reason
 from ipgeo.geo.reserved import ReservedFilter, _candidate_networks
@@ -118,6 +119,33 @@ def test_unique_rows_have_hits(
     assert summary.distinct_ips == len(rows)
     assert sum(int(row["hits"]) for row in rows) == summary.valid
     assert "line" not in rows[0] and "hits" in rows[0]
+    # the summary counts what the rows say, as a per-line run of the same file does
+    per_line = run(service, [path], Options(), io.BytesIO())
+    counted = ("valid", "located", "reserved", "not_found", "distinct_ips", "top")
+    assert {name: getattr(summary, name) for name in counted} == {
+        name: getattr(per_line, name) for name in counted
+    }
+    errors = Counter(row["error"] for row in rows for _ in range(int(row["hits"])))
+    assert (summary.reserved, summary.not_found) == (
+        errors["reserved_address"],
+        errors["not_found"],
+    )
+
+
+def test_unique_runs_look_each_address_up_once(
+    service: GeoService, log_file: tuple[Path, list[str | None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked_up: list[str] = []
+    resolve_texts = Resolver.resolve_texts
+
+    def counting(self: Resolver, texts: list[str]) -> TextRows:
+        looked_up.extend(texts)
+        return resolve_texts(self, texts)
+
+    monkeypatch.setattr(Resolver, "resolve_texts", counting)
+    path, _ = log_file
+    summary = run(service, [path], Options(unique=True), io.BytesIO())
+    assert len(looked_up) == len(set(looked_up)) == summary.distinct_ips  # when written
 
 
 def test_random_addresses_equal_core_lookup(service: GeoService) -> None:

@@ -13,7 +13,7 @@ import maxminddb
 import pytest
 
 from ipgeo.bulk import Options, run
-from ipgeo.bulk.resolver import Answer, Resolver, Rows
+from ipgeo.bulk.resolver import Answer, Resolver, Rows, canonical_ips
 from ipgeo.bulk.writers import RowWriter
 from ipgeo.geo import FIELDS, GeoService
 from ipgeo.geo.addresses import network_text, parse_address
@@ -198,6 +198,8 @@ def test_resolve_texts_takes_the_ip_addresses_in_order(
     assert found.packed_v4 == expected
     reference = resolver.resolve([a for a in map(parse_address, texts) if a is not None])
     assert found.rows == reference  # the same rows one by one
+    canonical, at = canonical_ips(texts)  # the same IPs without looking them up
+    assert (canonical, list(at)) == (ips, positions)
 
 
 def test_distinct_ips_count_ipv4_mapped_texts_once(tmp_path: Path) -> None:

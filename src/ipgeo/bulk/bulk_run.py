@@ -25,11 +25,11 @@ from ipgeo.bulk.options import Options, Progress, ProgressCallback
 from ipgeo.bulk.parsing import Extractor, csv_extractor, csv_header
 from ipgeo.bulk.ranges import range_addresses
 from ipgeo.bulk.rendering import Renderer
-from ipgeo.bulk.resolver import Resolver, Rows
+from ipgeo.bulk.resolver import Resolver, Rows, canonical_ips
 from ipgeo.bulk.settle import SourceFormat, header_at, settle_format, settle_json_field
 from ipgeo.bulk.sources import Input, LineBatch, Source, open_source, read_batches, total_size
 from ipgeo.bulk.summary import MAX_SAMPLES, BadLine, Summary
-from ipgeo.bulk.tally import Tally
+from ipgeo.bulk.tally import UNCOUNTED, Tally
 from ipgeo.bulk.tokens import BAD, IP, RANGE, SKIP, Token
 from ipgeo.bulk.writers import WHOLE, Framing, RowWriter, columns_for
 from ipgeo.geo import GeoService
@@ -309,7 +309,9 @@ class BulkRun:
             self.resolver.refresh()
             rows = self.resolver.resolve_texts(chunk).rows  # canonical IPs: all of them
             hits = list(map(seen.__getitem__, chunk))
-            tails = self.renderer.tails(self.resolver.answers, rows, hits=hits)
+            answers = self.resolver.answers
+            self.tally.count_facets(list(map(_FACET, map(answers.__getitem__, rows.answers))), hits)
+            tails = self.renderer.tails(answers, rows, hits=hits)
             self.writer.extend([opening + tail for tail in tails])
 
 
@@ -325,9 +327,18 @@ class NewKeys:
         self.unique = unique
 
     def __call__(self, texts: list[str]) -> Resolved:
-        """The IP, summary facet and row end of each text (``""``, -1, ``b""``: no IP)."""
-        rows, positions, packed = self.resolver.resolve_texts(texts)
+        """The IP, summary facet and row end of each text (``""``, -1, ``b""``: no IP); in
+        unique mode the IP only (looked up when its row is written)."""
         count = len(texts)
+        if self.unique:
+            found, at = canonical_ips(texts)
+            self.tally.met(found)
+            if len(at) == count:
+                return Resolved(found, [UNCOUNTED] * count, [b""] * count)
+            ips, facets = [""] * count, [-1] * count
+            _put(at, (found, [UNCOUNTED] * len(found)), ips, facets)
+            return Resolved(ips, facets, [b""] * count)
+        rows, positions, packed = self.resolver.resolve_texts(texts)
         if len(positions) == count:
             facets, tails = self._rendered(rows, texts)
             ips = rows.ips
@@ -335,7 +346,7 @@ class NewKeys:
             ips, facets, tails = [""] * count, [-1] * count, [b""] * count
             inputs = list(map(texts.__getitem__, positions))
             _put(positions, (rows.ips, *self._rendered(rows, inputs)), ips, facets, tails)
-        if self.unique or packed is None:
+        if packed is None:
             self.tally.met([ip for ip in ips if ip] if len(positions) < count else ips)
         elif len(packed) // 4 == len(positions):
             self.tally.met([], packed)
@@ -348,8 +359,6 @@ class NewKeys:
         """The summary facets and row ends of resolved rows (``inputs``: the items as written)."""
         answers = self.resolver.answers
         facets = list(map(_FACET, map(answers.__getitem__, rows.answers)))
-        if self.unique:
-            return facets, [b""] * len(facets)
         return facets, self.renderer.tails(answers, rows, inputs)
 
 

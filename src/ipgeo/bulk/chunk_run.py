@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,36 @@ class ChunkResult:
         return asdict(self)
 
 
+class FacetCounts(NamedTuple):
+    """The hits of a run by summary facet: reserved, not found, and by place (facet values,
+    which are the same in every process; facet ids are not)."""
+
+    reserved: int
+    not_found: int
+    places: list[tuple[tuple[Any, ...], int]]
+
+    @classmethod
+    def of(cls, run: BulkRun) -> FacetCounts:
+        """The facet hits counted by ``run``."""
+        hits, facets = run.tally.facet_hits, run.resolver.facets
+        places = [
+            (tuple(facet), count)
+            for facet_id, count in hits.items()
+            if facet_id >= FIRST_PLACE and (facet := facets[facet_id]) is not None
+        ]
+        return cls(hits[RESERVED], hits[NOT_FOUND], places)
+
+    def save(self, handle: BinaryIO) -> None:
+        """Write these counts as JSON."""
+        handle.write(orjson.dumps(self._asdict()))
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> FacetCounts:
+        """The inverse of ``save`` (``data``: the JSON read back)."""
+        places = [(tuple(values), hits) for values, hits in data["places"]]
+        return cls(data["reserved"], data["not_found"], places)
+
+
 @dataclass
 class ChunkState:
     """The counts of one chunk, as the merge reads them."""
@@ -58,9 +88,7 @@ class ChunkState:
     rows: int
     unparseable_lines: list[BadLine]
     warnings: list[str]
-    reserved: int
-    not_found: int
-    places: list[tuple[tuple[Any, ...], int]]  # (facet values, hits) of located rows
+    facets: FacetCounts  # per-line mode (unique runs count them when their rows are written)
     distinct_v4: npt.NDArray[np.uint32]
     distinct_v6: npt.NDArray[np.bytes_]
     seen: dict[str, int]  # unique mode: hits per IP, in first-seen order
@@ -148,12 +176,7 @@ def _partial(path: Path) -> Path:
 
 
 def _save_state(handle: BinaryIO, run: BulkRun) -> None:
-    summary, tally, facets = run.summary, run.tally, run.resolver.facets
-    places = []
-    for facet_id, hits in tally.facet_hits.items():
-        facet = facets[facet_id]
-        if facet_id >= FIRST_PLACE and facet is not None:
-            places.append((list(facet), hits))
+    summary, tally = run.summary, run.tally
     meta = {
         "lines": summary.lines,
         "skipped": summary.skipped,
@@ -161,9 +184,7 @@ def _save_state(handle: BinaryIO, run: BulkRun) -> None:
         "rows": run.writer.rows,
         "unparseable_lines": [asdict(bad) for bad in summary.unparseable_lines],
         "warnings": summary.warnings,
-        "reserved": tally.facet_hits[RESERVED],
-        "not_found": tally.facet_hits[NOT_FOUND],
-        "places": places,
+        "facets": FacetCounts.of(run)._asdict(),
     }
     v4, v6 = tally.distinct.arrays()
     seen_ips = "\n".join(tally.seen).encode()
@@ -196,9 +217,7 @@ def load_state(work_dir: Path, index: int) -> ChunkState:
         rows=meta["rows"],
         unparseable_lines=[BadLine(**bad) for bad in meta["unparseable_lines"]],
         warnings=meta["warnings"],
-        reserved=meta["reserved"],
-        not_found=meta["not_found"],
-        places=[(tuple(values), hits) for values, hits in meta["places"]],
+        facets=FacetCounts.load(meta["facets"]),
         distinct_v4=v4,
         distinct_v6=v6,
         seen=dict(zip(ips, hits, strict=True)),

@@ -20,8 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+import orjson
+
 from ipgeo.bulk.bulk_run import BulkRun
-from ipgeo.bulk.chunk_run import ChunkState, load_state
+from ipgeo.bulk.chunk_run import ChunkState, FacetCounts, load_state
 from ipgeo.bulk.chunks import Plan, chunk_file
 from ipgeo.bulk.errors import BulkError, Cancelled, TooLarge
 from ipgeo.bulk.options import Options
@@ -86,12 +88,14 @@ def merge(
             render_parts(unique)
         paths = [_part_file(work_dir, part.index) for part in unique]
         counts = [len(part.hits) for part in unique]
+        facets = [_load_part_facets(work_dir, part.index) for part in unique]
     else:
         rows = sum(state.rows for state in states)
         if options.max_rows is not None and rows > options.max_rows:
             raise TooLarge("rows", options.max_rows)
         paths = [chunk_file(work_dir, chunk.index, "out") for chunk in plan.chunks]
         counts = [state.rows for state in states]
+        facets = [state.facets for state in states]
     segments = _segments(paths, counts, options.output_format, placed)
     trailer = b"\n]\n" if options.output_format == "json" else b""
     if options.output_format == "json" and not rows:
@@ -102,7 +106,7 @@ def merge(
     )
     try:
         summary.rows = rows
-        tally.finish(summary, _count_places(tally, states), options.top)
+        tally.finish(summary, _count_places(tally, facets), options.top)
     except BaseException:
         stop.abort()
         writing.wait(quietly=True)
@@ -112,14 +116,15 @@ def merge(
     return summary
 
 
-def _count_places(tally: Tally, states: list[ChunkState]) -> list[Facet | None]:
-    """Add the chunks' hits by facet value to ``tally``; return the facets by id."""
+def _count_places(tally: Tally, counts: list[FacetCounts]) -> list[Facet | None]:
+    """Add the hits by facet value of chunks (or unique parts) to ``tally``; return the
+    facets by id."""
     facets: list[Facet | None] = [None, None]
     facet_ids: dict[tuple[Any, ...], int] = {}
-    for state in states:
-        tally.facet_hits[RESERVED] += state.reserved
-        tally.facet_hits[NOT_FOUND] += state.not_found
-        for values, hits in state.places:
+    for part in counts:
+        tally.facet_hits[RESERVED] += part.reserved
+        tally.facet_hits[NOT_FOUND] += part.not_found
+        for values, hits in part.places:
             facet_id = facet_ids.get(values)
             if facet_id is None:
                 facet_id = facet_ids[values] = len(facets)
@@ -137,9 +142,12 @@ def write_unique_part(
     part: UniquePart,
     should_cancel: Callable[[], bool] | None = None,
 ) -> None:
-    """Render one slice of the unique rows (the first opens the document) into its file."""
+    """Render one slice of the unique rows (the first opens the document) into its file, and
+    their hits by summary facet into another."""
     path = _part_file(work_dir, part.index)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    facets = path.with_suffix(".facets")
+    facets_partial = facets.with_name(partial.name + ".facets")
     framing = FIRST_FRAGMENT if part.index == 0 else FRAGMENT
     try:
         with partial.open("wb") as out:
@@ -147,10 +155,21 @@ def write_unique_part(
             run.tally.seen = part.hits
             run.write_unique()
             run.writer.close()
+        with facets_partial.open("wb") as handle:
+            FacetCounts.of(run).save(handle)
+        facets_partial.replace(facets)
         partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
+        facets_partial.unlink(missing_ok=True)
         raise
+
+
+def _load_part_facets(work_dir: Path, index: int) -> FacetCounts:
+    """The facet hits of unique part ``index`` (``write_unique_part``)."""
+    return FacetCounts.load(
+        orjson.loads(_part_file(work_dir, index).with_suffix(".facets").read_bytes())
+    )
 
 
 def _part_file(work_dir: Path, index: int) -> Path:

@@ -78,6 +78,43 @@ def _packed_v4(texts: list[str]) -> bytes | None:
         return None
 
 
+def _split(texts: list[str]) -> tuple[list[bool], list[str], bytes | None, list[int]]:
+    """Which texts are dotted, the dotted ones, those packed (``None`` unless every one is an
+    IPv4 address), and the positions of the texts to parse one by one."""
+    plain = [":" not in text for text in texts]
+    v4 = texts if all(plain) else list(compress(texts, plain))
+    packed = _packed_v4(v4)
+    if packed is None:
+        return plain, v4, None, list(range(len(texts)))
+    return plain, v4, packed, list(compress(range(len(texts)), map(operator.not_, plain)))
+
+
+def _parsed(texts: list[str], candidates: list[int]) -> tuple[list[int], list[Address]]:
+    """The positions among ``candidates`` of the texts that are IP addresses, and those."""
+    located: list[int] = []
+    addresses: list[Address] = []
+    for position in candidates:
+        address = parse_address(texts[position])
+        if address is not None:
+            addresses.append(address)
+            located.append(position)
+    return located, addresses
+
+
+def canonical_ips(texts: list[str]) -> tuple[list[str], Sequence[int]]:
+    """The canonical text of those ``texts`` that are IP addresses, and their positions:
+    the ``ips`` and ``positions`` of ``Resolver.resolve_texts``, without looking them up."""
+    plain, _, packed, candidates = _split(texts)
+    if packed is not None and not candidates:
+        return texts, range(len(texts))
+    located, addresses = _parsed(texts, candidates)
+    found = dict(zip(located, (address[0] for address in addresses), strict=True))
+    if packed is not None:  # the dotted texts are canonical IPv4 addresses
+        found.update((position, texts[position]) for position in compress(range(len(texts)), plain))
+    positions = sorted(found)
+    return list(map(found.__getitem__, positions)), positions
+
+
 def _place_facet(place: PlaceRecord) -> tuple[Any, ...]:
     found: tuple[Any, ...] = _pick_facet(place.values)
     return found
@@ -191,23 +228,12 @@ class Resolver:
         """The rows of those ``texts`` that are IP addresses, in order: IPv4 with numpy (when
         every dotted text is one), the others one by one."""
         count = len(texts)
-        plain = [":" not in text for text in texts]
-        v4 = texts if all(plain) else list(compress(texts, plain))
-        packed = _packed_v4(v4)
+        plain, v4, packed, candidates = _split(texts)
         if packed is not None:
             four = self.resolve_v4(np.frombuffer(packed, dtype=">u4").astype(np.int64), v4)
-            if len(v4) == count:  # the usual batch
+            if not candidates:  # the usual batch
                 return TextRows(four, range(count), packed)
-            candidates = list(compress(range(count), map(operator.not_, plain)))
-        else:
-            candidates = list(range(count))
-        located: list[int] = []
-        addresses: list[Address] = []
-        for position in candidates:
-            address = parse_address(texts[position])
-            if address is not None:
-                addresses.append(address)
-                located.append(position)
+        located, addresses = _parsed(texts, candidates)
         others = self.resolve(addresses)
         if packed is None:
             return TextRows(others, located, None)

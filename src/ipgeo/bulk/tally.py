@@ -12,9 +12,16 @@ from ipgeo.bulk.resolver import FIRST_PLACE, NOT_FOUND, RESERVED
 from ipgeo.bulk.summary import Facet, Summary, top_places
 from ipgeo.bulk.tokens import Token
 
+# The facet id IP keys carry in unique mode (an id, not read: see ``Tally``)
+UNCOUNTED = 0
+
 
 class Tally:
-    """Hits by facet id and by IP; tokens keep pending hits until they are folded in here."""
+    """Hits by facet id and by IP; tokens keep pending hits until they are folded in here.
+
+    In unique mode the facet hits are counted when the rows are written (``count_facets``):
+    each IP is looked up once, then, and the facet ids its keys carry before are not read.
+    """
 
     def __init__(self, unique: bool) -> None:
         self.unique = unique
@@ -48,19 +55,26 @@ class Tally:
         """Count one row of ``ip``."""
         if self.unique:
             self.seen[ip] = self.seen.get(ip, 0) + 1
-        else:
-            self.distinct.add(ip)
+            return
+        self.distinct.add(ip)
         self.facet_hits[facet] += 1
+
+    def count_facets(self, facets: list[int], hits: list[int]) -> None:
+        """Unique mode: count the hits of IPs whose rows are written, by their facet ids."""
+        facet_hits = self.facet_hits
+        for facet, count in zip(facets, hits, strict=True):
+            facet_hits[facet] += count
 
     def fold(self, tokens: list[Token]) -> None:
         """Move the pending hit counts of tokens into the totals."""
-        seen = self.seen if self.unique else None
+        seen = self.seen
         facet_hits = self.facet_hits
         for token in tokens:
             if token.hits and token.facet >= 0:
-                if seen is not None:
+                if self.unique:
                     seen[token.ip] = seen.get(token.ip, 0) + token.hits
-                facet_hits[token.facet] += token.hits
+                else:
+                    facet_hits[token.facet] += token.hits
                 token.hits = 0
 
     def fold_counts(
@@ -73,6 +87,7 @@ class Tally:
             seen = self.seen
             for ip, count in zip(ips, hits.tolist(), strict=True):
                 seen[ip] = seen.get(ip, 0) + count
+            return
         distinct, inverse = np.unique(facets, return_inverse=True)
         sums = np.bincount(inverse.reshape(-1), weights=hits).astype(np.int64)
         facet_hits = self.facet_hits
