@@ -233,6 +233,16 @@ def test_cidrs_give_one_row_per_database_network(testdata: Path) -> None:
             assert _same(row, _reference(service, row["ip"]))
     private = [row for row in rows if row["line"] == 5]
     assert [(row["error"], row["input"]) for row in private] == [("reserved_address", "10.0.0.0/8")]
+    # unique mode: one row per address of the ranges, counted as the per-line run counts them
+    out = io.BytesIO()
+    unique_options = Options("ndjson", unique=True)
+    unique = run(service, [("list.txt", io.BytesIO(text.encode()))], unique_options, out)
+    unique_rows = _ndjson(out.getvalue())
+    assert [row["ip"] for row in unique_rows] == list(dict.fromkeys(row["ip"] for row in rows))
+    counted = ("valid", "located", "reserved", "not_found", "distinct_ips", "top")
+    assert {name: getattr(unique, name) for name in counted} == {
+        name: getattr(summary, name) for name in counted
+    }
 
 
 def test_expand_and_its_limit(service: GeoService) -> None:

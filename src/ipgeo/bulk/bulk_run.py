@@ -286,14 +286,16 @@ class BulkRun:
         number = self.writer.line_format % lineno if self.writer.has_line else b""
         for addresses in range_addresses(self.resolver, options, lineno, token.text, *token.bounds):
             self._check_cancel()
+            if options.unique:  # the addresses are looked up when their rows are written
+                for ip, _, _ in addresses:
+                    self.tally.add(ip, UNCOUNTED)
+                if options.max_rows is not None and len(self.tally.seen) > options.max_rows:
+                    raise TooLarge("rows", options.max_rows)
+                continue
             rows = self.resolver.resolve(addresses)
             answers = self.resolver.answers
             for ip, answer in zip(rows.ips, rows.answers, strict=True):
                 self.tally.add(ip, answers[answer].facet)
-            if options.unique:
-                if options.max_rows is not None and len(self.tally.seen) > options.max_rows:
-                    raise TooLarge("rows", options.max_rows)
-                continue
             tails = self.renderer.tails(answers, rows, [token.text] * len(addresses))
             self.writer.extend([head + number + tail for tail in tails])
 
